@@ -1,0 +1,51 @@
+# EquiNAS Studio. `make run` starts the app; `make test` runs every test.
+# Both install what they need first (into .venv, and Debian's chromium for the browser tests).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DB ?= data/equinas.db
+PORT ?= 8501
+ADDRESS ?= localhost
+
+.PHONY: run test bench lint install install-dev browser data clean
+
+$(VENV)/.stamp-run: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-run requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.stamp-run
+install-dev: $(VENV)/.stamp-dev
+
+# Debian's chromium drives the browser tests (Playwright cannot download its own here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+data: $(VENV)/.stamp-run
+	@test -f data/default/ISIC_2019_Training_GroundTruth.csv || $(PY) -m nas_core datasets make-default --out data/default
+
+run: $(VENV)/.stamp-run data
+	$(PY) -m nas_core serve --db $(DB) --port $(PORT) --address $(ADDRESS)
+
+test: $(VENV)/.stamp-dev browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.stamp-dev data
+	$(PY) -m benchmarks
+
+lint: $(VENV)/.stamp-dev
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check . || true
+
+clean:
+	rm -rf $(VENV) data/default data/cache .pytest_cache
