@@ -509,3 +509,33 @@ def default_spec() -> ArchSpec:
         ),
         head=HeadSpec(hidden=0, dropout=0.2),
     )
+
+
+def diff(old: ArchSpec, new: ArchSpec) -> list[str]:
+    """Human-readable changes from ``old`` to ``new`` (for proposal cards and rationales).
+
+    Blocks are compared position by position; a changed depth is reported as
+    blocks added or removed at the end.
+    """
+    changes: list[str] = []
+    for name in STEM_FIELDS:
+        a, b = getattr(old.stem, name), getattr(new.stem, name)
+        if a != b:
+            changes.append(f"stem.{name}: {a} -> {b}")
+    for i in range(max(len(old.blocks), len(new.blocks))):
+        if i >= len(old.blocks):
+            b = new.blocks[i]
+            changes.append(f"blocks[{i}]: added {b.type} {b.out_channels}ch k{b.kernel} s{b.stride}")
+            continue
+        if i >= len(new.blocks):
+            changes.append(f"blocks[{i}]: removed ({old.blocks[i].type} {old.blocks[i].out_channels}ch)")
+            continue
+        for name in BLOCK_FIELDS:
+            a, b = getattr(old.blocks[i], name), getattr(new.blocks[i], name)
+            if a != b:
+                changes.append(f"blocks[{i}].{name}: {a} -> {b}")
+    for name in HEAD_FIELDS:
+        a, b = getattr(old.head, name), getattr(new.head, name)
+        if a != b:
+            changes.append(f"head.{name}: {a} -> {b}")
+    return changes

@@ -1,0 +1,1 @@
+"""Shared Streamlit widgets and plotly figures. With pages/, the only code that imports streamlit."""
