@@ -1,12 +1,57 @@
-"""Choosing the best candidate by the user's priorities, Pareto fronts and hypervolume.
+"""Choosing the best candidate by the user's priorities, and Pareto fronts.
 
 Owns :class:`Priorities` (ordered objectives with tolerances, or weights) and the
-functions that read measured candidates through them (FL-NAS's GetBestMetrics).
+functions that read measured candidates through them: FL-NAS's GetBestMetrics
+(:func:`best_candidate`, :func:`rank_candidates`) and the Pareto helpers
+(:func:`non_dominated`, :func:`pareto_front`) that LINAS and the UI reuse.
+Hypervolume lives with LINAS (``nas_core.linas``), which owns the reference point.
+
+Exact semantics of "best" (FL-NAS section III-B, made precise):
+
+Eligible candidates are those with metrics (``Candidate.metrics is not None``);
+``failed``/``rejected`` candidates never have metrics. Every objective is read
+through :meth:`nas_core.records.Metrics.value` and turned into a "goodness"
+``g = v`` for "max" objectives and ``g = -v`` for "min" ones, so larger is better.
+
+Ordered mode (lexicographic with tolerances, a semiorder):
+
+1. Guards first. For every objective with ``guard`` set, a candidate is dropped
+   when its goodness is below the best goodness among the eligible candidates
+   minus ``guard`` (or when it lacks that metric while another candidate has it).
+   The paper's "improve fairness without decreasing accuracy" is the accuracy
+   guard of the default priorities: fairness may only be bought with at most
+   ``guard`` of accuracy (a constant predictor is often "fair" and must not win).
+2. Then objective by objective, in order, on the surviving pool: candidates
+   that lack the metric are dropped if at least one candidate in the pool has
+   it (a missing value cannot be shown to be as good); if nobody has it the
+   objective is skipped. Of the rest, every candidate whose goodness is
+   ``>= best - tolerance`` stays (``tolerance`` is in the metric's own units,
+   e.g. 0.01 = one accuracy point; values within it are ties).
+3. Remaining ties are broken by the raw goodness of each objective in order
+   (no tolerance), then by the lowest candidate id (the oldest), so the result
+   is deterministic.
+
+Weighted mode: for each objective the goodness is min-max normalized over the
+eligible candidates to [0, 1] (1 = best); when every candidate has the same
+value the objective contributes 1 to all; a missing value scores 0 (worst).
+Score = sum(w_i * s_i) / sum(w_i); highest wins; ties as in ordered mode step 3.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from nas_core.errors import UserError
+from nas_core.records import OBJECTIVES, Candidate
+
+MODES = ("ordered", "weighted")
+
+
+class PrioritiesError(UserError, ValueError):
+    """The priorities name an unknown metric, an unknown mode or a negative tolerance/weight."""
 
 
 @dataclass(frozen=True)
@@ -16,13 +61,30 @@ class Objective:
     name: str
     tolerance: float = 0.0  # ordered mode: values within this of the best count as ties
     weight: float = 1.0  # weighted mode: importance of this objective
+    guard: float | None = None  # ordered mode: never accept more than this loss vs the best; None = no guard
+
+    def __post_init__(self) -> None:
+        if self.name not in OBJECTIVES:
+            raise PrioritiesError(f"unknown objective {self.name!r}; known: {', '.join(OBJECTIVES)}")
+        if not self.tolerance >= 0:
+            raise PrioritiesError(f"tolerance of {self.name} must be >= 0, got {self.tolerance}")
+        if not self.weight >= 0:
+            raise PrioritiesError(f"weight of {self.name} must be >= 0, got {self.weight}")
+        if self.guard is not None and not self.guard >= 0:
+            raise PrioritiesError(f"guard of {self.name} must be >= 0 or empty, got {self.guard}")
+
+    @property
+    def direction(self) -> str:
+        """"max" or "min"."""
+        return OBJECTIVES[self.name][0]
 
 
 def _paper_default() -> tuple[Objective, ...]:
     # FL-NAS: improve fairness without decreasing accuracy; hardware efficiency last.
+    # The accuracy guard (2 points) is what "without decreasing accuracy" means for selection.
     return (
         Objective("unfairness", tolerance=0.005),
-        Objective("accuracy", tolerance=0.01),
+        Objective("accuracy", tolerance=0.01, guard=0.02),
         Objective("params", tolerance=0.0),
     )
 
@@ -33,3 +95,219 @@ class Priorities:
 
     mode: str = "ordered"  # ordered | weighted
     objectives: tuple[Objective, ...] = field(default_factory=_paper_default)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise PrioritiesError(f"priority mode {self.mode!r} is unknown; use ordered or weighted")
+        if not self.objectives:
+            raise PrioritiesError("priorities need at least one objective")
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise PrioritiesError(f"an objective is listed twice in the priorities: {names}")
+        if self.mode == "weighted" and sum(o.weight for o in self.objectives) <= 0:
+            raise PrioritiesError("weighted priorities need at least one positive weight")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return {
+            "mode": self.mode,
+            "objectives": [
+                {"name": o.name, "tolerance": o.tolerance, "weight": o.weight, "guard": o.guard}
+                for o in self.objectives
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Priorities:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            PrioritiesError: unknown fields, metrics or modes.
+        """
+        unknown = set(data) - {"mode", "objectives"}
+        if unknown:
+            raise PrioritiesError(f"priorities: unknown field(s) {sorted(unknown)}; allowed: mode, objectives")
+        if data.get("objectives") is None:
+            return cls(mode=data.get("mode", "ordered"))
+        objs = []
+        for raw in data["objectives"]:
+            if isinstance(raw, str):
+                objs.append(Objective(raw))
+                continue
+            if not isinstance(raw, Mapping):
+                raise PrioritiesError(f"priorities: an objective must be a name or an object, got {raw!r}")
+            bad = set(raw) - {"name", "tolerance", "weight", "guard"}
+            if bad:
+                raise PrioritiesError(
+                    f"priorities: unknown objective field(s) {sorted(bad)}; allowed: name, tolerance, weight, guard"
+                )
+            try:
+                objs.append(Objective(**dict(raw)))
+            except TypeError as exc:
+                raise PrioritiesError(f"priorities: {exc}") from exc
+        return cls(mode=data.get("mode", "ordered"), objectives=tuple(objs))
+
+    @classmethod
+    def from_names(cls, names: Sequence[str], mode: str = "ordered") -> Priorities:
+        """Ordered (or equally weighted) priorities from bare objective names."""
+        return cls(mode=mode, objectives=tuple(Objective(n) for n in names))
+
+    def describe(self) -> str:
+        """One paragraph for prompts and reports."""
+        if self.mode == "weighted":
+            parts = [f"{o.name} ({o.direction}imize, weight {o.weight:g})" for o in self.objectives]
+            return "Weighted priorities: " + ", ".join(parts) + "."
+        parts = []
+        for i, o in enumerate(self.objectives, 1):
+            text = f"{i}. {o.name} ({o.direction}imize"
+            if o.tolerance:
+                text += f"; differences within {o.tolerance:g} count as ties"
+            if o.guard is not None:
+                text += f"; never lose more than {o.guard:g} of it"
+            parts.append(text + ")")
+        return "Objectives in order of priority: " + "; ".join(parts) + "."
+
+
+def goodness(candidate: Candidate, name: str) -> float | None:
+    """Value of objective ``name`` oriented so larger is better (None when missing)."""
+    if candidate.metrics is None:
+        return None
+    value = candidate.metrics.value(name)
+    if value is None or not math.isfinite(value):
+        return None
+    return value if OBJECTIVES[name][0] == "max" else -value
+
+
+def _tie_key(c: Candidate, objectives: Sequence[Objective]) -> tuple:
+    # Larger goodness first, missing last, then the oldest id.
+    parts: list[Any] = []
+    for o in objectives:
+        g = goodness(c, o.name)
+        parts.append(math.inf if g is None else -g)
+    parts.append(c.id)
+    return tuple(parts)
+
+
+def _ordered_pool(cands: list[Candidate], objectives: Sequence[Objective]) -> list[Candidate]:
+    pool = list(cands)
+    for o in objectives:
+        if o.guard is None:
+            continue
+        vals = [goodness(c, o.name) for c in pool]
+        known = [v for v in vals if v is not None]
+        if not known:
+            continue
+        floor = max(known) - o.guard
+        pool = [c for c, v in zip(pool, vals) if v is not None and v >= floor - 1e-12]
+    for o in objectives:
+        vals = [goodness(c, o.name) for c in pool]
+        known = [v for v in vals if v is not None]
+        if not known:
+            continue
+        floor = max(known) - o.tolerance
+        pool = [c for c, v in zip(pool, vals) if v is not None and v >= floor - 1e-12]
+        if len(pool) == 1:
+            break
+    return pool
+
+
+def weighted_scores(candidates: Sequence[Candidate], priorities: Priorities) -> dict[int, float]:
+    """Weighted-mode score in [0, 1] of every candidate with metrics, by candidate id."""
+    cands = [c for c in candidates if c.metrics is not None]
+    total = sum(o.weight for o in priorities.objectives) or 1.0
+    scores = {c.id: 0.0 for c in cands}
+    for o in priorities.objectives:
+        vals = {c.id: goodness(c, o.name) for c in cands}
+        known = [v for v in vals.values() if v is not None]
+        if not known:
+            continue
+        lo, hi = min(known), max(known)
+        for cid, v in vals.items():
+            if v is None:
+                continue
+            s = 1.0 if hi == lo else (v - lo) / (hi - lo)
+            scores[cid] += o.weight * s
+    return {cid: s / total for cid, s in scores.items()}
+
+
+def rank_candidates(candidates: Sequence[Candidate], priorities: Priorities | None = None) -> list[Candidate]:
+    """Every candidate with metrics, best first, by ``priorities`` (see the module docstring).
+
+    Ordered mode: the best is :func:`best_candidate`; the rest follow by repeating the
+    selection on what is left.
+    """
+    priorities = priorities or Priorities()
+    cands = sorted((c for c in candidates if c.metrics is not None), key=lambda c: c.id)
+    if priorities.mode == "weighted":
+        scores = weighted_scores(cands, priorities)
+        return sorted(cands, key=lambda c: (-scores[c.id],) + _tie_key(c, priorities.objectives))
+    ranked: list[Candidate] = []
+    left = cands
+    while left:
+        pool = _ordered_pool(left, priorities.objectives)
+        if not pool:  # everyone lacked a guarded metric someone else had
+            pool = left
+        best = min(pool, key=lambda c: _tie_key(c, priorities.objectives))
+        ranked.append(best)
+        left = [c for c in left if c.id != best.id]
+    return ranked
+
+
+def best_candidate(candidates: Sequence[Candidate], priorities: Priorities | None = None) -> Candidate | None:
+    """GetBestMetrics: the best measured candidate by ``priorities``, or None when none is measured."""
+    priorities = priorities or Priorities()
+    cands = sorted((c for c in candidates if c.metrics is not None), key=lambda c: c.id)
+    if not cands:
+        return None
+    if priorities.mode == "weighted":
+        return rank_candidates(cands, priorities)[0]
+    pool = _ordered_pool(cands, priorities.objectives) or cands
+    return min(pool, key=lambda c: _tie_key(c, priorities.objectives))
+
+
+def non_dominated(points: Sequence[Sequence[float | None]], directions: Sequence[str]) -> list[bool]:
+    """Flags: True where no other point dominates this one.
+
+    Args:
+        points: one row of objective values per point; None/NaN counts as the worst value.
+        directions: "max" or "min" per column.
+
+    A point dominates another when it is at least as good in every objective and
+    strictly better in one; equal points do not dominate each other (both stay).
+    """
+    for d in directions:
+        if d not in ("max", "min"):
+            raise ValueError(f"direction must be 'max' or 'min', got {d!r}")
+    rows = []
+    for p in points:
+        if len(p) != len(directions):
+            raise ValueError(f"point {list(p)} has {len(p)} values; expected {len(directions)}")
+        row = []
+        for v, d in zip(p, directions):
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                row.append(-math.inf)
+            else:
+                row.append(float(v) if d == "max" else -float(v))
+        rows.append(row)
+    flags = []
+    for i, a in enumerate(rows):
+        dominated = False
+        for j, b in enumerate(rows):
+            if i != j and all(y >= x for x, y in zip(a, b)) and any(y > x for x, y in zip(a, b)):
+                dominated = True
+                break
+        flags.append(not dominated)
+    return flags
+
+
+def pareto_front(points: Sequence[Sequence[float | None]], directions: Sequence[str]) -> list[int]:
+    """Indices of the non-dominated points, in input order (see :func:`non_dominated`)."""
+    return [i for i, ok in enumerate(non_dominated(points, directions)) if ok]
+
+
+def candidate_front(candidates: Sequence[Candidate], objectives: Sequence[str]) -> list[Candidate]:
+    """The measured candidates on the Pareto front of ``objectives``."""
+    cands = [c for c in candidates if c.metrics is not None]
+    dirs = [OBJECTIVES[n][0] for n in objectives]
+    pts = [[c.metrics.value(n) for n in objectives] for c in cands]  # type: ignore[union-attr]
+    return [cands[i] for i in pareto_front(pts, dirs)]
