@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from designers.fakes import make_candidate, make_metrics
 
 from nas_core.errors import UserError
 from nas_core.selection import (
@@ -16,6 +15,7 @@ from nas_core.selection import (
     rank_candidates,
     weighted_scores,
 )
+from tests.designers.fakes import make_candidate, make_metrics
 
 
 def cand(cid, acc=0.7, unf=0.05, params=100_000, **kw):
