@@ -1,0 +1,276 @@
+"""Build a PyTorch network from an architecture spec, and count what it costs.
+
+This module owns the mapping from an :class:`~nas_core.space.ArchSpec` to a
+:class:`~nas_core.models.layers.SpecNet` and the cost counters (parameters,
+MACs, size) that the budget check, the evaluator and the UI share.
+
+The layer structure (attribute names = ``state_dict`` keys) is a contract with
+the weight-sharing super-network, whose sub-networks must load into these
+models weight for weight; it is documented in :mod:`nas_core.models.layers`:
+
+- ``SpecNet.stem``: ``conv`` (in -> stem.out_channels, kernel, stride, padding
+  k//2, no bias) -> ``norm`` (``BatchNorm2d``) -> ``act`` (the first block's
+  activation; relu when there are no blocks).
+- ``SpecNet.blocks[i]``: one module per block, by type: ``ConvBlock``
+  (``conv``, ``norm``, ``act``, ``se``, ``dropout``, ``pool``),
+  ``ResidualBlock`` (``conv1``, ``norm1``, ``conv2``, ``norm2``, ``se``,
+  ``shortcut[.conv/.norm]``), ``MBConvBlock`` (``expand_conv``/``expand_norm``
+  only when expand > 1, ``dw_conv``, ``dw_norm``, ``se``, ``project_conv``,
+  ``project_norm``) and ``DWSepBlock`` (``dw_conv``, ``dw_norm``, ``se``,
+  ``pw_conv``, ``pw_norm``). ``se`` is an ``Identity`` when off.
+- ``SpecNet.head``: ``pool`` -> ``flatten`` -> [``hidden`` Linear -> ``act``
+  (the last block's activation)] -> ``dropout`` -> ``fc``.
+
+Costs: :func:`count_macs` runs one image through
+``torch.utils.flop_counter.FlopCounterMode`` and halves the FLOPs. That counter
+counts convolutions (all groups, so depthwise ones correctly) and matrix
+products (the linear layers) only; norms, activations, pools, SE gating, the
+residual additions and biases are not counted, which is the usual convention
+of MAC tables in papers. :func:`check_budget` builds the model on the ``meta``
+device (shapes only, no memory, no weight initialisation) and caches the
+result per spec, so the UI can call :func:`validate_full` on every edit.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from nas_core.errors import UserError
+from nas_core.models.layers import (
+    ConvBlock,
+    DWSepBlock,
+    Head,
+    MBConvBlock,
+    ResidualBlock,
+    SpecNet,
+    Stem,
+)
+from nas_core.space import ArchSpec, BlockSpec, Choices, validate
+
+logger = logging.getLogger(__name__)
+
+BLOCK_CLASSES = {
+    "conv": ConvBlock,
+    "residual": ResidualBlock,
+    "mbconv": MBConvBlock,
+    "dwsep": DWSepBlock,
+}
+
+
+class ModelError(UserError, ValueError):
+    """A model cannot be built or loaded from what the user gave (bad shape, unknown name, bad file)."""
+
+
+def check_shape(input_shape: tuple[int, int, int], n_classes: int) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ModelError(
+            f"input_shape must be (channels, height, width) with positive sizes, got {tuple(input_shape)!r}"
+        )
+    if int(n_classes) < 2:
+        raise ModelError(f"n_classes must be at least 2, got {n_classes!r}; a classifier needs two classes")
+    return shape  # type: ignore[return-value]
+
+
+def block_kwargs(block: BlockSpec, in_channels: int) -> dict:
+    """Constructor arguments of the layer class of ``block`` (also used to generate source)."""
+    kwargs = {
+        "in_channels": in_channels,
+        "out_channels": block.out_channels,
+        "kernel": block.kernel,
+        "stride": block.stride,
+        "norm": block.norm,
+        "act": block.act,
+        "se": block.se,
+        "dropout": float(block.dropout),
+        "pool": block.pool,
+    }
+    if block.type == "mbconv":
+        kwargs["expand"] = block.expand
+    return kwargs
+
+
+def layer_plan(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> tuple:
+    """The layer classes and constructor arguments of ``spec``'s network.
+
+    Returns:
+        ``(stem_kwargs, [(block_class_name, kwargs), ...], head_kwargs)``; the one
+        description both :func:`build_model` and the source generator build from.
+    """
+    channels, _, _ = check_shape(input_shape, n_classes)
+    first_act = spec.blocks[0].act if spec.blocks else "relu"
+    last_act = spec.blocks[-1].act if spec.blocks else "relu"
+    stem = {
+        "in_channels": channels,
+        "out_channels": spec.stem.out_channels,
+        "kernel": spec.stem.kernel,
+        "stride": spec.stem.stride,
+        "act": first_act,
+    }
+    blocks = []
+    c = spec.stem.out_channels
+    for block in spec.blocks:
+        if block.type not in BLOCK_CLASSES:
+            raise ModelError(f"unknown block type {block.type!r}; allowed: {list(BLOCK_CLASSES)}")
+        blocks.append((BLOCK_CLASSES[block.type].__name__, block_kwargs(block, c)))
+        c = block.out_channels
+    head = {
+        "in_channels": c,
+        "hidden": spec.head.hidden,
+        "dropout": float(spec.head.dropout),
+        "n_classes": int(n_classes),
+        "act": last_act,
+    }
+    return stem, blocks, head
+
+
+def build_model(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> SpecNet:
+    """The network described by ``spec``, freshly initialised.
+
+    Args:
+        spec: the architecture (validate it against the run's Choices first).
+        input_shape: ``(channels, height, width)`` of one image.
+        n_classes: number of output logits.
+
+    Returns:
+        A :class:`SpecNet` in training mode whose forward maps
+        ``(batch, *input_shape)`` to ``(batch, n_classes)`` logits.
+
+    Raises:
+        ModelError: for an impossible input shape or class count.
+    """
+    stem_kw, block_plan, head_kw = layer_plan(spec, input_shape, n_classes)
+    classes = {cls.__name__: cls for cls in BLOCK_CLASSES.values()}
+    blocks = [classes[name](**kw) for name, kw in block_plan]
+    return SpecNet(Stem(**stem_kw), blocks, Head(**head_kw))
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers excluded)."""
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of one forward pass of one image (convolutions and matmuls only).
+
+    The model is run in eval mode (restored afterwards) on a zero image on the
+    model's own device, so a model built on the ``meta`` device costs no compute.
+    """
+    try:
+        param = next(model.parameters())
+        device, dtype = param.device, param.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    x = torch.zeros((1, *tuple(int(s) for s in input_shape)), device=device, dtype=dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops()) // 2
+
+
+def model_size_mb(model: nn.Module) -> float:
+    """Size of the fp32 parameters and buffers in MB (10^6 bytes), as a saved state_dict would be."""
+    n = sum(p.numel() for p in model.parameters()) + sum(
+        b.numel() for b in model.buffers() if b.is_floating_point()
+    )
+    return n * 4 / 1e6
+
+
+@functools.lru_cache(maxsize=4096)
+def spec_costs(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> tuple[int, int]:
+    """``(params, macs)`` of ``spec``'s network, computed on the meta device and cached.
+
+    Raises:
+        ModelError: for an impossible input shape or class count.
+    """
+    with torch.device("meta"):
+        model = build_model(spec, input_shape, n_classes)
+    return count_params(model), count_macs(model, input_shape)
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def check_budget(
+    spec: ArchSpec, choices: Choices, input_shape: tuple[int, int, int], n_classes: int
+) -> list[str]:
+    """Messages for every cap of ``choices`` that ``spec``'s network breaks; empty when it fits.
+
+    Args:
+        spec: the architecture.
+        choices: the run's Choices (``max_params`` / ``max_macs``; ``None`` = no cap).
+        input_shape: ``(channels, height, width)`` of one image at the training resolution.
+        n_classes: number of classes.
+    """
+    if choices.max_params is None and choices.max_macs is None:
+        return []
+    shape = tuple(int(s) for s in input_shape)
+    params, macs = spec_costs(spec, shape, int(n_classes))
+    errors = []
+    if choices.max_params is not None and params > choices.max_params:
+        errors.append(
+            f"model: {params:,} parameters ({_human(params)}) is over the cap of {choices.max_params:,} "
+            f"({_human(choices.max_params)}); use fewer or narrower blocks (out_channels), a smaller "
+            "expand, or a smaller head.hidden, or raise max_params"
+        )
+    if choices.max_macs is not None and macs > choices.max_macs:
+        errors.append(
+            f"model: {macs:,} MACs ({_human(macs)}) at {shape[1]}x{shape[2]} px is over the cap of "
+            f"{choices.max_macs:,} ({_human(choices.max_macs)}); downsample earlier (stride 2 or a pool), "
+            "use narrower or fewer blocks, smaller kernels or cheaper block types (mbconv, dwsep), "
+            "or raise max_macs"
+        )
+    return errors
+
+
+def _norm_size_errors(spec: ArchSpec, input_shape: tuple[int, int, int]) -> list[str]:
+    """Instance norm needs more than one pixel per channel; say where a spec breaks that."""
+    size_h, size_w = -(-input_shape[1] // spec.stem.stride), -(-input_shape[2] // spec.stem.stride)
+    errors = []
+    for i, block in enumerate(spec.blocks):
+        # Every norm of a block sees the strided map (an mbconv's expand norm sees the larger input).
+        size_h, size_w = -(-size_h // block.stride), -(-size_w // block.stride)
+        pixels = size_h * size_w
+        if block.norm == "instance" and pixels <= 1:
+            errors.append(
+                f"blocks[{i}].norm = 'instance' normalizes each channel over its pixels, but the feature "
+                "map is 1x1 here; use another norm, or downsample less before this block"
+            )
+        if block.pool != "none":
+            size_h, size_w = -(-size_h // 2), -(-size_w // 2)
+    return errors
+
+
+def validate_full(
+    spec: ArchSpec, choices: Choices, input_shape: tuple[int, int, int], n_classes: int
+) -> list[str]:
+    """Everything wrong with ``spec`` for this run: the Choices, the resolution and the caps.
+
+    The caps are checked only when the spec is otherwise valid (an invalid spec
+    might not even build). Fast enough to call on every edit (cached costs).
+
+    Returns:
+        One message per problem; empty when the spec can be built and trained.
+    """
+    shape = check_shape(input_shape, n_classes)
+    errors = validate(spec, choices, shape[-1])
+    if errors:
+        return errors
+    errors = _norm_size_errors(spec, shape)
+    if errors:
+        return errors
+    return check_budget(spec, choices, shape, n_classes)

@@ -1,0 +1,188 @@
+"""Export trained networks: weights, ONNX, TorchScript and standalone PyTorch source.
+
+Owns every file format a model leaves the engine in:
+
+- :func:`save_state` / :func:`load_state`: the ``state_dict`` with
+  ``torch.save``; loading uses ``weights_only=True`` so a weights file can
+  never run code.
+- :func:`export_onnx`: the ``torch.export``-based exporter (``dynamo=True``,
+  the default since PyTorch 2.9; it needs ``onnxscript`` and nothing online),
+  one self-contained file (no external data), input ``input``
+  ``(batch, C, H, W)`` with a dynamic batch, output ``logits``. Falls back to
+  the legacy TorchScript-based exporter if the new one fails on a model.
+- :func:`export_torchscript`: ``torch.jit.trace`` in eval mode (the networks
+  here have no data-dependent control flow, so a trace is exact).
+- :func:`generate_source`: a Python module that imports only ``torch`` and
+  rebuilds the spec's network (same ``state_dict`` keys and shapes). It embeds
+  the text of :mod:`nas_core.models.layers` verbatim, so it is the same code
+  that was trained, plus a readable ``build_model()`` that lists every layer.
+  The spec is data, and so is the generated text: nothing here executes it.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import pathlib
+import pprint
+import warnings
+
+import torch
+from torch import nn
+
+from nas_core.models import layers
+from nas_core.models.builder import ModelError, layer_plan
+from nas_core.space import ArchSpec
+
+logger = logging.getLogger(__name__)
+
+
+def save_state(model: nn.Module, path: str | pathlib.Path) -> pathlib.Path:
+    """Write ``model.state_dict()`` (on CPU) to ``path``; returns the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, path)
+    return path
+
+
+def load_state(model: nn.Module, path: str | pathlib.Path) -> nn.Module:
+    """Load weights saved by :func:`save_state` into ``model`` (safely: ``weights_only=True``).
+
+    Returns:
+        ``model``, with the weights loaded.
+
+    Raises:
+        ModelError: the file is missing, is not a weights file, or does not fit
+            the model (the message names missing/unexpected keys or shapes).
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {str(path)!r} does not exist; export the candidate's weights first")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or unsafe file
+        raise ModelError(
+            f"{str(path)!r} is not a weights file this app can load safely ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); save it with save_state (a plain state_dict)"
+        ) from exc
+    if not isinstance(state, dict):
+        raise ModelError(f"{str(path)!r} holds a {type(state).__name__}, not a state_dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"the weights in {str(path)!r} do not fit this network ({str(exc)[:500]}); "
+            "build the model from the same spec, input size and class count they were trained with"
+        ) from exc
+    return model
+
+
+def _example(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 2) -> torch.Tensor:
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    # Batch 2, not 1: torch.export specializes a dimension of size 1 and would fix the batch.
+    return torch.randn((batch, *tuple(int(s) for s in input_shape)), device=device)
+
+
+def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: str | pathlib.Path,
+                opset: int | None = None) -> pathlib.Path:
+    """Write ``model`` (in eval mode) as one ONNX file with a dynamic batch.
+
+    Args:
+        model: the network; it is put in eval mode and left there.
+        input_shape: ``(channels, height, width)`` of one image.
+        path: where to write the ``.onnx`` file.
+        opset: ONNX opset; ``None`` lets torch choose its default.
+
+    Returns:
+        The path written.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    x = _example(model, input_shape)
+    try:
+        torch.onnx.export(
+            model, (x,), str(path), dynamo=True, external_data=False, verbose=False,
+            input_names=["input"], output_names=["logits"], opset_version=opset,
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )
+    except Exception as exc:  # the new exporter fails on some graphs; the legacy one is the fallback
+        logger.warning("torch.export-based ONNX export failed (%s); using the legacy exporter", exc)
+        torch.onnx.export(
+            model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"],
+            opset_version=opset or 17, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    return path
+
+
+def export_torchscript(model: nn.Module, input_shape: tuple[int, int, int],
+                       path: str | pathlib.Path) -> pathlib.Path:
+    """Trace ``model`` in eval mode and save it for ``torch.jit.load``; returns the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    # TorchScript is deprecated upstream (FutureWarning) but still what many deployment tools load.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(model, (_example(model, input_shape),))
+        traced.save(str(path))
+    return path
+
+
+def _layers_body() -> str:
+    """The text of :mod:`nas_core.models.layers` without its module docstring."""
+    text = pathlib.Path(layers.__file__).read_text()
+    tree = ast.parse(text)
+    first = tree.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        text = "\n".join(text.splitlines()[first.end_lineno:])
+    return text.strip("\n") + "\n"
+
+
+def _call(name: str, kwargs: dict, indent: str) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"{indent}{name}({args})"
+
+
+def generate_source(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> str:
+    """A standalone Python module (imports only torch) whose ``build_model()`` rebuilds ``spec``'s network.
+
+    The returned network has the same ``state_dict`` keys and shapes as
+    ``nas_core.models.build_model(spec, input_shape, n_classes)``, so the
+    weights from :func:`save_state` load into it.
+
+    Raises:
+        ModelError: for an impossible input shape or class count.
+    """
+    stem, blocks, head = layer_plan(spec, input_shape, n_classes)
+    shape = tuple(int(s) for s in input_shape)
+    spec_text = pprint.pformat(spec.to_dict(), width=100, sort_dicts=False)
+    block_lines = ",\n".join(_call(name, kw, " " * 12) for name, kw in blocks)
+    header = (
+        f'"""A CNN found by EquiNAS Studio (spec key {spec.key}), as plain PyTorch.\n\n'
+        "Generated from the architecture spec below; it imports only torch.\n"
+        f"Input: a float tensor (batch, {shape[0]}, {shape[1]}, {shape[2]}); output: (batch, {int(n_classes)}) logits.\n"
+        "Load the exported weights with:\n\n"
+        "    model = build_model()\n"
+        '    model.load_state_dict(torch.load("weights.pt", weights_only=True))\n'
+        '"""\n\n'
+    )
+    footer = (
+        f"\n\nINPUT_SHAPE = {shape!r}\n"
+        f"N_CLASSES = {int(n_classes)!r}\n"
+        f"SPEC = {spec_text}\n\n\n"
+        "def build_model() -> SpecNet:\n"
+        '    """The network of ``SPEC``, freshly initialised."""\n'
+        "    return SpecNet(\n"
+        f"{_call('Stem', stem, ' ' * 8)},\n"
+        "        [\n"
+        f"{block_lines}{',' if blocks else ''}\n"
+        "        ],\n"
+        f"{_call('Head', head, ' ' * 8)},\n"
+        "    )\n"
+    )
+    return header + _layers_body() + footer
