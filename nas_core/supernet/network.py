@@ -142,7 +142,9 @@ class DynamicSqueezeExcite(nn.Module):
 class ElasticMBConv(nn.Module):
     """An MBConv block of the builder's structure with elastic width, kernel and expand ratio."""
 
-    def __init__(self, max_in: int, max_out: int, space: SupernetSpaceConfig, stage: StageConfig, stride: int):
+    def __init__(
+        self, max_in: int, max_out: int, space: SupernetSpaceConfig, stage: StageConfig, stride: int
+    ):
         super().__init__()
         hid = max_in * max(space.expands)
         self.stride = stride
@@ -171,7 +173,9 @@ class _Stem(nn.Module):
     def __init__(self, space: SupernetSpaceConfig, act: str, in_channels: int):
         super().__init__()
         k = space.stem_kernel
-        self.conv = DynamicConv2d(in_channels, max(space.stem_widths), k, space.stem_stride, k // 2, bias=False)
+        self.conv = DynamicConv2d(
+            in_channels, max(space.stem_widths), k, space.stem_stride, k // 2, bias=False
+        )
         self.norm = DynamicBatchNorm2d(max(space.stem_widths))
         self.act = make_act(act)
 
@@ -204,7 +208,9 @@ class SuperNet(nn.Module):
         in_channels: image channels.
     """
 
-    def __init__(self, space: SupernetSpaceConfig, n_classes: int, image_size: int = 64, in_channels: int = 3):
+    def __init__(
+        self, space: SupernetSpaceConfig, n_classes: int, image_size: int = 64, in_channels: int = 3
+    ):
         super().__init__()
         self.space = space
         self.n_classes = n_classes
@@ -218,7 +224,9 @@ class SuperNet(nn.Module):
         for s, stage in enumerate(space.stages):
             for i in range(max(stage.depths)):
                 max_in = prev_max if i == 0 else max(stage.widths)
-                blocks.append(ElasticMBConv(max_in, max(stage.widths), space, stage, stage.stride if i == 0 else 1))
+                blocks.append(
+                    ElasticMBConv(max_in, max(stage.widths), space, stage, stage.stride if i == 0 else 1)
+                )
                 self.slots.append((s, i))
             prev_max = max(stage.widths)
         self.blocks = nn.ModuleList(blocks)
@@ -250,7 +258,9 @@ class SuperNet(nn.Module):
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
-def subnet_state_dict(supernet: SuperNet, config: SubnetConfig, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def subnet_state_dict(
+    supernet: SuperNet, config: SubnetConfig, target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The sub-network's weights, keyed and shaped like ``target`` (a standalone state dict).
 
     Every tensor is the leading slice of the super-network tensor of the same name

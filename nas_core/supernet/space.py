@@ -109,7 +109,13 @@ class SupernetSpaceConfig:
             "stem_kernel": self.stem_kernel,
             "stem_stride": self.stem_stride,
             "stages": [
-                {"widths": list(s.widths), "depths": list(s.depths), "stride": s.stride, "act": s.act, "se": s.se}
+                {
+                    "widths": list(s.widths),
+                    "depths": list(s.depths),
+                    "stride": s.stride,
+                    "act": s.act,
+                    "se": s.se,
+                }
                 for s in self.stages
             ],
             "kernels": list(self.kernels),
@@ -128,7 +134,9 @@ class SupernetSpaceConfig:
         allowed = set(cls().to_dict())
         unknown = set(data) - allowed
         if unknown:
-            raise SubnetError([f"space config: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"])
+            raise SubnetError(
+                [f"space config: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}"]
+            )
         d = dict(data)
         try:
             if "stages" in d:
@@ -190,7 +198,11 @@ def _check_space(cfg: SupernetSpaceConfig) -> list[str]:
             errors.append(f"stages[{i}].stride = {s.stride}: allowed 1 or 2")
         if s.act not in ACTS:
             errors.append(f"stages[{i}].act = {s.act!r}: allowed {list(ACTS)}")
-    if not cfg.kernels or list(cfg.kernels) != sorted(set(cfg.kernels)) or any(k % 2 == 0 for k in cfg.kernels):
+    if (
+        not cfg.kernels
+        or list(cfg.kernels) != sorted(set(cfg.kernels))
+        or any(k % 2 == 0 for k in cfg.kernels)
+    ):
         errors.append(f"kernels = {list(cfg.kernels)}: must be ascending odd sizes, e.g. [3, 5, 7]")
     if cfg.kernel_transform and list(cfg.kernels) != [3, 5, 7][-len(cfg.kernels) :]:
         errors.append("kernel_transform needs kernels [3, 5, 7] (or a suffix of it)")
@@ -239,7 +251,9 @@ class SubnetConfig:
         missing = allowed - set(data)
         if unknown or missing:
             raise SubnetError(
-                [f"sub-network config: unknown {sorted(unknown)} / missing {sorted(missing)}; fields: {sorted(allowed)}"]
+                [
+                    f"sub-network config: unknown {sorted(unknown)} / missing {sorted(missing)}; fields: {sorted(allowed)}"
+                ]
             )
         try:
             return cls(
@@ -372,15 +386,23 @@ def to_arch_spec(config: SubnetConfig, space: SupernetSpaceConfig) -> ArchSpec:
 def _fixed_field_errors(spec: ArchSpec, space: SupernetSpaceConfig) -> list[str]:
     errors = []
     if spec.stem.out_channels not in space.stem_widths:
-        errors.append(f"stem.out_channels = {spec.stem.out_channels}; the super-network allows {list(space.stem_widths)}")
+        errors.append(
+            f"stem.out_channels = {spec.stem.out_channels}; the super-network allows {list(space.stem_widths)}"
+        )
     if spec.stem.kernel != space.stem_kernel:
-        errors.append(f"stem.kernel = {spec.stem.kernel}; the super-network's stem kernel is {space.stem_kernel}")
+        errors.append(
+            f"stem.kernel = {spec.stem.kernel}; the super-network's stem kernel is {space.stem_kernel}"
+        )
     if spec.stem.stride != space.stem_stride:
-        errors.append(f"stem.stride = {spec.stem.stride}; the super-network's stem stride is {space.stem_stride}")
+        errors.append(
+            f"stem.stride = {spec.stem.stride}; the super-network's stem stride is {space.stem_stride}"
+        )
     if spec.head.hidden != 0:
         errors.append(f"head.hidden = {spec.head.hidden}; sub-networks have no hidden head layer (use 0)")
     if round(spec.head.dropout, 4) != round(space.head_dropout, 4):
-        errors.append(f"head.dropout = {spec.head.dropout}; the super-network's head dropout is {space.head_dropout}")
+        errors.append(
+            f"head.dropout = {spec.head.dropout}; the super-network's head dropout is {space.head_dropout}"
+        )
     for i, b in enumerate(spec.blocks):
         fixed = {"type": "mbconv", "norm": "batch", "dropout": 0.0, "pool": "none"}
         for name, want in fixed.items():
@@ -389,7 +411,9 @@ def _fixed_field_errors(spec: ArchSpec, space: SupernetSpaceConfig) -> list[str]
     return errors
 
 
-def _stage_errors(blocks: Sequence[BlockSpec], start: int, s: int, stage: StageConfig, space: SupernetSpaceConfig) -> list[str]:
+def _stage_errors(
+    blocks: Sequence[BlockSpec], start: int, s: int, stage: StageConfig, space: SupernetSpaceConfig
+) -> list[str]:
     errors = []
     width = blocks[0].out_channels
     if width not in stage.widths:
@@ -400,7 +424,9 @@ def _stage_errors(blocks: Sequence[BlockSpec], start: int, s: int, stage: StageC
         if b.stride != want_stride:
             errors.append(f"blocks[{j}].stride = {b.stride}; block {i} of stage {s} has stride {want_stride}")
         if b.out_channels != width:
-            errors.append(f"blocks[{j}].out_channels = {b.out_channels}; every block of stage {s} has one width ({width})")
+            errors.append(
+                f"blocks[{j}].out_channels = {b.out_channels}; every block of stage {s} has one width ({width})"
+            )
         if b.kernel not in space.kernels:
             errors.append(f"blocks[{j}].kernel = {b.kernel}; allowed: {list(space.kernels)}")
         if b.expand not in space.expands:
@@ -525,7 +551,9 @@ def choices_for_supernet(space: SupernetSpaceConfig | None = None) -> Choices:
 # Cost model (exact, no network needed)
 
 
-def count_subnet_params(config: SubnetConfig, space: SupernetSpaceConfig, n_classes: int, in_channels: int = 3) -> int:
+def count_subnet_params(
+    config: SubnetConfig, space: SupernetSpaceConfig, n_classes: int, in_channels: int = 3
+) -> int:
     """Parameters of the standalone sub-network (convs without bias, BN affine, SE with bias, fc)."""
     c = config.stem_width
     total = c * in_channels * space.stem_kernel**2 + 2 * c
@@ -543,7 +571,9 @@ def count_subnet_params(config: SubnetConfig, space: SupernetSpaceConfig, n_clas
     return total + c * n_classes + n_classes
 
 
-def count_subnet_macs(config: SubnetConfig, space: SupernetSpaceConfig, n_classes: int, image_size: int, in_channels: int = 3) -> int:
+def count_subnet_macs(
+    config: SubnetConfig, space: SupernetSpaceConfig, n_classes: int, image_size: int, in_channels: int = 3
+) -> int:
     """Multiply-accumulates of convolutions and linear layers for one image.
 
     Counts what ``torch.utils.flop_counter`` counts (convolutions, matrix products), so it
