@@ -1,0 +1,296 @@
+"""Hardware costs of a model on the run's Env: size, compute, latency, throughput, peak memory.
+
+Owns :func:`measure_hardware` (-> :class:`~nas_core.records.HardwareMetrics`),
+:func:`measure_latency`, :func:`peak_memory`, :func:`resolve_device` and
+:class:`LiveTensorMemory`, the CPU memory meter. Methods:
+
+- Parameters, MACs and size come from :mod:`nas_core.models` (``count_params``;
+  ``count_macs``: torch.utils.flop_counter on one image, MACs = FLOPs / 2;
+  ``model_size_mb``: fp32 parameters + floating buffers, 10^6 bytes per MB).
+- Latency: the model in eval mode under ``torch.inference_mode`` on a random batch
+  of ``Env.batch_size`` images (and separately of 1 image), ``Env.warmup`` untimed
+  runs, then ``Env.repeats`` runs timed one by one with ``time.perf_counter``
+  (``torch.cuda.synchronize`` around each on CUDA); the median is reported.
+  ``torch.set_num_threads(Env.threads)`` applies while timing and the previous thread
+  count is restored afterwards. Throughput = batch size / median batch latency.
+- Peak memory, CUDA: ``torch.cuda.max_memory_allocated`` after
+  ``reset_peak_memory_stats``, i.e. the caching allocator's peak of live tensor bytes,
+  model weights and input included.
+- Peak memory, CPU: :class:`LiveTensorMemory`, a ``TorchDispatchMode`` that adds the
+  bytes of every new tensor storage an ATen operator returns and subtracts them when the
+  storage is freed (a weak reference to the storage fires then); it starts from the
+  model's parameters and buffers and the input batch, so the figure is comparable to the
+  CUDA one. It counts tensor storage, not allocator overhead, oneDNN scratch buffers or
+  the Python heap; it is exact for what it counts and does not depend on the process's
+  RSS (which other threads and earlier allocations blur).
+- Training-step memory: one forward + backward + Adam step on a copy of the model (so
+  the caller's weights and batch-norm statistics are untouched) at the training batch
+  size, measured the same way; it includes gradients and Adam's two moment buffers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from nas_core.errors import UserError
+from nas_core.records import HardwareMetrics
+from nas_core.settings import Env
+
+log = logging.getLogger(__name__)
+
+CPU_MEMORY_METHOD = (
+    "cpu: live tensor storage bytes tracked per ATen op (TorchDispatchMode), "
+    "weights + input + activations; excludes allocator overhead"
+)
+CUDA_MEMORY_METHOD = "cuda: torch.cuda.max_memory_allocated (weights + input + activations)"
+
+_MB = 1e6
+
+
+class DeviceError(UserError):
+    """The requested device does not exist on this machine."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when present) -> a torch device.
+
+    Raises:
+        DeviceError: ``cuda`` was asked for on a machine without CUDA.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' was requested but CUDA is not available here; use cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise DeviceError(f"device {name!r} is not supported; use cpu, cuda or auto")
+    return torch.device(name)
+
+
+@contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, restoring the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class LiveTensorMemory(TorchDispatchMode):
+    """Peak bytes of live tensor storage while the mode is active (see the module docstring).
+
+    Usage::
+
+        with LiveTensorMemory(already_live=[*model.parameters(), x]) as mem:
+            model(x)
+        mem.peak_bytes
+    """
+
+    def __init__(self, already_live: Any = ()) -> None:
+        super().__init__()
+        self.current_bytes = 0
+        self.peak_bytes = 0
+        # storage id -> weak reference whose callback releases its bytes; the dict keeps the refs alive.
+        self._refs: dict[int, weakref.ref] = {}
+        self._pinned: list[torch.UntypedStorage] = []
+        for t in tree_leaves(list(already_live)):
+            if isinstance(t, torch.Tensor):
+                self._track(t)
+
+    def _release(self, key: int, nbytes: int, _ref: weakref.ref) -> None:
+        if self._refs.pop(key, None) is not None:
+            self.current_bytes -= nbytes
+
+    def _track(self, t: torch.Tensor) -> None:
+        if t.device.type == "meta":
+            return
+        st = t.untyped_storage()
+        key = st._cdata
+        if key in self._refs:
+            return
+        nbytes = int(st.nbytes())
+        self._refs[key] = weakref.ref(st, partial(self._release, key, nbytes))
+        self.current_bytes += nbytes
+        self.peak_bytes = max(self.peak_bytes, self.current_bytes)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._track(t)
+        return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    batch_size: int,
+    warmup: int,
+    repeats: int,
+    device: torch.device,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> float:
+    """Median seconds of one inference forward pass over ``batch_size`` random images.
+
+    The model must already be on ``device``; its train/eval mode is restored afterwards.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch_size, *input_shape), generator=gen).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.inference_mode():
+            for _ in range(max(0, warmup)):
+                model(x)
+            _sync(device)
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                model(x)
+                _sync(device)
+                times.append(time.perf_counter() - t0)
+    finally:
+        model.train(was_training)
+    return float(statistics.median(times))
+
+
+def _measure_peak(fn: Callable[[], Any], device: torch.device, already_live: Any) -> float:
+    """Peak MB while ``fn`` runs: CUDA allocator peak, or LiveTensorMemory on the CPU."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) / _MB
+    with LiveTensorMemory(already_live) as mem:
+        fn()
+    return mem.peak_bytes / _MB
+
+
+def peak_memory(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    batch_size: int,
+    device: torch.device,
+    train_step: bool = False,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> float:
+    """Peak memory in MB of one inference pass, or of one training step when ``train_step``.
+
+    A training step runs on a deep copy of the model with a fresh Adam optimizer and random
+    labels, so the caller's model is unchanged.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch_size, *input_shape), generator=gen).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if not train_step:
+        was_training = model.training
+        model.eval()
+
+        def infer() -> None:
+            with torch.inference_mode():
+                model(x)
+
+        try:
+            return _measure_peak(infer, device, [*model.parameters(), *model.buffers(), x])
+        finally:
+            model.train(was_training)
+
+    net = copy.deepcopy(model).train()
+    with torch.no_grad():
+        n_out = int(net(x[:2] if batch_size >= 2 else x).shape[1])
+    y = torch.randint(0, n_out, (batch_size,), generator=gen).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+
+    return _measure_peak(step, device, [*net.parameters(), *net.buffers(), x, y])
+
+
+def measure_hardware(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    env: Env,
+    train_batch_size: int | None = None,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> HardwareMetrics:
+    """Every hardware metric of ``model`` on ``env`` (methods in the module docstring).
+
+    Args:
+        model: the network; it is moved to the Env's device (in place) and its mode restored.
+        input_shape: (channels, height, width) of one image.
+        env: device, threads, inference batch size, warm-up and repeats.
+        train_batch_size: batch size of the measured training step (default: the Env's batch
+            size, at least 2 because batch norm needs two samples in training mode); 0 skips it.
+        channels_last: run inference in the channels-last memory format.
+        seed: seeds the random inputs.
+
+    Raises:
+        DeviceError: the Env asks for CUDA on a machine without it.
+    """
+    from nas_core.models import count_macs, count_params, model_size_mb
+
+    shape = tuple(int(s) for s in input_shape)
+    device = resolve_device(env.device)
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    params = count_params(model)
+    macs = count_macs(model, shape)
+    size = model_size_mb(model)
+    tb = max(2, env.batch_size) if train_batch_size is None else int(train_batch_size)
+    with num_threads(env.threads):
+        lat_batch = measure_latency(model, shape, env.batch_size, env.warmup, env.repeats, device,
+                                    channels_last, seed)
+        lat_b1 = (
+            lat_batch
+            if env.batch_size == 1
+            else measure_latency(model, shape, 1, env.warmup, env.repeats, device, channels_last, seed)
+        )
+        mem = peak_memory(model, shape, env.batch_size, device, False, channels_last, seed)
+        train_mem = peak_memory(model, shape, tb, device, True, channels_last, seed) if tb >= 2 else None
+    return HardwareMetrics(
+        params=params,
+        macs=macs,
+        size_mb=size,
+        latency_batch_s=lat_batch,
+        latency_image_s=lat_batch / env.batch_size,
+        latency_b1_s=lat_b1,
+        throughput=env.batch_size / lat_batch if lat_batch > 0 else None,
+        peak_memory_mb=mem,
+        peak_train_memory_mb=train_mem,
+        memory_method=CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD,
+        device=device.type,
+        threads=int(env.threads),
+        batch_size=int(env.batch_size),
+    )
