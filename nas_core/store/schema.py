@@ -1,0 +1,286 @@
+"""The store's SQLite schema as an ordered list of migrations, and the code that applies them.
+
+Owns :data:`MIGRATIONS` (version -> function that moves a database from the
+previous version to that one), :data:`SCHEMA_VERSION` (the newest) and
+:func:`migrate`. The ``schema_version`` table holds one row per applied
+version. A database whose newest version is above :data:`SCHEMA_VERSION` was
+written by a newer EquiNAS and is refused untouched (:class:`SchemaTooNew`).
+
+To change the schema, append a migration; never edit an applied one. Each
+migration runs inside the caller's transaction, so a failure leaves the
+database at the previous version.
+
+Times are REAL unix seconds (``time.time()``): cheap to compare for heartbeats
+and trivially converted for display.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from nas_core.errors import UserError
+from nas_core.records import OBJECTIVES
+
+
+class SchemaTooNew(UserError):
+    """The database was written by a newer version of EquiNAS Studio."""
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    """The first schema: every table the engine needs except worker bookkeeping."""
+    metric_cols = ",\n".join(f"    {name} REAL" for name in OBJECTIVES)
+    conn.executescript(
+        f"""
+CREATE TABLE datasets (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    format TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL DEFAULT '',
+    columns_json TEXT NOT NULL DEFAULT '{{}}',
+    counts_json TEXT NOT NULL DEFAULT '{{}}',
+    config_json TEXT NOT NULL DEFAULT '{{}}',
+    cache_path TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    dataset_id INTEGER REFERENCES datasets(id),
+    dataset_ref TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'created',
+    config_json TEXT NOT NULL DEFAULT '{{}}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE iterations (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'proposing',
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    error TEXT NOT NULL DEFAULT '',
+    UNIQUE (run_id, number)
+);
+CREATE TABLE candidates (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER NOT NULL,
+    spec_json TEXT NOT NULL,
+    key TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    status TEXT NOT NULL,
+    rationale TEXT NOT NULL DEFAULT '',
+    predicted_json TEXT NOT NULL DEFAULT '[]',
+    baseline TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    extra_json TEXT NOT NULL DEFAULT '[]',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (run_id, key)
+);
+CREATE TABLE metrics (
+    id INTEGER PRIMARY KEY,
+    candidate_id INTEGER NOT NULL UNIQUE REFERENCES candidates(id) ON DELETE CASCADE,
+    metrics_json TEXT NOT NULL,
+    estimate INTEGER NOT NULL DEFAULT 0,
+{metric_cols},
+    created_at REAL NOT NULL
+);
+CREATE TABLE group_metrics (
+    id INTEGER PRIMARY KEY,
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id) ON DELETE CASCADE,
+    attribute TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    accuracy REAL,
+    ci_low REAL,
+    ci_high REAL
+);
+CREATE TABLE llm_calls (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    iteration INTEGER,
+    prompt TEXT NOT NULL DEFAULT '',
+    messages_json TEXT NOT NULL DEFAULT '[]',
+    raw_answer TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '',
+    tokens_in INTEGER,
+    tokens_out INTEGER,
+    duration_s REAL,
+    error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE TABLE feedback (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    candidate_id INTEGER REFERENCES candidates(id) ON DELETE CASCADE,
+    iteration INTEGER,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    payload_json TEXT NOT NULL DEFAULT '{{}}',
+    run_id INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+    candidate_id INTEGER REFERENCES candidates(id) ON DELETE CASCADE,
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 3,
+    worker_id TEXT,
+    heartbeat_at REAL,
+    progress_json TEXT NOT NULL DEFAULT '{{}}',
+    result_json TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    run_id INTEGER,
+    candidate_id INTEGER,
+    job_id INTEGER,
+    entity TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT,
+    actor TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX idx_candidates_run ON candidates(run_id, status);
+CREATE INDEX idx_jobs_status ON jobs(status, id);
+CREATE INDEX idx_group_metrics_candidate ON group_metrics(candidate_id);
+"""
+    )
+
+
+def _v2(conn: sqlite3.Connection) -> None:
+    """Worker heartbeats (so the app can show "worker alive") and indexes for the timeline."""
+    conn.executescript(
+        """
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    executor TEXT NOT NULL DEFAULT 'local',
+    status TEXT NOT NULL DEFAULT 'running',
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at REAL
+);
+CREATE INDEX idx_events_run ON events(run_id, id);
+CREATE INDEX idx_events_candidate ON events(candidate_id, id);
+CREATE INDEX idx_events_job ON events(job_id, id);
+CREATE INDEX idx_llm_calls_run ON llm_calls(run_id, iteration);
+CREATE INDEX idx_feedback_run ON feedback(run_id);
+"""
+    )
+
+
+#: Ordered migrations: (version, description, apply). Append only.
+MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
+    (1, "first schema", _v1),
+    (2, "workers table and timeline indexes", _v2),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The newest applied version, 0 for an empty database."""
+    has = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+    ).fetchone()
+    if not has:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def check_not_newer(conn: sqlite3.Connection, path: str) -> int:
+    """Return the database's version; raise SchemaTooNew when this code is too old for it."""
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"database {path} has schema version {version}, but this EquiNAS Studio knows only up to "
+            f"version {SCHEMA_VERSION}; upgrade EquiNAS Studio (the database was left untouched)"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, path: str, upto: int | None = None) -> int:
+    """Apply every pending migration (up to ``upto``) in one IMMEDIATE transaction.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Returns the
+    version the database is at afterwards.
+    """
+    target = SCHEMA_VERSION if upto is None else upto
+    # Cheap check outside a write lock: most opens find nothing to do.
+    if check_not_newer(conn, path) >= target:
+        return current_version(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the lock: another process may have migrated meanwhile.
+        version = check_not_newer(conn, path)
+        if version == 0:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+        for number, description, apply in MIGRATIONS:
+            if version < number <= target:
+                _run_in_transaction(conn, apply)
+                conn.execute(
+                    "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                    (number, description, time.time()),
+                )
+                version = number
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return version
+
+
+def _run_in_transaction(conn: sqlite3.Connection, apply: Callable[[sqlite3.Connection], None]) -> None:
+    """Run a migration without ``executescript``'s implicit COMMIT breaking our transaction."""
+    real_conn = conn
+
+    class _NoCommitScript:
+        """Proxy whose executescript runs statement by statement inside the open transaction."""
+
+        def executescript(self, sql: str) -> None:
+            for statement in _split_sql(sql):
+                real_conn.execute(statement)
+
+        def execute(self, *args, **kwargs):  # noqa: ANN002, ANN003 - thin proxy
+            return real_conn.execute(*args, **kwargs)
+
+    apply(_NoCommitScript())  # type: ignore[arg-type]
+
+
+def _split_sql(sql: str) -> list[str]:
+    """Split a script of simple DDL statements on ';' (no triggers or string literals with ';')."""
+    parts: list[str] = []
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                parts.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        parts.append(buf.strip())
+    return parts
