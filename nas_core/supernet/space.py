@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from nas_core.errors import UserError
+from nas_core.linas.space import Gene, SearchSpace
 from nas_core.space import ArchSpec, BlockSpec, Choices, HeadSpec, StemSpec
 
 #: Bump when the checkpoint layout or the meaning of a config changes; older checkpoints are refused.
@@ -606,41 +607,45 @@ def count_subnet_macs(
 # Integer genes for LINAS
 
 
-class SupernetSpace:
-    """The super-network's sub-networks as integer genes (a LINAS search-space plug-in).
+class SupernetSpace(SearchSpace):
+    """The super-network's sub-networks as integer genes: a LINAS search-space plug-in.
 
-    Genes, in order: stem width index; per stage depth index and width index; per
-    stage and block slot (max depth) kernel index and expand index. Slots past a
-    stage's depth are inactive: :meth:`decode` ignores them, :meth:`encode` writes 0.
+    Genes, in order (all ordered, ``kind="int"``): stem width index; per stage depth
+    index and width index; per stage and block slot (max depth) kernel index and expand
+    index. Slots past a stage's depth are inactive: :meth:`decode` ignores them,
+    :meth:`encode` and :meth:`canonical` write 0. Keys are the sub-network's ArchSpec
+    key, so a run's candidates dedup the same way in both evaluation modes. Parameters
+    and MACs are exact and vectorized (cheap for every inner-search visit).
+
+    Args:
+        space: the super-network's space (default: :class:`SupernetSpaceConfig`'s defaults).
+        n_classes: classes of the data set (the classifier's size).
+        image_size: the square training resolution (for MACs).
     """
+
+    exact_names = ("params", "macs")
+    exact_is_cheap = True
 
     def __init__(self, space: SupernetSpaceConfig | None = None, n_classes: int = 8, image_size: int = 64):
         self.space = space or SupernetSpaceConfig()
-        self.n_classes = n_classes
-        self.image_size = image_size
-        b: list[tuple[int, int]] = [(0, len(self.space.stem_widths) - 1)]
-        names = ["stem_width"]
-        for s, stage in enumerate(self.space.stages):
-            b += [(0, len(stage.depths) - 1), (0, len(stage.widths) - 1)]
-            names += [f"depth{s}", f"width{s}"]
-        for s, stage in enumerate(self.space.stages):
+        self.n_classes = int(n_classes)
+        self.image_size = int(image_size)
+        sp = self.space
+        genes = [Gene("stem_width", len(sp.stem_widths))]
+        for s, stage in enumerate(sp.stages):
+            genes += [Gene(f"depth{s}", len(stage.depths)), Gene(f"width{s}", len(stage.widths))]
+        self._slots: list[tuple[int, int, int]] = []  # (stage, index in stage, kernel gene column)
+        for s, stage in enumerate(sp.stages):
             for i in range(max(stage.depths)):
-                b += [(0, len(self.space.kernels) - 1), (0, len(self.space.expands) - 1)]
-                names += [f"kernel{s}.{i}", f"expand{s}.{i}"]
-        self._bounds = b
-        self.gene_names: tuple[str, ...] = tuple(names)
-
-    @property
-    def n_var(self) -> int:
-        """Number of integer genes."""
-        return len(self._bounds)
+                self._slots.append((s, i, len(genes)))
+                genes += [Gene(f"kernel{s}.{i}", len(sp.kernels)), Gene(f"expand{s}.{i}", len(sp.expands))]
+        self.genes = tuple(genes)
+        self.gene_names: tuple[str, ...] = tuple(g.name for g in genes)
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive lower and upper bound of every gene."""
-        lo = np.array([b[0] for b in self._bounds], dtype=int)
-        hi = np.array([b[1] for b in self._bounds], dtype=int)
-        return lo, hi
+        return np.zeros(self.n_var, dtype=np.int64), self.upper
 
     def encode(self, config: SubnetConfig) -> np.ndarray:
         """Integer genes of ``config`` (inactive slots are 0).
@@ -653,61 +658,98 @@ class SupernetSpace:
         genes = [sp.stem_widths.index(config.stem_width)]
         for s, stage in enumerate(sp.stages):
             genes += [stage.depths.index(config.depths[s]), stage.widths.index(config.widths[s])]
-        for s, stage in enumerate(sp.stages):
-            for i in range(max(stage.depths)):
-                if i < config.depths[s]:
-                    genes += [sp.kernels.index(config.kernels[s][i]), sp.expands.index(config.expands[s][i])]
-                else:
-                    genes += [0, 0]
-        return np.asarray(genes, dtype=int)
+        for s, i, _ in self._slots:
+            if i < config.depths[s]:
+                genes += [sp.kernels.index(config.kernels[s][i]), sp.expands.index(config.expands[s][i])]
+            else:
+                genes += [0, 0]
+        return np.asarray(genes, dtype=np.int64)
 
     def decode(self, x: Sequence[int] | np.ndarray) -> SubnetConfig:
         """Config of integer genes; genes out of bounds are clipped into range."""
         x = [int(round(float(v))) for v in x]
         if len(x) != self.n_var:
             raise SubnetError([f"encoding has {len(x)} genes; the super-network space has {self.n_var}"])
-        x = [min(max(v, lo), hi) for v, (lo, hi) in zip(x, self._bounds)]
+        x = [min(max(v, 0), g.n - 1) for v, g in zip(x, self.genes)]
         sp = self.space
-        pos = 1
-        depths, widths = [], []
-        for stage in sp.stages:
-            depths.append(stage.depths[x[pos]])
-            widths.append(stage.widths[x[pos + 1]])
-            pos += 2
-        kernels, expands = [], []
-        for s, stage in enumerate(sp.stages):
-            ks, es = [], []
-            for i in range(max(stage.depths)):
-                if i < depths[s]:
-                    ks.append(sp.kernels[x[pos]])
-                    es.append(sp.expands[x[pos + 1]])
-                pos += 2
-            kernels.append(tuple(ks))
-            expands.append(tuple(es))
+        depths = [stage.depths[x[1 + 2 * s]] for s, stage in enumerate(sp.stages)]
+        widths = [stage.widths[x[2 + 2 * s]] for s, stage in enumerate(sp.stages)]
+        kernels: list[list[int]] = [[] for _ in sp.stages]
+        expands: list[list[int]] = [[] for _ in sp.stages]
+        for s, i, col in self._slots:
+            if i < depths[s]:
+                kernels[s].append(sp.kernels[x[col]])
+                expands[s].append(sp.expands[x[col + 1]])
         return SubnetConfig(
             stem_width=sp.stem_widths[x[0]],
             depths=tuple(depths),
             widths=tuple(widths),
-            kernels=tuple(kernels),
-            expands=tuple(expands),
+            kernels=tuple(tuple(k) for k in kernels),
+            expands=tuple(tuple(e) for e in expands),
         )
 
     def key(self, config: SubnetConfig) -> str:
         """Canonical key; the same as the key of the sub-network's ArchSpec."""
         return to_arch_spec(config, self.space).key
 
-    def sample(self, rng: random.Random | np.random.Generator | int, n: int) -> list[SubnetConfig]:
-        """``n`` random configs (with replacement)."""
-        if not isinstance(rng, random.Random):
-            seed = int(rng.integers(2**31)) if isinstance(rng, np.random.Generator) else int(rng)
-            rng = random.Random(seed)
+    def canonical(self, X: np.ndarray) -> np.ndarray:
+        """Rows with the genes of inactive block slots zeroed."""
+        X = np.array(X, dtype=np.int64, copy=True).reshape(-1, self.n_var)
+        depth_of = [np.asarray(st.depths)[X[:, 1 + 2 * s]] for s, st in enumerate(self.space.stages)]
+        for s, i, col in self._slots:
+            X[depth_of[s] <= i, col : col + 2] = 0
+        return X
+
+    def ids(self, X: np.ndarray) -> np.ndarray:
+        """Canonical rows as bytes (a canonical row determines the config and its key)."""
+        C = np.ascontiguousarray(self.canonical(X))
+        return np.array([r.tobytes() for r in C], dtype=object)
+
+    def sample_configs(self, rng: random.Random, n: int) -> list[SubnetConfig]:
+        """``n`` random configs, every gene uniform (with replacement)."""
         return [sample_config(self.space, rng) for _ in range(n)]
 
     def exact_objectives(self, configs: Sequence[SubnetConfig]) -> dict[str, np.ndarray]:
         """Parameters and MACs of every config, computed exactly without building a network."""
-        params = [count_subnet_params(c, self.space, self.n_classes) for c in configs]
-        macs = [count_subnet_macs(c, self.space, self.n_classes, self.image_size) for c in configs]
-        return {"params": np.asarray(params, dtype=float), "macs": np.asarray(macs, dtype=float)}
+        return self.exact_array(np.array([self.encode(c) for c in configs]).reshape(-1, self.n_var))
+
+    def exact_array(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Parameters and MACs of gene rows, vectorized (see :func:`count_subnet_params`)."""
+        X = np.asarray(X, dtype=np.int64).reshape(-1, self.n_var)
+        sp = self.space
+        kern = np.asarray(sp.kernels)
+        expd = np.asarray(sp.expands)
+        c = np.asarray(sp.stem_widths)[X[:, 0]].astype(np.float64)
+        size = (self.image_size - 1) // sp.stem_stride + 1
+        sizes = np.full(len(X), float(size))
+        params = c * 3 * sp.stem_kernel**2 + 2 * c
+        macs = sizes**2 * c * 3 * sp.stem_kernel**2
+        depth_of = [np.asarray(st.depths)[X[:, 1 + 2 * s]] for s, st in enumerate(sp.stages)]
+        width_of = [
+            np.asarray(st.widths)[X[:, 2 + 2 * s]].astype(np.float64) for s, st in enumerate(sp.stages)
+        ]
+        for s, i, col in self._slots:
+            stage = sp.stages[s]
+            on = depth_of[s] > i
+            k = kern[X[:, col]].astype(np.float64)
+            e = expd[X[:, col + 1]].astype(np.float64)
+            out = width_of[s]
+            hid = c * e
+            p = c * hid + 2 * hid + hid * k * k + 2 * hid + hid * out + 2 * out
+            stride = stage.stride if i == 0 else 1
+            new_sizes = np.floor((sizes - 1) / stride) + 1
+            m = sizes**2 * c * hid + new_sizes**2 * (hid * k * k + hid * out)
+            if stage.se:
+                r = np.maximum(8, np.floor(hid / 4))
+                p = p + 2 * hid * r + r + hid
+                m = m + 2 * hid * r
+            params = np.where(on, params + p, params)
+            macs = np.where(on, macs + m, macs)
+            sizes = np.where(on, new_sizes, sizes)
+            c = np.where(on, out, c)
+        params = params + c * self.n_classes + self.n_classes
+        macs = macs + c * self.n_classes
+        return {"params": params, "macs": macs}
 
     def to_spec(self, config: SubnetConfig) -> ArchSpec:
         """The sub-network's ArchSpec (see :func:`to_arch_spec`)."""

@@ -207,6 +207,19 @@ def test_gene_encoding_round_trip_and_inactive_genes():
     assert objs["params"][0] < objs["params"][1] and objs["macs"][0] < objs["macs"][1]
 
 
+def test_vectorized_costs_equal_the_per_config_counts_on_raw_gene_rows():
+    sp = SupernetSpace(SupernetSpaceConfig(), n_classes=7, image_size=64)
+    X = np.random.default_rng(1).integers(0, sp.upper + 1, size=(40, sp.n_var))  # not canonical
+    got = sp.exact_array(X)
+    configs = [sp.decode(x) for x in X]
+    assert list(got["params"]) == [count_subnet_params(c, sp.space, 7) for c in configs]
+    assert list(got["macs"]) == [count_subnet_macs(c, sp.space, 7, 64) for c in configs]
+    # canonical rows of the same config are identical, so ids dedup exactly like keys
+    ids = sp.ids(X)
+    keys = [sp.key(c) for c in configs]
+    assert len(set(ids)) == len(set(keys))
+
+
 def test_space_config_round_trip_and_bad_space():
     space = SupernetSpaceConfig()
     assert SupernetSpaceConfig.from_dict(space.to_dict()) == space
