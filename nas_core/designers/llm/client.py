@@ -1,0 +1,228 @@
+"""A thin, safe client for any OpenAI-compatible chat endpoint (OpenAI, Azure, Ollama, vLLM, llama.cpp).
+
+Owns :class:`LlmSettings` (base URL, model, temperature, timeout, retries; never
+the key), key resolution (:func:`resolve_api_key`: passed in memory, else
+``EQUINAS_LLM_API_KEY``, else ``OPENAI_API_KEY``), :class:`LlmClient` (one chat
+call through the real ``openai`` SDK with structured outputs when the endpoint
+supports them) and redaction of the key from any error text.
+
+HTTP 429 and 5xx answers and timeouts are retried by the SDK itself with
+exponential backoff (it honours ``Retry-After``/``retry-after-ms``), up to
+``http_retries`` times. Structured outputs (``response_format`` of type
+``json_schema``) are tried first in ``structured="auto"`` mode; an endpoint that
+answers 400/404/422 to them is asked again without, and remembered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nas_core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+KEY_ENV_VARS = ("EQUINAS_LLM_API_KEY", "OPENAI_API_KEY")
+# Local servers (Ollama, vLLM, llama.cpp) accept any key, but the SDK insists on one.
+_PLACEHOLDER_KEY = "not-needed"
+
+
+class LlmError(UserError):
+    """The endpoint could not be used (unreachable, timed out, refused, rate-limited past the retries)."""
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """How to reach the model. The API key is deliberately not a field: it never gets stored."""
+
+    base_url: str | None = None  # e.g. http://localhost:11434/v1 (Ollama); None = api.openai.com
+    model: str = "gpt-4o-mini"  # model name as the endpoint knows it
+    temperature: float = 0.7  # sampling temperature
+    timeout_s: float = 120.0  # per HTTP request
+    max_retries: int = 3  # follow-ups after an invalid answer (validation errors, duplicates)
+    http_retries: int = 2  # SDK retries after 429/5xx/timeouts, with exponential backoff
+    structured: str = "auto"  # auto | on | off: JSON-schema structured outputs
+    history_k: int = 5  # how many recent candidates the prompt lists
+    max_answer_chars: int = 64 * 1024  # answers are cut to this before parsing
+
+    def __post_init__(self) -> None:
+        if self.structured not in ("auto", "on", "off"):
+            raise LlmError(f"structured must be auto, on or off, got {self.structured!r}")
+        if not self.model:
+            raise LlmError("an LLM model name is needed (e.g. gpt-4o-mini, llama3.1)")
+        if not self.timeout_s > 0:
+            raise LlmError(f"timeout must be positive, got {self.timeout_s}")
+        if self.max_retries < 0 or self.http_retries < 0:
+            raise LlmError("retry counts must be 0 or more")
+        if not 0 <= self.temperature <= 2:
+            raise LlmError(f"temperature must be between 0 and 2, got {self.temperature}")
+        if self.base_url is not None and not str(self.base_url).startswith(("http://", "https://")):
+            raise LlmError(f"base URL must start with http:// or https://, got {self.base_url!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (no key: there is none to leak)."""
+        return {
+            "base_url": self.base_url, "model": self.model, "temperature": self.temperature,
+            "timeout_s": self.timeout_s, "max_retries": self.max_retries, "http_retries": self.http_retries,
+            "structured": self.structured, "history_k": self.history_k, "max_answer_chars": self.max_answer_chars,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> LlmSettings:
+        """Inverse of :meth:`to_dict`; a key-like field is refused rather than kept."""
+        data = dict(data or {})
+        secret = [k for k in data if any(s in k.lower() for s in ("key", "secret", "token", "password"))]
+        if secret:
+            raise LlmError(
+                f"LLM settings must not contain secrets ({secret}); put the key in EQUINAS_LLM_API_KEY "
+                "or OPENAI_API_KEY instead"
+            )
+        allowed = set(cls().to_dict())
+        unknown = set(data) - allowed
+        if unknown:
+            raise LlmError(f"LLM settings: unknown field(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise LlmError(f"LLM settings: {exc}") from exc
+
+
+def resolve_api_key(api_key: str | None = None) -> str | None:
+    """The key to use: passed in memory, else EQUINAS_LLM_API_KEY, else OPENAI_API_KEY, else None."""
+    if api_key:
+        return api_key
+    for var in KEY_ENV_VARS:
+        value = os.environ.get(var)
+        if value:
+            return value
+    return None
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (and of its long parts) replaced by ``***``."""
+    if not secret or not text:
+        return text
+    out = text.replace(secret, "***")
+    # Servers sometimes echo a shortened key ("sk-abc...wxyz"); hide long fragments too.
+    if len(secret) >= 12:
+        for frag in (secret[:8], secret[-8:]):
+            out = out.replace(frag, "***")
+    return out
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One answer from the endpoint."""
+
+    text: str
+    model: str
+    tokens_in: int | None
+    tokens_out: int | None
+    duration_s: float
+    structured: bool  # True when structured outputs were used for this call
+
+
+class LlmClient:
+    """Sends chat requests to one endpoint.
+
+    Args:
+        settings: endpoint and retry settings.
+        api_key: kept in memory only; see :func:`resolve_api_key` for the fallbacks.
+    """
+
+    def __init__(self, settings: LlmSettings, api_key: str | None = None):
+        import openai  # imported here: the rest of the engine does not need it loaded
+
+        self.settings = settings
+        self._key = resolve_api_key(api_key)
+        self._structured_ok: bool | None = None if settings.structured == "auto" else settings.structured == "on"
+        self._openai = openai
+        self._client = openai.OpenAI(
+            api_key=self._key or _PLACEHOLDER_KEY,
+            base_url=settings.base_url,
+            timeout=settings.timeout_s,
+            max_retries=settings.http_retries,
+        )
+
+    def redact(self, text: str) -> str:
+        """Remove the key from ``text``."""
+        return redact(text, self._key)
+
+    def chat(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None = None) -> ChatResult:
+        """One chat completion.
+
+        Raises:
+            LlmError: unreachable, timed out, refused or rate-limited beyond the retries;
+                the message never contains the key.
+        """
+        use_structured = schema is not None and self._structured_ok is not False
+        try:
+            return self._call(messages, schema if use_structured else None)
+        except self._openai.APIStatusError as exc:
+            if use_structured and self.settings.structured == "auto" and exc.status_code in (400, 404, 415, 422):
+                log.info("endpoint refused structured outputs (HTTP %s); using plain chat", exc.status_code)
+                self._structured_ok = False
+                try:
+                    return self._call(messages, None)
+                except self._openai.OpenAIError as exc2:
+                    raise self._wrap(exc2) from None
+            raise self._wrap(exc) from None
+        except self._openai.OpenAIError as exc:
+            raise self._wrap(exc) from None
+
+    def _call(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None) -> ChatResult:
+        kwargs: dict[str, Any] = {}
+        if schema is not None:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "architecture_proposal", "schema": dict(schema), "strict": True},
+            }
+        start = time.perf_counter()
+        resp = self._client.chat.completions.create(
+            model=self.settings.model,
+            messages=[dict(m) for m in messages],  # type: ignore[misc]
+            temperature=self.settings.temperature,
+            **kwargs,
+        )
+        duration = time.perf_counter() - start
+        if schema is not None and self._structured_ok is None:
+            self._structured_ok = True
+        text = ""
+        if resp.choices:
+            text = resp.choices[0].message.content or ""
+        usage = resp.usage
+        return ChatResult(
+            text=text,
+            model=resp.model or self.settings.model,
+            tokens_in=None if usage is None else usage.prompt_tokens,
+            tokens_out=None if usage is None else usage.completion_tokens,
+            duration_s=duration,
+            structured=schema is not None,
+        )
+
+    def _wrap(self, exc: Exception) -> LlmError:
+        o = self._openai
+        where = self.settings.base_url or "api.openai.com"
+        tries = self.settings.http_retries + 1
+        if isinstance(exc, o.APITimeoutError):
+            msg = (f"the LLM endpoint {where} did not answer within {self.settings.timeout_s:g} s "
+                   f"({tries} tries); raise the timeout or check the server")
+        elif isinstance(exc, o.APIConnectionError):
+            msg = f"cannot reach the LLM endpoint {where}; check the base URL and that the server is running"
+        elif isinstance(exc, o.AuthenticationError):
+            msg = (f"the LLM endpoint {where} refused the API key (HTTP 401); set EQUINAS_LLM_API_KEY or "
+                   "OPENAI_API_KEY to a valid key")
+        elif isinstance(exc, o.RateLimitError):
+            msg = f"the LLM endpoint {where} is rate-limiting (HTTP 429) after {tries} tries; wait and retry"
+        elif isinstance(exc, o.NotFoundError):
+            msg = (f"the LLM endpoint {where} answered 404: check the base URL (it usually ends in /v1) "
+                   f"and the model name {self.settings.model!r}")
+        elif isinstance(exc, o.APIStatusError):
+            msg = f"the LLM endpoint {where} answered HTTP {exc.status_code}: {str(exc)[:300]}"
+        else:
+            msg = f"the LLM call failed: {str(exc)[:300]}"
+        return LlmError(self.redact(msg))

@@ -1,0 +1,191 @@
+"""The LLM designer against a real local HTTP server through the real openai SDK.
+
+Every scripted case ends with a valid proposal or a clear error; nothing the server sends is executed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas_core.designers.base import DesignContext
+from nas_core.designers.llm.client import LlmClient, LlmError, LlmSettings, redact
+from nas_core.designers.llm.designer import LlmDesigner, LlmDesignError
+from nas_core.designers.llm.parse import AnswerError, parse_answer
+from nas_core.designers.llm.prompt import PromptError, PromptParts
+from nas_core.space import BlockSpec, Choices, default_spec, validate
+from tests.designers.fakes import make_candidate, make_metrics
+from tests.llm_server import FakeLlmServer, reply, status
+
+KEY = "sk-test-SECRET-0123456789abcdef"
+GOOD = default_spec()
+OTHER = GOOD.__class__(stem=GOOD.stem, blocks=GOOD.blocks + (BlockSpec(type="dwsep", out_channels=64),),
+                       head=GOOD.head)
+
+
+def answer(spec=OTHER, rationale="wider for the weakest group") -> str:
+    return json.dumps({"architecture": spec.to_dict(), "rationale": rationale})
+
+
+def ctx(**kw) -> DesignContext:
+    return DesignContext(choices=Choices.default(), input_shape=(3, 32, 32), n_classes=2, **kw)
+
+
+def designer(srv, calls, **kw) -> LlmDesigner:
+    settings = LlmSettings(base_url=srv.base_url, model="fake", timeout_s=kw.pop("timeout_s", 5),
+                           http_retries=kw.pop("http_retries", 2), **kw)
+    return LlmDesigner(settings, api_key=KEY, on_call=calls.append)
+
+
+def test_valid_json_becomes_a_proposal_and_key_is_sent_only_as_header():
+    calls = []
+    with FakeLlmServer([reply(answer())]) as srv:
+        props = designer(srv, calls).propose(ctx())
+        assert srv.headers[0]["authorization"] == f"Bearer {KEY}"
+        body = srv.requests[0]
+    assert len(props) == 1 and props[0].spec == OTHER and props[0].origin == "llm"
+    assert props[0].rationale == "wider for the weakest group"
+    assert body["response_format"]["type"] == "json_schema"  # structured outputs tried first
+    assert body["messages"][0]["content"].startswith("You are an expert")
+    assert len(calls) == 1 and calls[0].error == "" and calls[0].tokens_out > 0
+    assert KEY not in json.dumps([c.__dict__ for c in calls], default=str)
+
+
+def test_prose_and_code_fences_are_tolerated():
+    calls = []
+    text = "Sure! Here is my design.\n```json\n" + answer() + "\n```\nHope it helps {not json}."
+    with FakeLlmServer([reply(text)]) as srv:
+        props = designer(srv, calls).propose(ctx())
+    assert props[0].spec == OTHER
+
+
+def test_endpoint_without_structured_outputs_falls_back_to_plain_chat():
+    calls = []
+    with FakeLlmServer([reply("Answer: " + answer(), refuse_structured=True)]) as srv:
+        props = designer(srv, calls).propose(ctx())
+        assert "response_format" in srv.requests[0] and "response_format" not in srv.requests[1]
+    assert props[0].spec == OTHER and calls[0].structured is False
+
+
+def test_broken_json_goes_back_with_the_error_then_succeeds():
+    calls = []
+    with FakeLlmServer([reply('{"architecture": {"blocks": [ oops'), reply(answer())]) as srv:
+        props = designer(srv, calls).propose(ctx())
+        followup = srv.requests[1]["messages"]
+    assert props[0].spec == OTHER
+    assert [c.attempt for c in calls] == [0, 1] and "no valid JSON" in calls[0].error
+    assert followup[-2]["role"] == "assistant" and "no valid JSON" in followup[-1]["content"]
+
+
+def test_spec_outside_choices_is_fed_back_with_allowed_values():
+    bad = OTHER.to_dict()
+    bad["blocks"][0]["kernel"] = 4
+    bad["stem"]["out_channels"] = 1000
+    calls = []
+    with FakeLlmServer([reply(json.dumps({"architecture": bad, "rationale": "x"})), reply(answer())]) as srv:
+        props = designer(srv, calls).propose(ctx())
+        fb = srv.requests[1]["messages"][-1]["content"]
+    assert "blocks[0].kernel = 4 is not allowed; allowed: [3, 5, 7]" in fb and "stem.out_channels" in fb
+    assert validate(props[0].spec, Choices.default()) == []
+
+
+def test_python_code_is_never_executed(tmp_path: Path):
+    marker = tmp_path / "pwned"
+    code = f"```python\nimport os\nos.system('touch {marker}')\nopen('{marker}', 'w').write('x')\n```"
+    calls = []
+    with FakeLlmServer([reply(code)]) as srv:
+        with pytest.raises(LlmDesignError, match="no valid new architecture in 2 tries"):
+            designer(srv, calls, max_retries=1).propose(ctx())
+    assert not marker.exists()
+    assert len(calls) == 2 and all("no valid JSON" in c.error for c in calls)
+
+
+def test_two_megabyte_answer_is_capped_before_parsing():
+    big = "x" * (2 * 1024 * 1024)
+    calls = []
+    with FakeLlmServer([reply(big), reply(answer())]) as srv:
+        props = designer(srv, calls).propose(ctx())
+        fb = srv.requests[1]["messages"]
+    assert props[0].spec == OTHER
+    assert len(calls[0].raw_answer) == 64 * 1024 and "limit is 65,536" in calls[0].error
+    assert len(fb[-2]["content"]) <= 8000  # the echo sent back is short
+
+
+def test_rate_limit_then_success_uses_backoff():
+    calls = []
+    with FakeLlmServer([status(429, headers={"retry-after-ms": "20"}), reply(answer())]) as srv:
+        props = designer(srv, calls).propose(ctx())
+        assert srv.n_requests == 2
+    assert props[0].spec == OTHER
+
+
+def test_server_errors_past_the_retries_are_a_clear_error_without_the_key():
+    calls = []
+    with FakeLlmServer([status(503, message=f"overloaded, your key {KEY}", headers={"retry-after-ms": "5"})]) as srv:
+        with pytest.raises(LlmError) as err:
+            designer(srv, calls, http_retries=1).propose(ctx())
+        assert srv.n_requests == 2
+    assert "HTTP 503" in str(err.value) and KEY not in str(err.value) and "***" in str(err.value)
+    assert calls[-1].error and KEY not in calls[-1].error
+
+
+def test_no_answer_until_the_timeout():
+    calls = []
+    with FakeLlmServer([reply(answer(), delay_s=2.0)]) as srv:
+        with pytest.raises(LlmError, match="did not answer within 0.3 s"):
+            designer(srv, calls, timeout_s=0.3, http_retries=0).propose(ctx())
+
+
+def test_spec_already_measured_is_sent_back_as_duplicate():
+    measured = make_candidate(1, make_metrics(), spec=OTHER)
+    calls = []
+    third = OTHER.__class__(stem=OTHER.stem, blocks=OTHER.blocks[:2], head=OTHER.head)
+    with FakeLlmServer([reply(answer(OTHER)), reply(answer(third))]) as srv:
+        props = designer(srv, calls).propose(ctx(history=(measured,)))
+        prompt = srv.requests[0]["messages"][1]["content"]
+        fb = srv.requests[1]["messages"][-1]["content"]
+    assert "already proposed or measured" in fb and props[0].spec == third
+    # the prompt carried the best-so-far design and its metrics in the paper's text form
+    assert "Unfairness Score: 0.0500" in prompt and "Fairness Detail: [male:" in prompt
+
+
+def test_several_proposals_per_round_are_distinct():
+    third = OTHER.__class__(stem=OTHER.stem, blocks=OTHER.blocks[:2], head=OTHER.head)
+    calls = []
+    with FakeLlmServer([reply(answer(OTHER)), reply(answer(OTHER)), reply(answer(third))]) as srv:
+        props = designer(srv, calls).propose(ctx(n=2))
+    assert [p.spec for p in props] == [OTHER, third]
+
+
+def test_unknown_placeholder_is_reported_before_anything_is_sent():
+    with FakeLlmServer([reply(answer())]) as srv:
+        with pytest.raises(PromptError, match=r"\{best_metric\} in PromptConst.*Known placeholders"):
+            LlmDesigner(LlmSettings(base_url=srv.base_url, model="m"),
+                        parts=PromptParts(const="{best_metric}"), api_key=KEY)
+        assert srv.n_requests == 0
+
+
+def test_unreachable_endpoint():
+    client = LlmClient(LlmSettings(base_url="http://127.0.0.1:9/v1", model="m", http_retries=0, timeout_s=2))
+    with pytest.raises(LlmError, match="cannot reach"):
+        client.chat([{"role": "user", "content": "hi"}])
+
+
+def test_settings_refuse_secrets_and_key_resolution(monkeypatch):
+    with pytest.raises(LlmError, match="must not contain secrets"):
+        LlmSettings.from_dict({"model": "m", "api_key": KEY})
+    monkeypatch.setenv("EQUINAS_LLM_API_KEY", "env-key-1234567890")
+    from nas_core.designers.llm.client import resolve_api_key
+
+    assert resolve_api_key() == "env-key-1234567890" and resolve_api_key("mem") == "mem"
+    assert redact(f"bad key {KEY} / {KEY[:8]}...", KEY) == "bad key *** / ***..."
+
+
+def test_parse_answer_shapes():
+    assert parse_answer(json.dumps(OTHER.to_dict())).spec == OTHER  # bare spec tolerated
+    with pytest.raises(AnswerError, match="no \"architecture\" field"):
+        parse_answer('{"design": 1}')
+    with pytest.raises(AnswerError, match="unknown field"):
+        parse_answer('{"architecture": {"blocks": [{"typ": "conv"}]}}')
