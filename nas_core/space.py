@@ -242,6 +242,8 @@ class Choices:
         Raises:
             SpecError: unknown fields, empty or wrongly typed value lists, a bad range.
         """
+        if not isinstance(data, Mapping):
+            raise SpecError([f"choices must be a JSON object, got {type(data).__name__}"])
         errors: list[str] = []
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(data) - set(fields)
@@ -266,9 +268,17 @@ class Choices:
                 if name == "type" and set(value) - set(BLOCK_TYPES):
                     errors.append(f"choices.type: unknown block type(s) {sorted(set(value) - set(BLOCK_TYPES))}")
                     continue
+                # Values the model builder cannot build would otherwise fail later, mid-search.
+                out_of_range = [v for v in value if not _value_ok(name, v, default)]
+                if out_of_range:
+                    errors.append(f"choices.{name}: {out_of_range} not allowed; {_VALUE_RULES.get(name, '')}".rstrip())
+                    continue
                 values[name] = tuple(kind(v) for v in value)
+                if name in ("dropout", "head_dropout"):
+                    # Specs round dropout to 4 decimals (normalize), so the Choices must too.
+                    values[name] = tuple(round(v, 4) for v in values[name])
             elif name in ("max_params", "max_macs"):
-                if value is not None and (not isinstance(value, int) or value <= 0):
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                     errors.append(f"choices.{name}: must be a positive integer or null, got {value!r}")
                     continue
                 values[name] = value
@@ -314,6 +324,38 @@ class Choices:
             bounds += [(0, len(self.allowed("block", f)) - 1) for f in BLOCK_FIELDS]
         bounds += [(0, len(self.allowed("head", f)) - 1) for f in HEAD_FIELDS]
         return bounds
+
+
+_VALUE_RULES = {
+    "stem_out_channels": "channels must be at least 1",
+    "out_channels": "channels must be at least 1",
+    "stem_kernel": "kernels must be odd and at least 1 (same padding)",
+    "kernel": "kernels must be odd and at least 1 (same padding)",
+    "stem_stride": "strides must be at least 1",
+    "stride": "strides must be at least 1",
+    "expand": "expansion ratios must be at least 1",
+    "head_hidden": "hidden widths must be 0 (no hidden layer) or more",
+    "dropout": "dropout rates must be in [0, 1)",
+    "head_dropout": "dropout rates must be in [0, 1)",
+    "norm": "allowed: batch, group, layer, instance, none",
+    "act": "allowed: relu, relu6, silu, gelu, hardswish",
+    "pool": "allowed: none, max, avg",
+}
+
+
+def _value_ok(name: str, value: Any, default: tuple[Any, ...]) -> bool:
+    """Whether one value of the Choices list ``name`` can be built (see ``_VALUE_RULES``)."""
+    if name in ("norm", "act", "pool"):
+        return value in default
+    if name in ("dropout", "head_dropout"):
+        return 0 <= value < 1
+    if name == "head_hidden":
+        return value >= 0
+    if name in ("stem_kernel", "kernel"):
+        return value >= 1 and value % 2 == 1
+    if name in ("stem_out_channels", "out_channels", "stem_stride", "stride", "expand"):
+        return value >= 1
+    return True
 
 
 def _is_kind(value: Any, kind: type) -> bool:
