@@ -1,4 +1,14 @@
 """Data sets: format readers, the synthetic default, demographic groups, splits and the decode cache.
 
-See :mod:`nas_core.data.index` for the record every reader returns.
+See :mod:`nas_core.data.index` for the record every reader returns. Entry points:
+:func:`nas_core.data.prepare.prepare` (what the evaluator calls),
+:func:`nas_core.data.isic2019.load_isic2019`, :func:`nas_core.data.synthetic.make_default`,
+:func:`nas_core.data.cache.build_cache`, :func:`nas_core.data.splits.make_split`.
+
+Only the light records are re-exported here, so importing the package stays cheap (no torch,
+no PIL); import the sub-modules for the rest.
 """
+
+from nas_core.data.index import UNKNOWN, AttributeSpec, DataError, DatasetIndex
+
+__all__ = ["UNKNOWN", "AttributeSpec", "DataError", "DatasetIndex"]
