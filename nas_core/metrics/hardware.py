@@ -294,3 +294,18 @@ def measure_hardware(
         threads=int(env.threads),
         batch_size=int(env.batch_size),
     )
+
+
+def static_costs(model: nn.Module, input_shape: tuple[int, int, int], env: Env) -> HardwareMetrics:
+    """Parameters, MACs and size only: no timing, no memory (for fast estimates)."""
+    from nas_core.models import count_macs, count_params, model_size_mb
+
+    shape = tuple(int(s) for s in input_shape)
+    return HardwareMetrics(
+        params=count_params(model),
+        macs=count_macs(model, shape),
+        size_mb=model_size_mb(model),
+        device=env.device,
+        threads=int(env.threads),
+        batch_size=int(env.batch_size),
+    )
