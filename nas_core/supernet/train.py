@@ -1,0 +1,411 @@
+"""Training the super-network once on a run's split: the sandwich rule, resumable checkpoints.
+
+Owns :class:`SupernetTrainSettings` (every training knob, with its default's reason),
+:func:`train_supernet` and :class:`TrainOutcome`.
+
+Each step trains the largest sub-network on the labels, then the smallest and
+``n_random`` random ones (the sandwich rule of BigNAS/OFA), accumulating their
+gradients into one optimizer step; with ``distill`` the smaller ones learn from the
+largest's soft predictions of the same batch (in-place distillation) instead of the
+labels. After every epoch the largest network's batch-norm statistics are
+recalibrated and its validation loss decides early stopping (patience); the best
+weights are kept.
+
+A checkpoint is written atomically after every epoch with the current and best
+weights, the optimizer state and every random-number state (torch's global RNG, the
+batch-order generator, the sub-network sampler), so a stopped training resumes at
+the next epoch and ends exactly where an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas_core.errors import UserError
+from nas_core.supernet.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    load_checkpoint,
+    save_checkpoint,
+)
+from nas_core.supernet.network import SuperNet, recalibrate_bn, sort_channels
+from nas_core.supernet.space import (
+    SCHEMA_VERSION,
+    SubnetConfig,
+    SupernetSpaceConfig,
+    largest,
+    sample_config,
+    smallest,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SupernetTrainError(UserError):
+    """Training cannot start with what was given (settings, data, an incompatible checkpoint)."""
+
+
+class Stopped(UserError):
+    """Training was stopped on request; the last finished epoch is in the checkpoint."""
+
+
+@dataclass(frozen=True)
+class SupernetTrainSettings:
+    """Hyperparameters of super-network training."""
+
+    max_epochs: int = 30  # hard cap on epochs
+    patience: int = 5  # stop when the largest's validation loss has not improved for this many epochs
+    batch_size: int = 64  # images per step (each seen by 2 + n_random sub-networks)
+    lr: float = 2e-3  # AdamW learning rate: small data sets, few epochs, no schedule tuning needed
+    weight_decay: float = 1e-4  # decoupled weight decay
+    n_random: int = 2  # random sub-networks per step besides the largest and the smallest
+    distill: bool = True  # smaller sub-networks learn the largest's soft predictions (in-place KD)
+    distill_temperature: float = 1.0  # softmax temperature of the distillation targets
+    augment: bool = True  # random horizontal and vertical flips (lesions have no orientation)
+    calib_batches: int = 4  # training batches that recalibrate BN of the largest before validation
+    sort_channels_every: int = 0  # OFA channel importance sorting every N epochs; 0 = never
+    seed: int = 0  # initialization, batch order, sub-network sampling
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "patience", "batch_size", "calib_batches"):
+            if int(getattr(self, name)) < 1:
+                raise SupernetTrainError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_random < 0 or self.sort_channels_every < 0:
+            raise SupernetTrainError("n_random and sort_channels_every must be 0 or more")
+        if not self.lr > 0 or self.distill_temperature <= 0:
+            raise SupernetTrainError("lr and distill_temperature must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SupernetTrainSettings:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            SupernetTrainError: unknown fields or bad values.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise SupernetTrainError(
+                f"super-network settings: unknown field(s) {sorted(unknown)}; allowed: {sorted(names)}"
+            )
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise SupernetTrainError(f"super-network settings: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """Where training stands after :func:`train_supernet` returns."""
+
+    checkpoint: str
+    meta: CheckpointMeta
+    resumed_from_epoch: int  # 0 for a fresh start
+
+
+def _batches(
+    images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, batch_size: int, transform: Callable
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(index), batch_size):
+        idx = index[start : start + batch_size]
+        x = transform(images[idx])
+        yield x, labels[idx].to(x.device)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip_h = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
+    flip_v = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
+    x = torch.where(flip_h[:, None, None, None], x.flip(3), x)
+    return torch.where(flip_v[:, None, None, None], x.flip(2), x)
+
+
+class _Fixed(torch.nn.Module):
+    """The super-network running one fixed sub-network (for BN recalibration)."""
+
+    def __init__(self, net: SuperNet, config: SubnetConfig):
+        super().__init__()
+        self.net = net
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D401
+        return self.net(x, self.config)
+
+
+@torch.no_grad()
+def _evaluate(
+    net: SuperNet, config: SubnetConfig, images, labels, index, batch_size: int, transform: Callable
+) -> tuple[float, float]:
+    net.eval()
+    total_loss, correct, n = 0.0, 0, 0
+    for x, y in _batches(images, labels, index, max(batch_size, 128), transform):
+        out = net(x, config)
+        total_loss += float(F.cross_entropy(out, y, reduction="sum"))
+        correct += int((out.argmax(1) == y).sum())
+        n += len(y)
+    return total_loss / max(n, 1), correct / max(n, 1)
+
+
+def _rng_state(gen: torch.Generator, sampler: random.Random) -> dict[str, Any]:
+    version, state, gauss = sampler.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "generator": gen.get_state(),
+        "python": [version, list(state), gauss],
+    }
+
+
+def _set_rng_state(rng: Mapping[str, Any], gen: torch.Generator, sampler: random.Random) -> None:
+    torch.set_rng_state(rng["torch"])
+    gen.set_state(rng["generator"])
+    version, state, gauss = rng["python"]
+    sampler.setstate((version, tuple(state), gauss))
+
+
+def train_supernet(
+    prepared: Any,
+    checkpoint: str | Path,
+    space: SupernetSpaceConfig | None = None,
+    settings: SupernetTrainSettings | None = None,
+    *,
+    dataset: str = "",
+    subsample: int | None = None,
+    resume: bool = True,
+    device: str | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainOutcome:
+    """Train (or resume training) the super-network on ``prepared``'s split.
+
+    Args:
+        prepared: a ``nas_core.data.prepare.PreparedData`` (images, labels, split,
+            dataset_hash, image_size, class_names).
+        checkpoint: file the checkpoint is written to after every epoch.
+        space: the super-network's space (ignored when resuming: the checkpoint's counts).
+        settings: training settings (ignored when resuming, except ``max_epochs`` and ``patience``,
+            which may be raised to train longer).
+        dataset: the data set's path or name, recorded for messages.
+        subsample: the balanced subsample ``prepared`` was made with (recorded for measuring).
+        resume: continue from ``checkpoint`` when it exists (else it is overwritten).
+        device: "cpu" (default) or "cuda".
+        progress: called after every epoch with a dict (epoch, max_epochs, losses, accuracies, fraction).
+        should_stop: polled between steps; True stops after writing nothing new (the last
+            finished epoch stays in the checkpoint) and raises :class:`Stopped`.
+
+    Returns:
+        The outcome, with the checkpoint's final metadata.
+
+    Raises:
+        SupernetTrainError: empty splits or a checkpoint of another data set/space/resolution.
+        Stopped: when ``should_stop`` asked for it.
+    """
+    checkpoint = Path(checkpoint)
+    settings = settings or SupernetTrainSettings()
+    space = space or SupernetSpaceConfig()
+    split = prepared.split
+    if len(split.train) == 0 or len(split.val) == 0:
+        raise SupernetTrainError(
+            "the data set's split has no training or no validation images; use a larger data set"
+        )
+    images, labels = prepared.images, prepared.labels.long()
+    n_classes = len(prepared.class_names)
+    image_size = int(prepared.image_size)
+
+    data: dict[str, Any] | None = None
+    if resume and checkpoint.exists():
+        data = load_checkpoint(checkpoint)
+        old = CheckpointMeta.from_dict(data["meta"])
+        problems = []
+        if old.schema_version != SCHEMA_VERSION:
+            problems.append(f"schema version {old.schema_version} (this code writes {SCHEMA_VERSION})")
+        if old.dataset_hash != prepared.dataset_hash:
+            problems.append("another data set")
+        if old.image_size != image_size:
+            problems.append(f"{old.image_size} px (this training uses {image_size} px)")
+        if old.seed != int(getattr(split, "seed", old.seed)):
+            problems.append(f"split seed {old.seed}")
+        if problems:
+            raise SupernetTrainError(
+                f"cannot resume {checkpoint}: it was trained with {', '.join(problems)}; "
+                "delete it or choose another checkpoint path (--out), or train with resume off"
+            )
+        space = old.space_config
+        settings = dataclasses.replace(
+            SupernetTrainSettings.from_dict(old.settings),
+            max_epochs=settings.max_epochs,
+            patience=settings.patience,
+        )
+
+    from nas_core.evaluator import InputTransform  # the evaluator's exact input pipeline
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    transform = InputTransform.for_data(prepared, dev)
+    torch.manual_seed(settings.seed)
+    net = SuperNet(space, n_classes, image_size).to(dev)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    gen = torch.Generator().manual_seed(settings.seed)
+    sampler = random.Random(settings.seed)
+    meta = CheckpointMeta(
+        schema_version=SCHEMA_VERSION,
+        dataset_hash=str(prepared.dataset_hash),
+        image_size=image_size,
+        seed=int(getattr(split, "seed", 0)),
+        n_classes=n_classes,
+        class_names=tuple(prepared.class_names),
+        space=space.to_dict(),
+        settings=settings.to_dict(),
+        subsample=subsample,
+        dataset=str(dataset),
+    )
+    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    start_epoch = 0
+    if data is not None:
+        net.load_state_dict(data["model"])
+        net.to(dev)
+        optimizer.load_state_dict(data["optimizer"])
+        best_state = data["best_model"]
+        _set_rng_state(data["rng"], gen, sampler)
+        old = CheckpointMeta.from_dict(data["meta"])
+        meta = dataclasses.replace(
+            old, settings=settings.to_dict(), complete=False, stopped_reason="", kendall_tau=None, kendall_n=0
+        )
+        start_epoch = old.epoch
+        log.info("resuming super-network training at epoch %d from %s", start_epoch + 1, checkpoint)
+        if old.complete and not _should_continue(old, settings):
+            meta = old
+            return TrainOutcome(str(checkpoint), meta, start_epoch)
+
+    big, small = largest(space), smallest(space)
+    train_idx = torch.tensor(np.asarray(split.train), dtype=torch.long)
+    val_idx = torch.tensor(np.asarray(split.val), dtype=torch.long)
+    T = settings.distill_temperature
+    epoch = start_epoch
+    while epoch < settings.max_epochs:
+        t0 = time.perf_counter()
+        net.train()
+        order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+        sums = {"loss_largest": 0.0, "loss_small": 0.0, "correct": 0, "n": 0}
+        for x, y in _batches(images, labels, order, settings.batch_size, transform):
+            if should_stop is not None and should_stop():
+                raise Stopped(
+                    f"super-network training stopped during epoch {epoch + 1}; "
+                    f"{epoch} epoch(s) are saved in {checkpoint} and training resumes from there"
+                )
+            if settings.augment:
+                x = _augment(x, gen)
+                # (flip decisions come from the CPU generator so they resume identically on any device)
+            optimizer.zero_grad(set_to_none=True)
+            out = net(x, big)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            soft = F.softmax(out.detach() / T, dim=1)
+            configs = [small] + [sample_config(space, sampler) for _ in range(settings.n_random)]
+            small_loss = 0.0
+            for cfg in configs:
+                o = net(x, cfg)
+                if settings.distill:
+                    sub_loss = F.kl_div(F.log_softmax(o / T, dim=1), soft, reduction="batchmean") * T * T
+                else:
+                    sub_loss = F.cross_entropy(o, y)
+                sub_loss.backward()
+                small_loss += float(sub_loss.detach())
+            optimizer.step()
+            sums["loss_largest"] += float(loss.detach()) * len(y)
+            sums["loss_small"] += small_loss / len(configs) * len(y)
+            sums["correct"] += int((out.argmax(1) == y).sum())
+            sums["n"] += len(y)
+        epoch += 1
+        if settings.sort_channels_every and epoch % settings.sort_channels_every == 0:
+            sort_channels(net)
+            optimizer.state.clear()  # moments belong to the old channel order
+        n_calib = min(len(train_idx), settings.calib_batches * settings.batch_size)
+        calib = (
+            transform(images[train_idx[i : i + settings.batch_size]])
+            for i in range(0, n_calib, settings.batch_size)
+        )
+        recalibrate_bn(_Fixed(net, big), calib)
+        val_loss, val_acc = _evaluate(net, big, images, labels, val_idx, settings.batch_size, transform)
+        n = max(sums["n"], 1)
+        record = {
+            "epoch": epoch,
+            "train_loss": sums["loss_largest"] / n,
+            "train_acc": sums["correct"] / n,
+            "sub_loss": sums["loss_small"] / n,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": time.perf_counter() - t0,
+        }
+        improved = meta.best_val_loss is None or val_loss < meta.best_val_loss - 1e-6
+        if improved:
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        best_epoch = epoch if improved else meta.best_epoch
+        stalled = epoch - best_epoch >= settings.patience
+        reason = "early stopping" if stalled else ("max epochs" if epoch >= settings.max_epochs else "")
+        meta = dataclasses.replace(
+            meta,
+            epoch=epoch,
+            best_epoch=best_epoch,
+            best_val_loss=val_loss if improved else meta.best_val_loss,
+            history=meta.history + (record,),
+            complete=bool(reason),
+            stopped_reason=reason,
+            train_seconds=meta.train_seconds + record["seconds"],
+        )
+        save_checkpoint(
+            checkpoint,
+            {
+                "meta": meta.to_dict(),
+                "model": net.state_dict(),
+                "best_model": best_state,
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(gen, sampler),
+            },
+        )
+        log.info("super-network epoch %d: %s", epoch, record)
+        if progress is not None:
+            progress(
+                {
+                    **record,
+                    "max_epochs": settings.max_epochs,
+                    "fraction": epoch / settings.max_epochs,
+                    "best_epoch": best_epoch,
+                    "checkpoint": str(checkpoint),
+                }
+            )
+        if reason:
+            break
+    return TrainOutcome(str(checkpoint), meta, start_epoch)
+
+
+def _should_continue(meta: CheckpointMeta, settings: SupernetTrainSettings) -> bool:
+    """A finished checkpoint trains on only when the new limits allow more epochs."""
+    if meta.epoch >= settings.max_epochs:
+        return False
+    return meta.epoch - meta.best_epoch < settings.patience
+
+
+def load_trained(path: str | Path) -> tuple[SuperNet, CheckpointMeta]:
+    """A fresh (uncached) super-network with the checkpoint's best weights, for fine-tuning or tests."""
+    data = load_checkpoint(path)
+    meta = CheckpointMeta.from_dict(data["meta"])
+    if meta.schema_version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{path} has schema version {meta.schema_version}; train the super-network again"
+        )
+    net = SuperNet(meta.space_config, meta.n_classes, meta.image_size)
+    net.load_state_dict(data["best_model"])
+    return net.eval(), meta
