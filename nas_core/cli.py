@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "nas_core.data.cli",
     "nas_core.evaluator_cli",
     "nas_core.metrics.cli",
+    "nas_core.store_cli",
 )
 
 
