@@ -35,10 +35,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES, Candidate, Metrics, Proposal
@@ -54,6 +51,10 @@ from nas_core.store.records import (
     RunRecord,
     WorkerRecord,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,17 @@ class Store:
         """Use :meth:`Store.open`; this wraps an already configured connection."""
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+        self._db: sqlite_utils.Database | None = None
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """A sqlite-utils view of the same connection, for ad-hoc queries and introspection."""
+        if self._db is None:
+            # Lazy: sqlite-utils pulls in pandas (half a second) and the worker never needs it.
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return self._db
 
     # ------------------------------------------------------------------ open / close
 
@@ -1131,6 +1142,8 @@ class Store:
 
     def leaderboard(self, run_id: int) -> pd.DataFrame:
         """One row per candidate of the run with flat metric columns (NaN where not measured)."""
+        import pandas as pd  # lazy: the worker never needs it and it costs half a second to import
+
         cols = ", ".join(f"m.{name} AS {name}" for name in OBJECTIVES)
         sql = (
             "SELECT c.id AS candidate_id, c.iteration, c.origin, c.status, c.key, c.baseline, "
