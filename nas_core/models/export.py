@@ -128,6 +128,8 @@ def export_torchscript(model: nn.Module, input_shape: tuple[int, int, int],
     # TorchScript is deprecated upstream (FutureWarning) but still what many deployment tools load.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        # Shape checks inside norms become constants; exact here because the resolution is fixed.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model, (_example(model, input_shape),))
         traced.save(str(path))
     return path
