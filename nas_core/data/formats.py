@@ -116,15 +116,15 @@ def read(path: str | os.PathLike, fmt: str | None = None, mapping: ColumnMapping
         fmt = detect_format(root, mapping)
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; choose one of {list(FORMATS)}")
-    attributes = mapping.attributes if mapping is not None and mapping.attributes else None
     if fmt == "isic2019":
+        from nas_core.data.groups import default_attributes
         from nas_core.data.isic2019 import load_isic2019
 
-        index = load_isic2019(root, attributes=attributes)
+        index = load_isic2019(root, attributes=generic.resolve_attributes(default_attributes(), mapping))
         return Loaded(index=index, findings=generic.sort_findings([_isic_finding(p) for p in index.problems]),
                       n_rows=len(index), mapping=mapping)
     if fmt == "ham10000":
-        return ham10000.read_ham10000(root, attributes)
+        return ham10000.read_ham10000(root, mapping=mapping)
     if fmt == "folder":
         return generic.read_folder_tree(root, mapping)
     return generic.read_generic(root, mapping)

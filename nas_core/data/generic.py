@@ -26,7 +26,7 @@ import csv
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nas_core.data import groups
@@ -76,6 +76,12 @@ class ColumnMapping:
         classes: the allowed class names in order; a label outside them is refused. Empty: the
             sorted distinct labels found.
         one_hot: label columns of a one-hot layout (each row exactly one 1), instead of ``label``.
+        extend_defaults: keep the format's default attributes (sex, age: known columns for ISIC 2019 and
+            HAM10000, guessed names otherwise) beside ``attributes``; an attribute given here replaces
+            the default of the same name. False: ``attributes``, when not empty, are all there is.
+        age_bins: age edges applied to every age attribute (None: each attribute's own, default 30, 65).
+        age_labels: names of the age groups (one more than edges); None: young/middle/old for two edges,
+            else ranges such as ``<30``, ``30-65``, ``>65``.
     """
 
     image: str = ""
@@ -85,12 +91,18 @@ class ColumnMapping:
     csv: str | None = None
     classes: tuple[str, ...] = ()
     one_hot: tuple[str, ...] = ()
+    extend_defaults: bool = False
+    age_bins: tuple[float, ...] | None = None
+    age_labels: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (stored with the data set so it can be read again)."""
         return {
             "image": self.image, "label": self.label, "group": self.group, "csv": self.csv,
             "classes": list(self.classes), "one_hot": list(self.one_hot),
+            "extend_defaults": self.extend_defaults,
+            "age_bins": None if self.age_bins is None else list(self.age_bins),
+            "age_labels": None if self.age_labels is None else list(self.age_labels),
             "attributes": [{"name": a.name, "column": a.column, "kind": a.kind, "bins": list(a.bins),
                             "labels": list(a.labels)} for a in self.attributes],
         }
@@ -104,7 +116,9 @@ class ColumnMapping:
                       for a in data.get("attributes", ()))
         return cls(image=data.get("image", ""), label=data.get("label", ""), attributes=attrs,
                    group=data.get("group"), csv=data.get("csv"), classes=tuple(data.get("classes", ())),
-                   one_hot=tuple(data.get("one_hot", ())))
+                   one_hot=tuple(data.get("one_hot", ())), extend_defaults=bool(data.get("extend_defaults")),
+                   age_bins=None if data.get("age_bins") is None else tuple(data["age_bins"]),
+                   age_labels=None if data.get("age_labels") is None else tuple(data["age_labels"]))
 
 
 @dataclass(frozen=True)
@@ -246,6 +260,36 @@ def guess_mapping(header: Sequence[str], csv_name: str | None = None) -> ColumnM
                          group=guess_column(header, GROUP_COLUMN_GUESSES) or None, csv=csv_name)
 
 
+def age_labels_for(bins: Sequence[float]) -> tuple[str, ...]:
+    """Default group names for age edges: the paper's young/middle/old for two edges, else ranges."""
+    if len(bins) == 2:
+        return ("young", "middle", "old")
+    if not bins:
+        return ("all",)
+    inner = [f"{a:g}-{b:g}" for a, b in zip(bins, bins[1:])]
+    return (f"<{bins[0]:g}", *inner, f">{bins[-1]:g}")
+
+
+def resolve_attributes(defaults: Sequence[AttributeSpec], mapping: ColumnMapping | None) -> tuple[AttributeSpec, ...]:
+    """The attributes to derive: the format's ``defaults`` combined with the mapping's (see ColumnMapping)."""
+    if mapping is None:
+        return tuple(defaults)
+    given = tuple(mapping.attributes)
+    if not given:
+        specs = tuple(defaults)
+    elif mapping.extend_defaults:
+        names = {g.name for g in given}
+        specs = tuple(d for d in defaults if d.name not in names) + given
+    else:
+        specs = given
+    if mapping.age_bins is not None:
+        bins = tuple(float(b) for b in mapping.age_bins)
+        labels = tuple(mapping.age_labels) if mapping.age_labels else age_labels_for(bins)
+        groups.check_bins(bins, labels)
+        specs = tuple(replace(s, bins=bins, labels=labels) if s.kind == "age" else s for s in specs)
+    return specs
+
+
 def complete_mapping(given: ColumnMapping | None, header: Sequence[str], csv_name: str | None) -> ColumnMapping:
     """Fill what the user left empty with guesses; the user's choices always win."""
     guess = guess_mapping(header, csv_name)
@@ -254,12 +298,12 @@ def complete_mapping(given: ColumnMapping | None, header: Sequence[str], csv_nam
     return ColumnMapping(
         image=given.image or guess.image,
         label=given.label or ("" if given.one_hot else guess.label),
-        attributes=given.attributes or guess.attributes,
+        attributes=resolve_attributes(guess.attributes, given),
         group=given.group if given.group is not None else guess.group,
         csv=given.csv or csv_name,
         classes=given.classes,
         one_hot=given.one_hot,
-    )
+    )  # extend_defaults/age_bins are already applied to ``attributes`` above
 
 
 def find_csv(root: Path, given: str | None, exclude: Sequence[str] = ()) -> Path | None:

@@ -21,7 +21,14 @@ import os
 from pathlib import Path
 
 from nas_core.data import groups
-from nas_core.data.generic import ColumnMapping, Loaded, build_index, read_csv, require_columns
+from nas_core.data.generic import (
+    ColumnMapping,
+    Loaded,
+    build_index,
+    read_csv,
+    require_columns,
+    resolve_attributes,
+)
 from nas_core.data.index import AttributeSpec, DataError, DatasetIndex
 
 METADATA_NAMES = ("HAM10000_metadata.csv", "HAM10000_metadata", "HAM10000_metadata.tab")
@@ -53,12 +60,15 @@ def default_mapping(extra_attributes: tuple[AttributeSpec, ...] = ()) -> ColumnM
                          group="lesion_id", classes=CLASSES)
 
 
-def read_ham10000(root: str | os.PathLike, attributes: tuple[AttributeSpec, ...] | None = None) -> Loaded:
+def read_ham10000(root: str | os.PathLike, attributes: tuple[AttributeSpec, ...] | None = None,
+                  mapping: ColumnMapping | None = None) -> Loaded:
     """Read a HAM10000 folder.
 
     Args:
         root: folder holding ``HAM10000_metadata.csv`` and the image folder(s).
         attributes: the demographic attributes; None = sex and age (paper default).
+        mapping: only its attribute settings are used (attributes, extend_defaults, age bins);
+            ``attributes`` wins when both are given.
 
     Raises:
         DataError: no metadata file, a HAM10000 column missing, or no image_id matching an image.
@@ -69,10 +79,8 @@ def read_ham10000(root: str | os.PathLike, attributes: tuple[AttributeSpec, ...]
         raise DataError(f"{root} has no HAM10000_metadata.csv; point at the folder that holds it and the "
                         "HAM10000_images_part_1/_part_2 folders")
     header, rows = read_csv(meta)
-    mapping = default_mapping()
-    if attributes is not None:
-        mapping = ColumnMapping(image="image_id", label="dx", attributes=tuple(attributes), group="lesion_id",
-                                classes=CLASSES)
+    specs = resolve_attributes(default_mapping().attributes, mapping) if attributes is None else tuple(attributes)
+    mapping = ColumnMapping(image="image_id", label="dx", attributes=specs, group="lesion_id", classes=CLASSES)
     needed = ["lesion_id", "image_id", "dx", *(a.column for a in mapping.attributes)]
     require_columns(header, needed, meta.name, "HAM10000 needs lesion_id,image_id,dx,dx_type,age,sex,localization")
     return build_index(root, "ham10000", meta.name, rows, mapping, header=header)

@@ -66,3 +66,18 @@ def test_nothing_to_read(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"PK")
     with pytest.raises(DataError, match="is a zip"):
         formats.load_index(tmp_path / "x.zip")
+
+
+def test_age_bins_and_extra_attributes_keep_format_defaults(tmp_path):
+    from nas_core.data.index import AttributeSpec
+
+    make_isic(tmp_path, n=8)  # ages 35, 70, 20, "" repeating
+    m = ColumnMapping(attributes=(AttributeSpec("site", "anatom_site_general"),), extend_defaults=True,
+                      age_bins=(40.0,))
+    idx = formats.load_index(tmp_path, mapping=m)
+    assert idx.attribute_names == ("sex", "age", "site")
+    assert idx.attribute("age")[:4] == ("<40", ">40", "<40", "unknown")
+    only = formats.load_index(tmp_path, mapping=ColumnMapping(attributes=(AttributeSpec("site", "anatom_site_general"),)))
+    assert only.attribute_names == ("site",)
+    with pytest.raises(DataError, match="need 3 labels"):
+        formats.load_index(tmp_path, mapping=ColumnMapping(age_bins=(30.0, 65.0), age_labels=("a", "b")))
