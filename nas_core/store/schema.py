@@ -187,10 +187,37 @@ CREATE INDEX idx_feedback_run ON feedback(run_id);
     )
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """Trained super-networks (nas_core.supernet.registry): where each checkpoint is and what it knows."""
+    conn.executescript(
+        """
+CREATE TABLE supernets (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    dataset_hash TEXT NOT NULL,
+    dataset TEXT NOT NULL DEFAULT '',
+    image_size INTEGER NOT NULL,
+    seed INTEGER NOT NULL DEFAULT 0,
+    space_key TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'training',
+    epoch INTEGER NOT NULL DEFAULT 0,
+    best_val_loss REAL,
+    kendall_tau REAL,
+    kendall_n INTEGER NOT NULL DEFAULT 0,
+    meta_json TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX idx_supernets_dataset ON supernets(dataset_hash, image_size, seed);
+"""
+    )
+
+
 #: Ordered migrations: (version, description, apply). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "first schema", _v1),
     (2, "workers table and timeline indexes", _v2),
+    (3, "supernets table (trained super-network checkpoints)", _v3),
 )
 
 #: The schema version this code writes.
