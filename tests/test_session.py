@@ -1,0 +1,231 @@
+"""The session state machine on a real store, with a fake fast evaluation (metrics recorded directly).
+
+One end-to-end test runs the real worker on the tiny data set (32 px, 1 epoch).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas_core.designers.llm.client import LlmSettings
+from nas_core.errors import UserError
+from nas_core.runconfig import RunConfig
+from nas_core.session import Session, SessionError
+from nas_core.settings import Env, TrainSettings
+from nas_core.space import Choices, SpecError, default_spec
+from nas_core.store import Store
+from tests.designers.fakes import make_metrics
+from tests.llm_server import FakeLlmServer, reply
+
+KEY = "sk-session-SECRET-9876543210fedcba"
+
+
+def config(**kw) -> RunConfig:
+    base = dict(name="t", dataset="/nowhere", n_classes=3, dataset_summary="tiny test data",
+                choices=Choices.from_dict({"max_blocks": 5, "max_params": 2_000_000}),
+                train=TrainSettings(image_size=32, max_epochs=1), env=Env(repeats=2, warmup=1))
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store.open(tmp_path / "run.db")
+    yield s
+    s.close()
+
+
+def fake_worker(store, acc=lambda c: 0.7, fail=()):
+    """Run every queued job 'instantly': record Metrics (or a failure) through the store's job API."""
+    n = 0
+    while (job := store.claim_job("fake-worker")) is not None:
+        c = store.get_candidate(job.candidate_id)
+        if c.id in fail:
+            store.fail_job(job.id, "scripted failure", "fake-worker")
+        else:
+            a = acc(c)
+            store.record_result(job.id, make_metrics(acc=a, unfairness=0.2 - a / 10).to_dict(), "fake-worker")
+        n += 1
+    return n
+
+
+def test_propose_approve_evaluate_next(store):
+    s = Session.create_run(store, config())
+    first = s.propose(actor="ann")
+    assert len(first) == 1 and first[0].status == "proposed" and first[0].spec == default_spec()
+    with pytest.raises(SessionError, match="wait for approval"):
+        s.propose()
+    job = s.approve(first[0].id, actor="ann")
+    assert job.kind == "evaluate" and job.payload["arch"] == default_spec().to_dict()
+    assert job.payload["train"]["image_size"] == 32 and job.payload["dataset"] == "/nowhere"
+    with pytest.raises(SessionError, match="already approved"):
+        s.approve(first[0].id, actor="bob")
+    with pytest.raises(SessionError, match="evaluation.*queued or running"):
+        s.propose()
+    assert s.poll().iteration_status == "evaluating"
+    assert fake_worker(store) == 1
+    st = s.poll()
+    assert st.iteration_status == "done" and st.can_propose and st.best_id == first[0].id
+    second = s.propose()
+    assert second[0].iteration == 2 and "best candidate #1" in second[0].rationale
+    statuses = [(e.from_status, e.to_status) for e in store.events(candidate_id=first[0].id) if e.entity == "candidate"]
+    assert statuses == [(None, "proposed"), ("proposed", "queued"), ("queued", "running"), ("running", "done")]
+
+
+def test_reject_reason_reaches_the_next_prompt_and_rejected_cannot_be_approved(store):
+    s = Session.create_run(store, config())
+    c = s.propose()[0]
+    with pytest.raises(SessionError, match="say why"):
+        s.reject(c.id, "  ")
+    s.reject(c.id, "too deep for a phone; keep it under 3 blocks", actor="ann")
+    with pytest.raises(SessionError, match="is rejected"):
+        s.approve(c.id)
+    assert s.poll().iteration_status == "done"
+    prompt = s.next_prompt()
+    assert f"rejected #{c.id}: too deep for a phone" in prompt.user
+    assert s.propose()[0].spec.key != c.spec.key
+
+
+def test_edit_is_validated_and_replaces_the_proposal(store):
+    s = Session.create_run(store, config())
+    c = s.propose()[0]
+    bad = c.spec.to_dict()
+    bad["blocks"][0]["kernel"] = 4
+    with pytest.raises(SpecError, match=r"blocks\[0\].kernel = 4 is not allowed"):
+        s.edit(c.id, bad, actor="ann")
+    assert store.get_candidate(c.id).status == "proposed"  # nothing changed
+    good = c.spec.to_dict()
+    good["blocks"][0]["kernel"] = 5
+    new = s.edit(c.id, good, actor="ann", note="larger receptive field")
+    assert new.origin == "human-edit" and new.status == "proposed" and new.spec.blocks[0].kernel == 5
+    assert store.get_candidate(c.id).status == "rejected"
+    assert dict(new.extra)["edited_from"] == c.id
+    with pytest.raises(SessionError, match="only a proposed candidate can be edited"):
+        s.edit(c.id, good)
+    s.approve(new.id)
+    assert [f.kind for f in store.list_feedback(s.run_id)] == ["edit"]
+
+
+def test_state_survives_a_restart(tmp_path):
+    db = tmp_path / "r.db"
+    with Store.open(db) as st1:
+        s1 = Session.create_run(st1, config())
+        c = s1.propose()[0]
+        run_id = s1.run_id
+        # a crash while the next iteration was being proposed leaves an empty 'proposing' iteration
+    with Store.open(db) as st2:
+        s2 = Session(st2, run_id)
+        assert s2.state().pending == (c.id,)
+        s2.approve(c.id)
+        fake_worker(st2)
+        st2.start_iteration(run_id)  # the crashed propose
+    with Store.open(db) as st3:
+        s3 = Session(st3, run_id)
+        new = s3.propose()
+        assert new[0].iteration == 2 and len(st3.list_iterations(run_id)) == 2  # reused, not a third
+
+
+def test_auto_steps_failures_and_budget(store):
+    s = Session.create_run(store, config(per_iteration=2, budget=5, engine="random"))
+    accs = iter([0.6, 0.75, 0.7, 0.8, 0.65])
+    acc_of: dict[int, float] = {}
+    failed_first = []
+    for _ in range(10):
+        r = s.step_auto()
+        if r.action == "finished":
+            break
+        if not failed_first and r.candidates:
+            failed_first.append(r.candidates[0])
+        fake_worker(store, acc=lambda c: acc_of.setdefault(c.id, next(accs)), fail=failed_first[:1])
+    assert "budget of 5" in s.state().reason
+    searched = s.searched()
+    assert len(searched) == 5 and sum(c.status == "failed" for c in searched) == 1
+    assert s.best().id == max((c for c in searched if c.metrics), key=lambda c: c.metrics.test_acc).id
+    its = store.list_iterations(s.run_id)
+    assert [it.status for it in its] == ["done", "done", "done"] and len(its[-1:]) == 1
+
+
+def test_all_failed_iteration_is_marked_failed(store):
+    s = Session.create_run(store, config())
+    c = s.propose()[0]
+    s.approve(c.id)
+    fake_worker(store, fail=(c.id,))
+    s.poll()
+    it = store.list_iterations(s.run_id)[0]
+    assert it.status == "failed" and "scripted failure" in it.error
+
+
+def test_candidate_of_another_run_is_refused(store):
+    a = Session.create_run(store, config(name="a"))
+    b = Session.create_run(store, config(name="b"))
+    c = a.propose()[0]
+    with pytest.raises(SessionError, match="belongs to run"):
+        b.approve(c.id)
+
+
+def test_supernet_mode_without_supernet_jobs_is_refused_up_front(store, monkeypatch):
+    import nas_core.session as session
+
+    def missing():
+        raise SessionError("super-network evaluation is not available in this installation")
+
+    monkeypatch.setattr(session, "_supernet_jobs", missing)
+    with pytest.raises(SessionError, match="super-network evaluation is not available"):
+        Session.create_run(store, config(evaluation="supernet"))
+
+
+def _bad_then_good():
+    good = default_spec().to_dict()
+    return [reply("```python\nimport os\nos.system('rm -rf /')\n```"),
+            reply("I think: " + json.dumps({"architecture": good, "rationale": "a plain CNN to start"}))]
+
+
+def test_llm_session_records_calls_and_never_the_key(tmp_path):
+    db = tmp_path / "llm.db"
+    with FakeLlmServer(_bad_then_good()) as srv, Store.open(db) as store:
+        cfg = config(engine="llm", llm=LlmSettings(base_url=srv.base_url, model="fake", timeout_s=5))
+        s = Session.create_run(store, cfg, api_key=KEY)
+        c = s.propose()[0]
+        assert c.origin == "llm" and c.rationale == "a plain CNN to start"
+        calls = store.list_llm_calls(s.run_id)
+        assert len(calls) == 2 and "no valid JSON" in calls[0].error and calls[1].error == ""
+        assert calls[0].iteration == 1 and "You are an expert" in calls[0].prompt
+        assert calls[1].tokens_out and calls[1].model == "fake-model"
+        assert srv.headers[0]["authorization"] == f"Bearer {KEY}"
+    data = b"".join(p.read_bytes() for p in Path(tmp_path).glob("llm.db*"))
+    assert KEY.encode() not in data and b"sk-session" not in data
+
+
+def test_llm_failure_is_recorded_on_the_iteration(tmp_path):
+    with FakeLlmServer([reply("no json here, sorry")]) as srv, Store.open(tmp_path / "f.db") as store:
+        cfg = config(engine="llm", llm=LlmSettings(base_url=srv.base_url, model="fake", max_retries=1))
+        s = Session.create_run(store, cfg, api_key=KEY)
+        with pytest.raises(UserError, match="no valid new architecture in 2 tries"):
+            s.propose()
+        it = store.list_iterations(s.run_id)[0]
+        assert it.status == "failed" and "no valid new architecture" in it.error
+        assert len(store.list_llm_calls(s.run_id)) == 2
+        assert s.state().can_propose  # the user may fix the prompt and try again
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_real_worker(tiny_dataset, tmp_path):
+    from nas_core.worker import run_pending
+
+    db = tmp_path / "e2e.db"
+    with Store.open(db) as store:
+        cfg = RunConfig(name="e2e", dataset=str(tiny_dataset), engine="heuristic",
+                        train=TrainSettings(image_size=32, max_epochs=1, batch_size=32, n_bootstrap=10),
+                        env=Env(repeats=2, warmup=1), device="cpu")
+        s = Session.create_run(store, cfg)
+        assert s.config.n_classes >= 2 and "images in" in s.config.dataset_summary
+        r = s.step_auto()
+        assert r.action == "proposed"
+        st = s.wait(timeout_s=240, poll_s=0.1, drain=lambda: run_pending(db, poll_s=0.05))
+        assert not st.in_flight
+        best = s.best()
+        assert best is not None and best.status == "done" and best.metrics.epochs == 1
+        assert best.metrics.fairness.groups and store.list_iterations(s.run_id)[0].status == "done"
