@@ -60,6 +60,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
     w.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
     w.add_argument("--stale-after", type=float, default=60.0,
                    help="requeue running jobs whose heartbeat is older than this")
+    w.add_argument("--finish-grace", type=float, default=5.0,
+                   help="on SIGTERM, seconds a running job gets to finish before it is asked to stop")
+    w.add_argument("--stop-grace", type=float, default=5.0,
+                   help="then seconds it gets to stop before it is requeued anyway")
     w.add_argument("--once", action="store_true", help="exit when the queue is empty")
     w.add_argument("--max-jobs", type=int, default=None, help="exit after claiming this many jobs")
     w.add_argument("--kind", action="append", default=None, help="only claim jobs of this kind (repeatable)")
@@ -127,7 +131,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         concurrency=args.concurrency, ray_init=ray_init,
     )
     worker = Worker(db, executor, poll_s=args.poll, heartbeat_s=args.heartbeat, stale_after_s=args.stale_after,
-                    handlers=handlers, kinds=args.kind)
+                    handlers=handlers, kinds=args.kind, finish_grace_s=args.finish_grace,
+                    stop_grace_s=args.stop_grace)
     worker.install_signal_handlers()
     log.info("worker %s on %s (%s executor, %d at once)", worker.worker_id, db, executor.name, executor.capacity)
     claimed = worker.run(once=args.once, max_jobs=args.max_jobs)

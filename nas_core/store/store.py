@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
-from nas_core.records import OBJECTIVES, Candidate, Metrics, Proposal
+from nas_core.records import CANDIDATE_STATUSES, OBJECTIVES, Candidate, Metrics, Proposal
 from nas_core.space import ArchSpec
 from nas_core.store import schema
 from nas_core.store.records import (
@@ -661,6 +661,22 @@ class Store:
         )
         return current
 
+    def _follow_job(
+        self,
+        candidate_id: int,
+        to_status: str,
+        actor: str,
+        detail: str = "",
+        error: str | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        """Move a candidate along with its job, whatever its status was (the job is the truth)."""
+        allowed = [s for s in CANDIDATE_STATUSES if s != to_status]
+        row = self._one("SELECT status FROM candidates WHERE id=?", (candidate_id,))
+        if row is None or row["status"] == to_status:
+            return
+        self._transition(candidate_id, allowed, to_status, actor, detail, error, job_id)
+
     def approve(
         self,
         candidate_id: int,
@@ -722,8 +738,14 @@ class Store:
         max_attempts: int = 3,
         actor: str = "",
     ) -> JobRecord:
-        """Queue a job that needs no approval (e.g. a super-network training)."""
+        """Queue a job that needs no approval (e.g. a super-network training, a re-measurement).
+
+        A job for a candidate moves it to ``queued``; not while it is already queued or running.
+        """
         with self.transaction():
+            if candidate_id is not None:
+                self._transition(candidate_id, ["proposed", "done", "failed", "cancelled"], "queued", actor,
+                                 f"{kind} queued")
             job_id = self._new_job(kind, payload, run_id, candidate_id, max_attempts, actor)
         return self.get_job(job_id)
 
@@ -774,7 +796,7 @@ class Store:
             self._event("job", "queued", "running", worker_id, f"attempt {job.attempts}",
                         run_id=job.run_id, candidate_id=job.candidate_id, job_id=job.id)
             if job.candidate_id is not None:
-                self._transition(job.candidate_id, ["queued"], "running", worker_id, job.kind, job_id=job.id)
+                self._follow_job(job.candidate_id, "running", worker_id, job.kind, job_id=job.id)
         return job
 
     def heartbeat_job(self, job_id: int, worker_id: str) -> bool:
@@ -835,7 +857,7 @@ class Store:
             if job.candidate_id is not None:
                 if looks_like_metrics(result):
                     self._write_metrics(job.candidate_id, Metrics.from_dict(result))
-                self._transition(job.candidate_id, ["running"], "done", who, job.kind, job_id=job_id)
+                self._follow_job(job.candidate_id, "done", who, job.kind, job_id=job_id)
         return self.get_job(job_id)
 
     def _write_metrics(self, candidate_id: int, metrics: Metrics) -> None:
@@ -900,7 +922,7 @@ class Store:
             self._event("job", "running", "failed", who, msg,
                         run_id=job.run_id, candidate_id=job.candidate_id, job_id=job_id)
             if job.candidate_id is not None:
-                self._transition(job.candidate_id, ["running"], "failed", who, msg, error=msg, job_id=job_id)
+                self._follow_job(job.candidate_id, "failed", who, msg, error=msg, job_id=job_id)
         return self.get_job(job_id)
 
     def cancel_job(self, job_id: int, actor: str = "") -> JobRecord:
@@ -936,7 +958,7 @@ class Store:
         self._event("job", job.status, "cancelled", actor, job.kind,
                     run_id=job.run_id, candidate_id=job.candidate_id, job_id=job.id)
         if job.candidate_id is not None:
-            self._transition(job.candidate_id, [job.status], "cancelled", actor, "cancelled", job_id=job.id)
+            self._follow_job(job.candidate_id, "cancelled", actor, "cancelled", job_id=job.id)
 
     def requeue_job(self, job_id: int, worker_id: str | None, reason: str, *, count_attempt: bool = False) -> JobRecord:
         """Give a running job back to the queue (worker stopping, or its worker died).
@@ -961,7 +983,7 @@ class Store:
             self._event("job", "running", "failed", actor, msg,
                         run_id=job.run_id, candidate_id=job.candidate_id, job_id=job.id)
             if job.candidate_id is not None:
-                self._transition(job.candidate_id, ["running"], "failed", actor, msg, error=msg, job_id=job.id)
+                self._follow_job(job.candidate_id, "failed", actor, msg, error=msg, job_id=job.id)
             return
         self.conn.execute(
             "UPDATE jobs SET status='queued', attempts=?, worker_id=NULL, heartbeat_at=NULL, "
@@ -971,7 +993,7 @@ class Store:
         self._event("job", "running", "queued", actor, reason,
                     run_id=job.run_id, candidate_id=job.candidate_id, job_id=job.id)
         if job.candidate_id is not None:
-            self._transition(job.candidate_id, ["running"], "queued", actor, reason, job_id=job.id)
+            self._follow_job(job.candidate_id, "queued", actor, reason, job_id=job.id)
 
     def requeue_stale(self, stale_after_s: float, actor: str = "store") -> list[int]:
         """Requeue (or fail, past max_attempts) running jobs whose heartbeat is older than ``stale_after_s``."""

@@ -28,7 +28,7 @@ def sleep(payload, progress, should_stop):
         raise ZeroDivisionError("bug in handler")
     if payload.get("log"):
         with open(payload["log"], "a") as fh:
-            fh.write(f"{payload.get('tag', '')} {os.getpid()}\n")
+            fh.write(f"{payload.get('tag', '')} {time.time()} {os.getpid()}\n")
     if payload.get("metrics"):
         return make_metrics(acc=float(payload.get("acc", 0.7))).to_dict()
     return {"slept_steps": steps, "pid": os.getpid()}
