@@ -267,7 +267,8 @@ def clear_prepared_cache() -> None:
 
 
 def _split(prepared: Any, name: str) -> np.ndarray:
-    return np.asarray(getattr(prepared.split, name), dtype=np.int64)
+    # A copy: the split's arrays are read-only and torch warns on wrapping those.
+    return np.array(getattr(prepared.split, name), dtype=np.int64)
 
 
 def channel_stats(prepared: Any) -> tuple[torch.Tensor, torch.Tensor]:
