@@ -40,6 +40,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -349,5 +350,8 @@ def load_cache(info: CacheInfo, mmap: bool = False) -> torch.Tensor:
         raise DataError(f"the image cache {info.images_path} holds {arr.shape} {arr.dtype}, expected "
                         f"{expected} uint8; delete {info.path} and prepare the data set again")
     if mmap:
-        return torch.from_numpy(np.asarray(arr))  # read-only view: torch warns only on write
+        # A read-only map is the point here; torch's warning about non-writable arrays is noise.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(arr)
     return torch.from_numpy(arr)

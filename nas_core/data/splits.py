@@ -34,7 +34,7 @@ class Split:
     """Disjoint train/validation/test row indices covering every row once.
 
     Attributes:
-        train: row indices for training (sorted int64, read-only).
+        train: row indices for training (sorted int64).
         val: row indices for early stopping and model selection.
         test: row indices for the reported metrics.
         n_grouped: how many groups of two or more rows (e.g. lesions photographed several
@@ -71,9 +71,8 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _frozen(rows: list[int]) -> np.ndarray:
-    arr = np.sort(np.asarray(rows, dtype=np.int64))
-    arr.setflags(write=False)
-    return arr
+    # Left writable: torch warns on every tensor indexed with a read-only array.
+    return np.sort(np.asarray(rows, dtype=np.int64))
 
 
 def make_split(

@@ -211,7 +211,7 @@ def render(lesion: Lesion, photo: int, size: int, seed: int) -> np.ndarray:
     aspect = lr.uniform(0.75, 1.0)
 
     # Photo pose: small rotation, shift and zoom between photos of one lesion.
-    rot = lr.uniform(0, 2 * np.pi) + pr.normal(0, 0.3)
+    rot = lr.uniform(0, 2 * np.pi) + pr.normal(0, 0.2)
     cx, cy = pr.normal(0, 0.08, 2)
     zoom = pr.uniform(0.9, 1.1)
     dx, dy = xs - cx, ys - cy
@@ -259,8 +259,8 @@ def render(lesion: Lesion, photo: int, size: int, seed: int) -> np.ndarray:
     # Light: global gain, vignetting, sometimes the dermoscope's round frame.
     rr = np.sqrt((xs / (w / h)) ** 2 + ys ** 2)
     img = img * pr.normal(1.0, 0.06) * (1 - pr.uniform(0.1, 0.4) * rr[..., None] ** 2)
-    if pr.random() < 0.3:
-        img = img * (np.sqrt(xs ** 2 + ys ** 2) < pr.uniform(1.05, 1.3))[..., None]
+    if lr.random() < 0.3:  # per lesion: follow-up photos are taken with the same dermoscope
+        img = img * (np.sqrt(xs ** 2 + ys ** 2) < lr.uniform(1.05, 1.3))[..., None]
     img = img + pr.normal(0, 0.015, (h, w, 3)).astype(np.float32)
     out = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
 
