@@ -26,9 +26,11 @@ Costs: :func:`count_macs` runs one image through
 counts convolutions (all groups, so depthwise ones correctly) and matrix
 products (the linear layers) only; norms, activations, pools, SE gating, the
 residual additions and biases are not counted, which is the usual convention
-of MAC tables in papers. :func:`check_budget` builds the model on the ``meta``
-device (shapes only, no memory, no weight initialisation) and caches the
-result per spec, so the UI can call :func:`validate_full` on every edit.
+of MAC tables in papers. :func:`spec_costs` gets the same two numbers by
+arithmetic over the layer plan, without building anything (microseconds,
+cached per spec; the tests hold it equal to the counters on random specs), so
+:func:`check_budget` and :func:`validate_full` can run on every UI edit and
+search loops can score params/MACs of every candidate exactly.
 """
 
 from __future__ import annotations
@@ -186,16 +188,102 @@ def model_size_mb(model: nn.Module) -> float:
     return n * 4 / 1e6
 
 
-@functools.lru_cache(maxsize=4096)
+def _conv_out(n: int, kernel: int, stride: int) -> int:
+    return (n + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+class _Tally:
+    """Exact parameter and MAC arithmetic for the layers of :mod:`nas_core.models.layers`."""
+
+    def __init__(self, h: int, w: int):
+        self.params = 0
+        self.macs = 0
+        self.h, self.w = h, w
+
+    def conv(self, c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
+             bias: bool = False, move: bool = True) -> None:
+        h, w = _conv_out(self.h, kernel, stride), _conv_out(self.w, kernel, stride)
+        weights = c_out * (c_in // groups) * kernel * kernel
+        self.params += weights + (c_out if bias else 0)
+        self.macs += h * w * weights
+        if move:
+            self.h, self.w = h, w
+
+    def norm(self, kind: str, channels: int) -> None:
+        self.params += 0 if kind == "none" else 2 * channels
+
+    def se(self, channels: int) -> None:
+        reduced = max(8, channels // 4)
+        self.params += 2 * channels * reduced + reduced + channels
+        self.macs += 2 * channels * reduced
+
+    def linear(self, n_in: int, n_out: int) -> None:
+        self.params += n_in * n_out + n_out
+        self.macs += n_in * n_out
+
+    def pool(self, kind: str) -> None:
+        if kind != "none":
+            self.h, self.w = -(-self.h // 2), -(-self.w // 2)
+
+
+@functools.lru_cache(maxsize=8192)
 def spec_costs(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> tuple[int, int]:
-    """``(params, macs)`` of ``spec``'s network, computed on the meta device and cached.
+    """``(params, macs)`` of ``spec``'s network, by arithmetic (no model is built) and cached.
+
+    Equal to ``count_params`` / ``count_macs`` of :func:`build_model`'s network
+    (the tests check this on random specs), but takes microseconds, so search
+    loops and the UI can call it for every candidate and every edit.
 
     Raises:
         ModelError: for an impossible input shape or class count.
     """
-    with torch.device("meta"):
-        model = build_model(spec, input_shape, n_classes)
-    return count_params(model), count_macs(model, input_shape)
+    stem, blocks, head = layer_plan(spec, input_shape, n_classes)
+    t = _Tally(int(input_shape[1]), int(input_shape[2]))
+    t.conv(stem["in_channels"], stem["out_channels"], stem["kernel"], stem["stride"])
+    t.norm("batch", stem["out_channels"])
+    for kind, kw in blocks:
+        c_in, c_out, k, s, norm = kw["in_channels"], kw["out_channels"], kw["kernel"], kw["stride"], kw["norm"]
+        bias = norm == "none"
+        if kind == "ConvBlock":
+            t.conv(c_in, c_out, k, s, bias=bias)
+            t.norm(norm, c_out)
+            if kw["se"]:
+                t.se(c_out)
+        elif kind == "ResidualBlock":
+            if s != 1 or c_in != c_out:
+                t.conv(c_in, c_out, 1, s, bias=bias, move=False)
+                t.norm(norm, c_out)
+            t.conv(c_in, c_out, k, s, bias=bias)
+            t.conv(c_out, c_out, k, 1, bias=bias)
+            t.norm(norm, c_out)
+            t.norm(norm, c_out)
+            if kw["se"]:
+                t.se(c_out)
+        elif kind == "MBConvBlock":
+            hidden = c_in * kw["expand"]
+            if kw["expand"] > 1:
+                t.conv(c_in, hidden, 1, bias=bias)
+                t.norm(norm, hidden)
+            t.conv(hidden, hidden, k, s, groups=hidden, bias=bias)
+            t.norm(norm, hidden)
+            if kw["se"]:
+                t.se(hidden)
+            t.conv(hidden, c_out, 1, bias=bias)
+            t.norm(norm, c_out)
+        else:  # DWSepBlock
+            t.conv(c_in, c_in, k, s, groups=c_in, bias=bias)
+            t.norm(norm, c_in)
+            if kw["se"]:
+                t.se(c_in)
+            t.conv(c_in, c_out, 1, bias=bias)
+            t.norm(norm, c_out)
+        t.pool(kw["pool"])
+    width = head["in_channels"]
+    if head["hidden"] > 0:
+        t.linear(width, head["hidden"])
+        width = head["hidden"]
+    t.linear(width, head["n_classes"])
+    return t.params, t.macs
 
 
 def _human(n: int) -> str:

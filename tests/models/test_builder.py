@@ -202,3 +202,16 @@ def test_bad_shapes_are_user_errors():
         build_model(SPEC_A, SHAPE, 1)
     with pytest.raises(UserError):
         validate_full(SPEC_A, DEFAULT, (3, 0, 32), 4)
+
+
+def test_arithmetic_costs_equal_the_counters_at_odd_non_square_sizes():
+    rng = random.Random(11)
+    checked = 0
+    while checked < 8:
+        spec = sample(DEFAULT, rng)
+        shape = (rng.choice([1, 3]), rng.randint(17, 41), rng.randint(17, 41))
+        if validate_full(spec, dataclasses.replace(DEFAULT, max_params=None, max_macs=None), shape, 3):
+            continue
+        model = build_model(spec, shape, 3)
+        assert spec_costs(spec, shape, 3) == (count_params(model), count_macs(model, shape)), (spec, shape)
+        checked += 1
