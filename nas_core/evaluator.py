@@ -361,6 +361,49 @@ def _check_stop(should_stop: Callable[[], bool] | None) -> None:
         raise Cancelled("evaluation cancelled")
 
 
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    train_idx: torch.Tensor,
+    transform: InputTransform,
+    settings: TrainSettings,
+    gen: torch.Generator,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[float, float]:
+    """One epoch over ``train_idx`` in a seeded order; returns the running (loss, accuracy).
+
+    ``images``/``labels`` are the whole uint8 set and its labels, on the training device or the CPU.
+    """
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    order = train_idx[torch.randperm(len(train_idx), generator=gen)]
+    # Sums stay on the device: a float() per batch would wait for the GPU every step.
+    loss_sum = torch.zeros((), device=labels.device)
+    correct = torch.zeros((), dtype=torch.int64, device=labels.device)
+    seen = 0
+    for start in range(0, len(order), settings.batch_size):
+        _check_stop(should_stop)
+        batch = order[start:start + settings.batch_size]
+        if len(batch) < 2 and seen > 0:
+            continue  # batch norm cannot train on one sample; the image is seen next epoch
+        bi = batch.to(images.device)
+        x = transform(images[bi])
+        if settings.augment:
+            x = _flip(x, gen)
+        y = labels[bi]
+        opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(batch)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(batch)
+    return float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1)
+
+
 def train_model(
     model: nn.Module,
     prepared: Any,
@@ -393,7 +436,6 @@ def train_model(
     if cl:
         model.to(memory_format=torch.channels_last)
     opt = _make_optimizer(model, settings)
-    loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(settings.seed)
     va_images, va_labels = images[va_idx.to(images.device)], labels[va_idx.to(labels.device)].cpu()
 
@@ -403,31 +445,11 @@ def train_model(
     t0 = time.perf_counter()
     epoch = 0
     for epoch in range(1, settings.max_epochs + 1):
-        model.train()
-        order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
-        loss_sum, correct, seen = 0.0, 0, 0
-        for start in range(0, len(order), settings.batch_size):
-            _check_stop(should_stop)
-            batch = order[start:start + settings.batch_size]
-            if len(batch) < 2 and seen > 0:
-                continue  # batch norm cannot train on one sample; the image is seen next epoch
-            bi = batch.to(images.device)
-            x = transform(images[bi])
-            if settings.augment:
-                x = _flip(x, gen)
-            y = labels[bi]
-            opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(batch)
-            correct += int((logits.detach().argmax(1) == y).sum())
-            seen += len(batch)
+        train_loss, train_acc = train_epoch(model, opt, images, labels, tr_idx, transform, settings, gen,
+                                            should_stop)
         _check_stop(should_stop)
         _, val_loss, val_acc = predict(model, va_images, va_labels, transform)
-        rec = EpochProgress(epoch, settings.max_epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
-                            val_loss, val_acc)
+        rec = EpochProgress(epoch, settings.max_epochs, train_loss, train_acc, val_loss, val_acc)
         history.append(rec)
         log.info("epoch %d/%d train_loss %.4f val_loss %.4f val_acc %.4f", epoch, settings.max_epochs,
                  rec.train_loss, val_loss, val_acc)
