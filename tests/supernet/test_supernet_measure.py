@@ -1,0 +1,168 @@
+"""Measuring sub-networks: BN recalibration, estimates as Metrics, payloads and their refusals."""
+
+import dataclasses
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nas_core.records import Metrics
+from nas_core.runconfig import RunConfig
+from nas_core.settings import Env, TrainSettings
+from nas_core.supernet import checkpoint as ck
+from nas_core.supernet import jobs
+from nas_core.supernet.measure import calibration_batches, input_transform, measure_subnet
+from nas_core.supernet.network import SuperNet, extract_subnet, recalibrate_bn
+from nas_core.supernet.space import (
+    SubnetError,
+    SupernetSpaceConfig,
+    count_subnet_params,
+    largest,
+    sample_config,
+    smallest,
+    to_arch_spec,
+)
+from nas_core.supernet.train import SupernetTrainSettings, load_trained, train_supernet
+
+TINY = SupernetSpaceConfig.tiny()
+ENV = Env(repeats=2, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_prepared, tmp_path_factory):
+    root = tmp_path_factory.mktemp("supernets")
+    path = jobs.checkpoint_path(tiny_prepared.dataset_hash, 32, tiny_prepared.split.seed, TINY, root=root)
+    settings = SupernetTrainSettings(max_epochs=1, batch_size=48, n_random=1, calib_batches=2)
+    train_supernet(tiny_prepared, path, TINY, settings)
+    return root, path
+
+
+@pytest.fixture
+def dirs(trained, tmp_path, monkeypatch):
+    root, path = trained
+    monkeypatch.setenv(jobs.DIR_ENV, str(root))
+    monkeypatch.setenv("EQUINAS_CACHE_DIR", str(tmp_path / "cache"))
+    return root, path
+
+
+def test_bn_recalibration_changes_stats_and_fixes_a_shifted_input():
+    torch.manual_seed(0)
+    net = SuperNet(TINY, n_classes=3, image_size=16)
+    g = torch.Generator().manual_seed(0)
+
+    def data(n):
+        y = torch.randint(0, 3, (n,), generator=g)
+        x = torch.randn(n, 3, 16, 16, generator=g) * 0.5
+        x[torch.arange(n), y] += 1.0  # the class is the brightest channel
+        return x, y
+
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    cfg = smallest(TINY)
+    for _ in range(30):
+        x, y = data(32)
+        opt.zero_grad()
+        F.cross_entropy(net(x, cfg), y).backward()
+        opt.step()
+    model = extract_subnet(net.eval(), cfg).eval()
+    x, y = data(200)
+    shifted = x * 3 + 2  # brighter, higher contrast: the stale statistics no longer fit
+
+    def acc(inp):
+        with torch.no_grad():
+            return float((model(inp).argmax(1) == y).float().mean())
+
+    assert acc(x) > 0.9
+    stale = acc(shifted)
+    before = model.stem.norm.running_mean.clone()
+    n = recalibrate_bn(model, [data(32)[0] * 3 + 2 for _ in range(4)])
+    assert n == 128 and not model.training
+    assert not torch.allclose(model.stem.norm.running_mean, before)
+    assert model.stem.norm.momentum == 0.1, "the layer's own momentum is restored"
+    assert acc(shifted) > stale + 0.1
+
+
+def test_measure_subnet_gives_an_estimate_that_matches_its_predictions(trained, tiny_prepared):
+    _, path = trained
+    net, meta = load_trained(path)
+    cfg = sample_config(TINY, random.Random(4))
+    m = measure_subnet(net, cfg, tiny_prepared, ENV, calib_batches=2, calib_batch_size=32, n_bootstrap=20)
+    assert m.estimate and m.train_loss is None and "[super-network estimate]" in m.to_text()
+    assert m.hardware.params == count_subnet_params(cfg, TINY, len(tiny_prepared.class_names))
+    assert {g.attribute for g in m.fairness.groups} == {"sex", "age"}
+    # Recompute the validation accuracy by hand from the same recalibrated sub-network.
+    model = extract_subnet(net, cfg)
+    recalibrate_bn(model, calibration_batches(tiny_prepared, 2, 32, 0))
+    val = torch.from_numpy(np.asarray(tiny_prepared.split.val, dtype=np.int64))
+    with torch.no_grad():
+        pred = model(input_transform(tiny_prepared)(tiny_prepared.images[val])).argmax(1)
+    assert m.test_acc == pytest.approx(float((pred == tiny_prepared.labels[val]).float().mean()))
+    # The super-network is shared and must not change by being measured.
+    assert torch.equal(
+        net.state_dict()["stem.norm.running_mean"],
+        load_trained(path)[0].state_dict()["stem.norm.running_mean"],
+    )
+
+
+def _run_config(dataset):
+    return RunConfig(
+        dataset=str(dataset),
+        engine="random",
+        evaluation="supernet",
+        env=ENV,
+        train=TrainSettings(image_size=32, seed=0, max_epochs=1, n_bootstrap=20),
+    )
+
+
+def test_make_payload_then_measure_job(dirs, tiny_dataset):
+    root, path = dirs
+    spec = to_arch_spec(largest(TINY), TINY)
+    payload = jobs.make_payload(_run_config(tiny_dataset), spec)
+    assert payload["checkpoint"] == str(path.resolve()) and payload["split"] == "val"
+    seen = []
+    result = jobs.measure(payload, seen.append, lambda: False)
+    metrics = Metrics.from_dict(result)
+    assert metrics.estimate and 0.0 <= metrics.test_acc <= 1.0
+    assert seen[-1]["fraction"] == 1.0
+    # a RunRecord-like object (the session passes the run) works the same
+    run = type("Run", (), {"config": _run_config(tiny_dataset).to_dict()})()
+    assert jobs.make_payload(run, spec) == payload
+
+
+def test_make_payload_refuses_a_spec_outside_the_super_network(dirs, tiny_dataset):
+    spec = to_arch_spec(largest(TINY), TINY)
+    bad = dataclasses.replace(spec, blocks=(dataclasses.replace(spec.blocks[0], kernel=9),) + spec.blocks[1:])
+    with pytest.raises(SubnetError, match=r"not a sub-network.*blocks\[0\]\.kernel = 9"):
+        jobs.make_payload(_run_config(tiny_dataset), bad)
+
+
+def test_make_payload_refuses_missing_untrained_foreign_and_old_checkpoints(dirs, tiny_dataset, tmp_path):
+    root, path = dirs
+    spec = to_arch_spec(smallest(TINY), TINY)
+    cfg = _run_config(tiny_dataset)
+    with pytest.raises(ck.CheckpointError, match="no super-network is trained.*supernet train"):
+        jobs.make_payload(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, image_size=24)), spec)
+    for change, message in (
+        ({"complete": False}, "not trained yet"),
+        ({"dataset_hash": "0" * 64}, "another data set"),
+        ({"schema_version": 0}, "schema version 0"),
+    ):
+        other = tmp_path / f"{next(iter(change))}.pt"
+        shutil.copy(path, other)
+        ck.update_meta(other, **change)
+        with pytest.raises(ck.CheckpointError, match=message):
+            jobs.make_payload(cfg, spec, checkpoint=other)
+
+
+def test_measure_job_rechecks_the_data_on_disk(dirs, tiny_dataset, tmp_path):
+    root, path = dirs
+    payload = jobs.make_payload(_run_config(tiny_dataset), to_arch_spec(smallest(TINY), TINY))
+    other = tmp_path / "foreign.pt"
+    shutil.copy(path, other)
+    ck.update_meta(other, dataset_hash="1" * 64)
+    with pytest.raises(ck.CheckpointError, match="another data set"):
+        jobs.measure({**payload, "checkpoint": str(other), "dataset_hash": ""})
+    with pytest.raises(SubnetError, match="widths"):
+        jobs.measure({**payload, "config": {**payload["config"], "widths": [99, 12]}})
