@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "nas_core.evaluator_cli",
     "nas_core.metrics.cli",
     "nas_core.store_cli",
+    "nas_core.search_cli",
 )
 
 
