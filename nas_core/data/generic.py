@@ -278,8 +278,10 @@ def resolve_attributes(defaults: Sequence[AttributeSpec], mapping: ColumnMapping
     if not given:
         specs = tuple(defaults)
     elif mapping.extend_defaults:
-        names = {g.name for g in given}
-        specs = tuple(d for d in defaults if d.name not in names) + given
+        # A given attribute replaces the default of its name in place, so sex stays before age.
+        by_name = {g.name: g for g in given}
+        specs = tuple(by_name.get(d.name, d) for d in defaults)
+        specs += tuple(g for g in given if g.name not in {d.name for d in defaults})
     else:
         specs = given
     if mapping.age_bins is not None:
@@ -397,10 +399,6 @@ def _attributes(rows: Sequence[dict[str, str]], ids: Sequence[str], specs: Seque
             findings.append(Finding(code, "fatal", f"{source}: column {spec.column!r} has {len(bad_ids)} {what}: "
                                     f"{examples} (rows {show(bad_ids)}); write them as {fix} or leave the cell "
                                     "empty for unknown", bad_ids))
-        if derived.n_missing:
-            findings.append(Finding("missing_attribute", "info",
-                                    f"{derived.n_missing} rows have no {spec.name!r} ({spec.column!r}); they count "
-                                    f"as {UNKNOWN!r} and are left out of the {spec.name} group metrics"))
         out.append((spec.name, derived.values))
     return tuple(out)
 

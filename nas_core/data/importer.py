@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,9 @@ def _noop(stage: str, done: int, total: int) -> None:
 
 def inspect_source(source: str | os.PathLike, fmt: str | None = None, mapping: ColumnMapping | None = None,
                    min_group_test: int = 10, max_pixels: int | None = None, workers: int | None = None,
-                   progress: Progress | None = None, scratch: str | os.PathLike | None = None) -> Inspection:
+                   progress: Progress | None = None, scratch: str | os.PathLike | None = None,
+                   max_files: int = zipsafe.DEFAULT_MAX_FILES,
+                   max_total_bytes: int = zipsafe.DEFAULT_MAX_TOTAL_BYTES) -> Inspection:
     """Read and validate a folder or a zip without importing anything.
 
     Args:
@@ -101,16 +104,17 @@ def inspect_source(source: str | os.PathLike, fmt: str | None = None, mapping: C
         progress: ``(stage, done, total)``.
         scratch: for a zip, the folder to extract into (must not exist); None = a temporary folder
             that is removed again before returning.
+        max_files: most zip entries.
+        max_total_bytes: most uncompressed zip bytes.
 
     Raises:
         DataError: the source cannot be read at all (missing, unsafe zip, no CSV, missing column ...).
     """
     progress = progress or _noop
     if is_zip(source):
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="equinas-inspect-") as tmp:
-            dest = zipsafe.extract(source, Path(scratch) if scratch else Path(tmp) / "data")
+            dest = zipsafe.extract(source, Path(scratch) if scratch else Path(tmp) / "data", max_files,
+                                   max_total_bytes)
             return _inspect_folder(zipsafe.data_root(dest), fmt, mapping, min_group_test, max_pixels, workers,
                                    progress)
     return _inspect_folder(formats.resolve_root(source), fmt, mapping, min_group_test, max_pixels, workers, progress)
@@ -131,7 +135,7 @@ def _refusal(name: str, report: ValidationReport, allow_corrupt: bool) -> str | 
                 + ". Nothing was stored")
     if report.consent and not allow_corrupt:
         return (f"cannot import {name!r}: " + "; ".join(f.message for f in report.consent)
-                + ". Fix them, or allow leaving them out (--allow-corrupt / the checkbox). Nothing was stored")
+                + " (--allow-corrupt / the checkbox leaves them out). Nothing was stored")
     if report.n_usable == 0:
         return f"cannot import {name!r}: no usable image. Nothing was stored"
     return None

@@ -240,7 +240,7 @@ def check_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, s
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports damaged data as OSError ("image file is truncated"), SyntaxError (bad PNG
         # chunks) or ValueError; all mean the same thing to the user.
-        return "corrupt", f"corrupt or truncated ({exc})", digest
+        return "corrupt", str(exc) or type(exc).__name__, digest
     return "", "", digest
 
 
