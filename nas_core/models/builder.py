@@ -44,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nas_core.errors import UserError
 from nas_core.models.layers import (
+    ACTIVATIONS,
     ConvBlock,
     DWSepBlock,
     Head,
@@ -97,14 +98,68 @@ def block_kwargs(block: BlockSpec, in_channels: int) -> dict:
     return kwargs
 
 
+NORMS = ("batch", "group", "layer", "instance", "none")
+POOLS = ("none", "max", "avg")
+
+
+def buildable_errors(spec: ArchSpec) -> list[str]:
+    """What keeps ``spec`` from being built at all, whatever the Choices (unknown names, bad sizes).
+
+    A spec validated against any Choices that ``Choices.from_dict`` accepts is
+    buildable; this guards specs that reach the builder unvalidated (a JSON file
+    given to the CLI), so they fail with a message instead of a traceback.
+    """
+    errors = []
+
+    def need(ok: bool, path: str, value: object, rule: str) -> None:
+        if not ok:
+            errors.append(f"{path} = {value!r}: {rule}")
+
+    def positive(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    def odd(v: object) -> bool:
+        return positive(v) and v % 2 == 1
+
+    def rate(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1
+
+    need(positive(spec.stem.out_channels), "stem.out_channels", spec.stem.out_channels, "must be at least 1")
+    need(odd(spec.stem.kernel), "stem.kernel", spec.stem.kernel, "must be odd and at least 1")
+    need(positive(spec.stem.stride), "stem.stride", spec.stem.stride, "must be at least 1")
+    for i, b in enumerate(spec.blocks):
+        p = f"blocks[{i}]"
+        need(b.type in BLOCK_CLASSES, f"{p}.type", b.type, f"allowed: {list(BLOCK_CLASSES)}")
+        need(positive(b.out_channels), f"{p}.out_channels", b.out_channels, "must be at least 1")
+        need(odd(b.kernel), f"{p}.kernel", b.kernel, "must be odd and at least 1")
+        need(positive(b.stride), f"{p}.stride", b.stride, "must be at least 1")
+        need(positive(b.expand), f"{p}.expand", b.expand, "must be at least 1")
+        need(b.norm in NORMS, f"{p}.norm", b.norm, f"allowed: {list(NORMS)}")
+        need(b.act in ACTIVATIONS, f"{p}.act", b.act, f"allowed: {list(ACTIVATIONS)}")
+        need(b.pool in POOLS, f"{p}.pool", b.pool, f"allowed: {list(POOLS)}")
+        need(rate(b.dropout), f"{p}.dropout", b.dropout, "must be in [0, 1)")
+    hidden = spec.head.hidden
+    need(isinstance(hidden, int) and not isinstance(hidden, bool) and hidden >= 0, "head.hidden", hidden,
+         "must be 0 (no hidden layer) or more")
+    need(rate(spec.head.dropout), "head.dropout", spec.head.dropout, "must be in [0, 1)")
+    return errors
+
+
 def layer_plan(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> tuple:
     """The layer classes and constructor arguments of ``spec``'s network.
 
     Returns:
         ``(stem_kwargs, [(block_class_name, kwargs), ...], head_kwargs)``; the one
         description both :func:`build_model` and the source generator build from.
+
+    Raises:
+        ModelError: a bad shape or class count, or a spec that cannot be built
+            (see :func:`buildable_errors`).
     """
     channels, _, _ = check_shape(input_shape, n_classes)
+    errors = buildable_errors(spec)
+    if errors:
+        raise ModelError("cannot build this spec: " + "; ".join(errors))
     first_act = spec.blocks[0].act if spec.blocks else "relu"
     last_act = spec.blocks[-1].act if spec.blocks else "relu"
     stem = {
@@ -117,8 +172,6 @@ def layer_plan(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int
     blocks = []
     c = spec.stem.out_channels
     for block in spec.blocks:
-        if block.type not in BLOCK_CLASSES:
-            raise ModelError(f"unknown block type {block.type!r}; allowed: {list(BLOCK_CLASSES)}")
         blocks.append((BLOCK_CLASSES[block.type].__name__, block_kwargs(block, c)))
         c = block.out_channels
     head = {
@@ -144,7 +197,8 @@ def build_model(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: in
         ``(batch, *input_shape)`` to ``(batch, n_classes)`` logits.
 
     Raises:
-        ModelError: for an impossible input shape or class count.
+        ModelError: for an impossible input shape or class count, or a spec
+            that cannot be built (unknown names, even kernels, dropout >= 1).
     """
     stem_kw, block_plan, head_kw = layer_plan(spec, input_shape, n_classes)
     classes = {cls.__name__: cls for cls in BLOCK_CLASSES.values()}

@@ -215,3 +215,18 @@ def test_arithmetic_costs_equal_the_counters_at_odd_non_square_sizes():
         model = build_model(spec, shape, 3)
         assert spec_costs(spec, shape, 3) == (count_params(model), count_macs(model, shape)), (spec, shape)
         checked += 1
+
+
+def test_unbuildable_specs_are_user_errors_naming_every_field():
+    data = {"blocks": [{"act": "swish", "kernel": 4}, {"norm": "batchnorm", "pool": "min", "dropout": 1.5}],
+            "head": {"hidden": -3}}
+    spec = ArchSpec.from_dict(data)  # well-typed, so parsing accepts it; only Choices would reject it
+    with pytest.raises(ModelError) as info:
+        build_model(spec, SHAPE, 4)
+    message = str(info.value)
+    for part in ["blocks[0].act = 'swish'", "blocks[0].kernel = 4", "blocks[1].norm = 'batchnorm'",
+                 "blocks[1].pool = 'min'", "blocks[1].dropout = 1.5", "head.hidden = -3"]:
+        assert part in message
+    assert "relu6" in message and "instance" in message  # the allowed values
+    with pytest.raises(ModelError):
+        spec_costs(spec, SHAPE, 4)
