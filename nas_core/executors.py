@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 import traceback
@@ -155,6 +154,12 @@ class LocalExecutor(Executor):
 # ---------------------------------------------------------------------------- Ray
 
 
+def _code_path() -> str:
+    """This checkout's root plus the caller's PYTHONPATH, for Ray workers on a shared file system."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+
+
 def _ray_entry(target: str, payload: dict[str, Any], job_id: int, hub: Any) -> Outcome:
     """Body of the Ray task: run the handler, stream progress to the hub actor."""
     import ray  # inside the task: runs on a cluster node
@@ -278,10 +283,11 @@ class RayExecutor(Executor):
             runtime_env = dict(kwargs.pop("runtime_env", None) or {})
             if working_dir:
                 runtime_env["working_dir"] = working_dir
-            elif address is None:
-                # A local instance: tasks import nas_core (and test handlers) from this checkout.
+            else:
+                # Tasks import nas_core from this checkout where the node shares its file system
+                # (a local instance, NFS); elsewhere the path is absent and EquiNAS must be installed.
                 env_vars = dict(runtime_env.get("env_vars", {}))
-                env_vars.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+                env_vars.setdefault("PYTHONPATH", _code_path())
                 runtime_env["env_vars"] = env_vars
             if runtime_env:
                 kwargs["runtime_env"] = runtime_env
@@ -328,12 +334,13 @@ def make_executor(
     num_gpus: float = 0.0,
     concurrency: int | None = None,
     ray_init: dict[str, Any] | None = None,
+    working_dir: str | None = None,
 ) -> Executor:
     """Build the executor named ``kind`` (local | ray)."""
     if kind == "local":
         return LocalExecutor(concurrency or 1)
     if kind == "ray":
-        return RayExecutor(ray_address, num_cpus, num_gpus, concurrency, ray_init)
+        return RayExecutor(ray_address, num_cpus, num_gpus, concurrency, ray_init, working_dir)
     raise ExecutorError(f"unknown executor {kind!r}; use local or ray")
 
 

@@ -55,6 +55,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
     w.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
     w.add_argument("--concurrency", type=int, default=None,
                    help="jobs at once (local default 1; Ray default cluster CPUs / --num-cpus)")
+    w.add_argument("--ray-working-dir", default=None,
+                   help="ship this folder to the cluster as the tasks' working directory (Ray runtime_env)")
     w.add_argument("--ray-local-cpus", type=int, default=None, help="CPUs of a local Ray instance")
     w.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
     w.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
@@ -128,7 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         ray_init["num_cpus"] = args.ray_local_cpus
     executor = make_executor(
         args.executor, ray_address=args.ray_address, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-        concurrency=args.concurrency, ray_init=ray_init,
+        concurrency=args.concurrency, ray_init=ray_init, working_dir=args.ray_working_dir,
     )
     worker = Worker(db, executor, poll_s=args.poll, heartbeat_s=args.heartbeat, stale_after_s=args.stale_after,
                     handlers=handlers, kinds=args.kind, finish_grace_s=args.finish_grace,
