@@ -1,0 +1,344 @@
+"""The ``supernet`` command group: train a super-network, measure a sub-network, list what exists.
+
+Owns ``python -m nas_core supernet train|measure|status``. ``train`` runs in this
+process with progress on stderr (resuming a stopped training), or with ``--queue``
+queues a ``supernet_train`` job for a worker; either way the checkpoint is registered
+in the store. ``measure`` estimates one sub-network's Metrics in seconds. ``status``
+lists the registered super-networks (and unregistered checkpoint files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from nas_core.cli import CliError, emit
+from nas_core.settings import Env, TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``supernet`` command group."""
+    p = subparsers.add_parser(
+        "supernet",
+        help="train an elastic super-network once, then measure sub-networks in seconds",
+        description="Super-network mode: train once on a data set's split, then estimate any sub-network.",
+    )
+    sub = p.add_subparsers(dest="supernet_command", metavar="SUBCOMMAND")
+
+    t = sub.add_parser("train", help="train (or resume) the super-network of a data set")
+    t.add_argument("--db", required=True, help="the EquiNAS database (the checkpoint is registered there)")
+    t.add_argument("--dataset", required=True, help="data set folder")
+    t.add_argument(
+        "--epochs", type=int, default=30, help="most epochs (default 30; early stopping may end sooner)"
+    )
+    t.add_argument(
+        "--patience", type=int, default=5, help="epochs without a better validation loss before stopping"
+    )
+    t.add_argument("--image-size", type=int, default=64, help="square training resolution (default 64)")
+    t.add_argument("--seed", type=int, default=0, help="split and training seed (use the run's seed)")
+    t.add_argument("--subsample", type=int, default=None, help="balanced subsample of this many images")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument(
+        "--n-random", type=int, default=2, help="random sub-networks per step besides largest/smallest"
+    )
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument(
+        "--no-distill", action="store_true", help="train sub-networks on labels, not on the largest's output"
+    )
+    t.add_argument("--space", default="default", help="'default', 'tiny' or a JSON file of a space config")
+    t.add_argument("--out", default=None, help="checkpoint file (default: data/checkpoints/supernets/...)")
+    t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    t.add_argument(
+        "--fresh", action="store_true", help="start over instead of resuming an existing checkpoint"
+    )
+    t.add_argument("--queue", action="store_true", help="queue a job for the worker instead of training here")
+    t.add_argument("--json", action="store_true", help="print JSON")
+    t.set_defaults(func=_train)
+
+    m = sub.add_parser("measure", help="estimate the metrics of one sub-network")
+    m.add_argument("--db", default=None, help="database whose registered super-networks to use")
+    m.add_argument(
+        "--config",
+        required=True,
+        help="largest | smallest | random | a JSON file or text: a sub-network config or an architecture spec",
+    )
+    m.add_argument(
+        "--checkpoint", default=None, help="super-network checkpoint (default: the newest registered)"
+    )
+    m.add_argument("--dataset", default=None, help="data set folder (default: the one it was trained on)")
+    m.add_argument(
+        "--split", default="val", choices=["val", "test"], help="val while searching, test to report"
+    )
+    m.add_argument("--calib-batches", type=int, default=8, help="training batches for BN recalibration")
+    m.add_argument("--seed", type=int, default=0, help="seed for 'random'")
+    m.add_argument("--json", action="store_true", help="print the Metrics record as JSON")
+    m.set_defaults(func=_measure)
+
+    s = sub.add_parser("status", help="list trained super-networks")
+    s.add_argument("--db", default=None, help="database whose registry to list")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_status)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _space(text: str) -> Any:
+    from nas_core.supernet.space import SupernetSpaceConfig
+
+    if text == "default":
+        return SupernetSpaceConfig()
+    if text == "tiny":
+        return SupernetSpaceConfig.tiny()
+    path = Path(text)
+    if not path.is_file():
+        raise CliError(f"--space {text!r} is neither 'default', 'tiny' nor a JSON file")
+    try:
+        return SupernetSpaceConfig.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--space {text}: not valid JSON ({exc})") from exc
+
+
+def _open_store(db: str) -> Any:
+    from nas_core.store import Store
+
+    return Store.open(db)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from nas_core.supernet.jobs import TrainRequest, run_training
+    from nas_core.supernet.train import Stopped, SupernetTrainSettings
+
+    settings = SupernetTrainSettings(
+        max_epochs=args.epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        n_random=args.n_random,
+        lr=args.lr,
+        distill=not args.no_distill,
+        seed=args.seed,
+    )
+    train = TrainSettings(image_size=args.image_size, seed=args.seed, subsample=args.subsample)
+    if not Path(args.dataset).exists():
+        raise CliError(
+            f"data set folder {args.dataset} does not exist; give the folder of an imported data set"
+        )
+    out = str(Path(args.out).resolve()) if args.out else None
+    if out and args.fresh:
+        Path(out).unlink(missing_ok=True)
+    req = TrainRequest(
+        dataset=str(args.dataset),
+        train=train,
+        space=_space(args.space),
+        settings=settings,
+        checkpoint=out,
+        db=str(Path(args.db).resolve()),
+        device=args.device,
+    )
+    store = _open_store(args.db)
+    try:
+        if args.queue:
+            job = store.enqueue_job("supernet_train", req.to_dict(), actor="cli")
+            emit(
+                args,
+                {"job": job.id, "kind": "supernet_train"},
+                f"queued super-network training as job {job.id}",
+            )
+            return 0
+        if args.fresh and not out:
+            from nas_core.supernet.jobs import checkpoint_path, load_prepared
+
+            prepared = load_prepared(req.dataset, train)
+            checkpoint_path(prepared.dataset_hash, train.image_size, prepared.split.seed, req.space).unlink(
+                missing_ok=True
+            )
+
+        def progress(rec: dict[str, Any]) -> None:
+            if not args.json:
+                sys.stderr.write(
+                    f"epoch {rec['epoch']}/{rec['max_epochs']}: train loss {rec['train_loss']:.4f}, "
+                    f"largest val loss {rec['val_loss']:.4f}, val acc {rec['val_acc']:.3f} "
+                    f"({rec['seconds']:.1f}s)\n"
+                )
+
+        try:
+            outcome = run_training(req, progress, store=store)
+        except Stopped as exc:
+            raise CliError(str(exc)) from exc
+    finally:
+        store.close()
+    meta = outcome.meta
+    payload = {
+        "checkpoint": outcome.checkpoint,
+        "epoch": meta.epoch,
+        "best_epoch": meta.best_epoch,
+        "best_val_loss": meta.best_val_loss,
+        "complete": meta.complete,
+        "stopped_reason": meta.stopped_reason,
+        "resumed_from_epoch": outcome.resumed_from_epoch,
+        "train_seconds": meta.train_seconds,
+    }
+    text = (
+        f"super-network trained: {meta.epoch} epoch(s) ({meta.stopped_reason or 'not finished'}), "
+        f"best largest-network validation loss {meta.best_val_loss:.4f} at epoch {meta.best_epoch}\n"
+        f"checkpoint: {outcome.checkpoint}"
+    )
+    emit(args, payload, text)
+    return 0
+
+
+def _parse_config(text: str, space: Any, seed: int) -> Any:
+    from nas_core.space import ArchSpec
+    from nas_core.supernet.space import (
+        SubnetConfig,
+        check_config,
+        largest,
+        sample_config,
+        smallest,
+        spec_to_config,
+    )
+
+    if text == "largest":
+        return largest(space)
+    if text == "smallest":
+        return smallest(space)
+    if text == "random":
+        return sample_config(space, random.Random(seed))
+    raw = text
+    if not text.lstrip().startswith(("{", "[")):
+        path = Path(text)
+        if not path.is_file():
+            raise CliError(f"--config {text!r} is not largest, smallest, random, a JSON file or JSON text")
+        raw = path.read_text()
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"--config {text!r} is not largest, smallest, random, a JSON file or JSON text ({exc})"
+        ) from exc
+    if isinstance(data, dict) and "stem" in data:
+        return spec_to_config(ArchSpec.from_dict(data), space)
+    return check_config(SubnetConfig.from_dict(data), space)
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from nas_core.supernet.checkpoint import CheckpointError, check_usable, load_supernet
+    from nas_core.supernet.jobs import load_prepared
+    from nas_core.supernet.measure import measure_subnet
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        if args.db is None:
+            raise CliError("give --checkpoint FILE or --db DB (to use its newest registered super-network)")
+        from nas_core.supernet.registry import list_supernets
+
+        store = _open_store(args.db)
+        try:
+            rows = [r for r in list_supernets(store) if r.status == "trained" and Path(r.path).is_file()]
+        finally:
+            store.close()
+        if args.dataset:
+            rows = [r for r in rows if Path(r.dataset).resolve() == Path(args.dataset).resolve()]
+        if not rows:
+            raise CheckpointError(
+                f"no trained super-network is registered in {args.db}"
+                + (f" for {args.dataset}" if args.dataset else "")
+                + "; train one: python -m nas_core supernet train --db DB --dataset PATH"
+            )
+        checkpoint = rows[0].path
+    loaded = load_supernet(checkpoint)
+    meta = loaded.meta
+    dataset = args.dataset or meta.dataset
+    if not dataset:
+        raise CliError("the checkpoint does not name its data set; give --dataset")
+    train = TrainSettings(image_size=meta.image_size, seed=meta.seed, subsample=meta.subsample)
+    prepared = load_prepared(dataset, train)
+    check_usable(meta, dataset_hash=prepared.dataset_hash, image_size=meta.image_size, path=str(checkpoint))
+    config = _parse_config(args.config, meta.space_config, args.seed)
+    metrics = measure_subnet(
+        loaded.net, config, prepared, Env(), split=args.split, calib_batches=args.calib_batches
+    )
+    from nas_core.supernet.space import to_arch_spec
+
+    spec = to_arch_spec(config, meta.space_config)
+    payload = {
+        "config": config.to_dict(),
+        "key": spec.key,
+        "spec": spec.to_dict(),
+        "metrics": metrics.to_dict(),
+    }
+    emit(args, payload, f"sub-network {spec.key} ({args.split} split)\n{metrics.to_text()}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from nas_core.supernet.checkpoint import CheckpointError, read_meta
+    from nas_core.supernet.jobs import supernet_dir
+
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    if args.db:
+        from nas_core.supernet.registry import list_supernets
+
+        store = _open_store(args.db)
+        try:
+            for r in list_supernets(store):
+                seen.add(r.path)
+                rows.append(
+                    {
+                        "id": r.id,
+                        "path": r.path,
+                        "dataset": r.dataset,
+                        "image_size": r.image_size,
+                        "seed": r.seed,
+                        "status": r.status if Path(r.path).is_file() else "missing file",
+                        "epoch": r.epoch,
+                        "best_val_loss": r.best_val_loss,
+                        "kendall_tau": r.kendall_tau,
+                        "kendall_n": r.kendall_n,
+                    }
+                )
+        finally:
+            store.close()
+    folder = supernet_dir()
+    for path in sorted(folder.glob("*.pt")) if folder.is_dir() else []:
+        if str(path.resolve()) in seen:
+            continue
+        try:
+            meta = read_meta(path)
+        except CheckpointError as exc:
+            rows.append({"id": None, "path": str(path.resolve()), "status": f"unreadable: {exc}"})
+            continue
+        rows.append(
+            {
+                "id": None,
+                "path": str(path.resolve()),
+                "dataset": meta.dataset,
+                "image_size": meta.image_size,
+                "seed": meta.seed,
+                "status": ("trained" if meta.complete else "training") + " (not registered)",
+                "epoch": meta.epoch,
+                "best_val_loss": meta.best_val_loss,
+                "kendall_tau": meta.kendall_tau,
+                "kendall_n": meta.kendall_n,
+            }
+        )
+    if not rows:
+        text = "no super-network yet; train one: python -m nas_core supernet train --db DB --dataset PATH"
+    else:
+        lines = []
+        for r in rows:
+            tau = r.get("kendall_tau")
+            tau_text = "n/a" if tau is None else f"{tau:.2f} over {r.get('kendall_n')} sub-networks"
+            lines.append(
+                f"{r['status']}: {r.get('dataset', '?')} at {r.get('image_size', '?')} px, seed {r.get('seed', '?')}, "
+                f"epoch {r.get('epoch', '?')}, Kendall tau vs from-scratch {tau_text}\n  {r['path']}"
+            )
+        text = "\n".join(lines)
+    emit(args, {"supernets": rows}, text)
+    return 0
