@@ -1,0 +1,122 @@
+"""``serve``: Streamlit plus a worker beside it; the worker stops with the app or on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from nas_core.store import Store
+from nas_core.store_cli import serve
+from nas_core.worker import worker_status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(cond, timeout=60.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p.name))
+    return out
+
+
+def _health(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2) as r:
+            return r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+def test_serve_runs_streamlit_and_a_worker_and_ctrl_c_stops_both(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("import os\nimport streamlit as st\nst.write(os.environ['EQUINAS_DB'])\n")
+    db = tmp_path / "serve.db"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas_core", "serve", "--db", str(db), "--port", str(port), "--app", str(app)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait(lambda: _health(port) or proc.poll() is not None, timeout=90)
+        assert proc.poll() is None, proc.stderr.read()
+        store = Store.open(db)
+        _wait(lambda: any(w.alive for w in worker_status(store)))
+        kids = _children(proc.pid)
+        assert len(kids) == 2
+        for k in kids:
+            env = Path(f"/proc/{k}/environ").read_bytes().split(b"\0")
+            assert f"EQUINAS_DB={db.resolve()}".encode() in env
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0, err
+        assert f"http://localhost:{port}" in err
+        assert [w.status for w in worker_status(store)] == ["stopped"]
+        assert not _health(port)
+        assert all(not Path(f"/proc/{k}").exists() or "Z" in Path(f"/proc/{k}/stat").read_text().split()[2]
+                   for k in kids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_worker_stops_when_the_app_exits_and_is_restarted_if_it_dies(tmp_path):
+    db = tmp_path / "s2.db"
+    store = Store.open(db)
+    killed: list[int] = []
+
+    def kill_first_worker() -> None:
+        own = Store.open(db)  # one connection per thread
+        first = _wait(lambda: [w for w in worker_status(own) if w.alive], timeout=30)
+        own.close()
+        killed.append(first[0].pid)
+        os.kill(first[0].pid, signal.SIGKILL)
+
+    t = threading.Thread(target=kill_first_worker)
+    t.start()
+    app_cmd = [sys.executable, "-c", "import time; time.sleep(6); raise SystemExit(3)"]
+    code = serve(str(db), app_cmd=app_cmd, worker_args=["--poll", "0.1", "--heartbeat", "0.2"])
+    t.join(timeout=10)
+    assert code == 3 and killed
+    workers = worker_status(store)
+    assert len(workers) == 2  # the killed one and its replacement
+    replacement = [w for w in workers if w.pid != killed[0]][0]
+    assert replacement.status == "stopped"  # stopped cleanly when the app exited
+
+
+def test_serve_refuses_a_missing_database_folder(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas_core", "serve", "--db", str(tmp_path / "no" / "x.db"), "--app", "app.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "database folder" in proc.stderr and "Traceback" not in proc.stderr
