@@ -424,3 +424,38 @@ def train(
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "dataset_hash": meta.dataset_hash,
     }
+
+
+def finetune(
+    payload: Mapping[str, Any],
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """A fine-tuning job (kind ``supernet_finetune`` where registered): ``Metrics.to_dict()`` out.
+
+    Payload: a :class:`MeasureRequest` dict plus optional ``from_scratch`` (bool),
+    ``weights_out`` (path) and ``device``. The result is a normal candidate's Metrics
+    (test split, ``estimate=False``).
+    """
+    from nas_core.supernet.finetune import finetune as _finetune
+
+    data = dict(payload)
+    from_scratch = bool(data.pop("from_scratch", False))
+    weights_out = data.pop("weights_out", None)
+    device = data.pop("device", None)
+    req = MeasureRequest.from_dict(data)
+    prepared = load_prepared(req.dataset, req.train, req.cache_dir)
+    forward = None if progress is None else (lambda rec: progress(rec.to_dict()))
+    _, metrics = _finetune(
+        req.checkpoint,
+        req.config,
+        prepared,
+        req.train,
+        env=req.env,
+        from_scratch=from_scratch,
+        device=device,
+        progress=forward,
+        should_stop=should_stop,
+        weights_out=weights_out,
+    )
+    return metrics.to_dict()

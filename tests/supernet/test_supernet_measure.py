@@ -166,3 +166,34 @@ def test_measure_job_rechecks_the_data_on_disk(dirs, tiny_dataset, tmp_path):
         jobs.measure({**payload, "checkpoint": str(other), "dataset_hash": ""})
     with pytest.raises(SubnetError, match="widths"):
         jobs.measure({**payload, "config": {**payload["config"], "widths": [99, 12]}})
+
+
+def test_finetune_starts_from_the_inherited_weights_and_measures_a_normal_candidate(
+    trained, tiny_prepared, tmp_path
+):
+    from nas_core.supernet.finetune import finetune
+
+    _, path = trained
+    cfg = smallest(TINY)
+    inherited = extract_subnet(load_trained(path)[0], cfg).state_dict()
+    settings = TrainSettings(image_size=32, seed=0, max_epochs=1, n_bootstrap=10, batch_size=48)
+    # A vanishing learning rate: the fine-tuned weights are still the inherited ones.
+    model, m = finetune(
+        path,
+        cfg,
+        tiny_prepared,
+        settings,
+        env=ENV,
+        lr_factor=1e-9,
+        device="cpu",
+        weights_out=tmp_path / "w.pt",
+    )
+    w = "blocks.0.expand_conv.weight"
+    torch.testing.assert_close(model.state_dict()[w], inherited[w], atol=1e-6, rtol=0)
+    assert not m.estimate and m.epochs == 1 and m.train_loss is not None and (tmp_path / "w.pt").is_file()
+    scratch, m2 = finetune(path, cfg, tiny_prepared, settings, env=ENV, from_scratch=True, device="cpu")
+    assert not torch.allclose(scratch.state_dict()[w], inherited[w], atol=1e-3)
+    assert not m2.estimate and 0.0 <= m2.test_acc <= 1.0
+    other = dataclasses.replace(tiny_prepared, dataset_hash="2" * 64)
+    with pytest.raises(ck.CheckpointError, match="another data set"):
+        finetune(path, cfg, other, settings, env=ENV, device="cpu")
