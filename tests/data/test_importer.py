@@ -149,3 +149,15 @@ def test_unsafe_zip_and_rows_without_images(env, tmp_path):
     _nothing_left(store, cache_dir, uploads)
     image(tmp_path / "g" / "pics" / "img_001.jpg", seed=1)
     assert inspect_source(tmp_path / "g").report.importable()
+
+
+def test_imports_the_synthetic_default_data_set(env, tiny_dataset):
+    store, cache_dir, uploads = env
+    inspection = inspect_source(tiny_dataset)
+    report = inspection.report
+    assert report.format == "isic2019" and report.importable()
+    assert report.n_multi_groups > 0  # the generator photographs some lesions 2-3 times
+    assert {g.attribute for g in report.groups} == {"sex", "age"}
+    rec = import_dataset(tiny_dataset, store, name="default", image_size=16, cache_dir=cache_dir, uploads=uploads)
+    assert rec.counts["images"] == len(load_registered(rec)) == report.n_usable
+    assert rec.counts["lesion_groups_kept_together"] == report.n_multi_groups
