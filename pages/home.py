@@ -1,0 +1,52 @@
+"""Home: the runs, a one-click demo, and whether a worker is alive."""
+
+import streamlit as st
+
+from nas_core import studio
+from ui.common import get_store, guarded, select_run, worker_badge
+
+store = get_store()
+worker_badge(store)
+
+st.title("EquiNAS Studio")
+st.caption("Find CNNs that are accurate, fair across demographic groups, and small enough for their device.")
+
+runs = studio.runs_overview(store)
+left, right = st.columns([3, 1])
+with right:
+    st.subheader("Start")
+    if st.button("▶ One-click demo run", key="demo_run", type="primary",
+                 help="A heuristic search on the default synthetic data set, first proposal ready to approve."):
+        with st.spinner("Creating the demo run (generating the default data set the first time)…"):
+            run_id = guarded(studio.create_demo_run, store)
+        if run_id is not None:
+            select_run(run_id)
+            st.switch_page("pages/search.py")
+    if st.button("New run…", key="new_run"):
+        st.switch_page("pages/setup.py")
+    if st.button("Bring a data set…", key="to_data"):
+        st.switch_page("pages/data.py")
+
+with left:
+    st.subheader("Runs")
+    if runs.empty:
+        st.info("No runs yet. Press **One-click demo run** to start a search on the default data set, "
+                "or **New run…** to choose the engine, data and priorities yourself.")
+    else:
+        st.dataframe(
+            runs, hide_index=True, width="stretch", key="runs_table",
+            column_config={
+                "best accuracy": st.column_config.NumberColumn(format="percent"),
+                "best unfairness": st.column_config.NumberColumn(format="%.4f"),
+            },
+        )
+        ids = runs["run"].tolist()
+        pick = st.selectbox("Open run", ids, key="open_run",
+                            format_func=lambda i: f"#{i} {runs.set_index('run').loc[i, 'name']}")
+        c1, c2 = st.columns(2)
+        if c1.button("Go to Search", key="open_search"):
+            select_run(pick)
+            st.switch_page("pages/search.py")
+        if c2.button("Go to Results", key="open_results"):
+            select_run(pick)
+            st.switch_page("pages/results.py")

@@ -1,0 +1,110 @@
+"""Results: leaderboard, per-group accuracy, fairness, confusion matrices, Pareto front, hypervolume, Table I."""
+
+import streamlit as st
+
+from nas_core import studio
+from ui.charts import (
+    confusion_heatmap,
+    group_accuracy_bars,
+    hypervolume_lines,
+    label,
+    parallel_coordinates,
+    pareto_scatter,
+)
+from ui.common import get_store, run_picker, worker_badge
+
+store = get_store()
+worker_badge(store)
+st.title("Results")
+run_id = run_picker(store)
+if run_id is None:
+    st.info("No run yet. Create one on **Setup**, or press **One-click demo run** on **Home**.")
+    st.stop()
+sess = studio.session(store, run_id)
+board = studio.leaderboard(store, run_id)
+measured = board.dropna(subset=["accuracy"])
+if measured.empty:
+    st.info("Nothing measured yet. Approve proposals on **Search**; results appear here as the worker "
+            "finishes them.")
+    st.stop()
+
+metrics = studio.objective_names()
+st.subheader("Leaderboard")
+f1, f2 = st.columns([2, 1])
+statuses = f1.multiselect("Status", sorted(board["status"].unique()), ["done"], key="lb_status")
+only_front = f2.checkbox("Only estimates from the super-network", key="lb_estimates")
+view = board[board["status"].isin(statuses)] if statuses else board
+if only_front:
+    view = view[view["estimate"]]
+st.dataframe(
+    view, hide_index=True, key="leaderboard", height=320,
+    column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                   "worst_group_accuracy": st.column_config.NumberColumn(format="percent")},
+)
+if board["estimate"].any():
+    st.caption("Rows with estimate = true are super-network estimates, not from-scratch results.")
+
+st.subheader("Pareto front")
+a1, a2 = st.columns(2)
+x = a1.selectbox("x axis", metrics, metrics.index("params"), key="pareto_x", format_func=label)
+y = a2.selectbox("y axis", metrics, metrics.index("unfairness"), key="pareto_y", format_func=label)
+front = studio.pareto_frame(store, run_id, x, y)
+st.plotly_chart(pareto_scatter(front, x, y), key="pareto_chart")
+
+labels = dict(zip(measured["candidate_id"], measured["label"]))
+ids = list(labels)
+default = ids[:1] + [i for i in ids[1:] if i == sess.poll().best_id]
+chosen = st.multiselect("Candidates to compare", ids, default, format_func=labels.get, key="compare_ids")
+cands = [store.get_candidate(i) for i in chosen]
+if cands:
+    st.subheader("Accuracy per group")
+    small = st.number_input("Warn below this many test images in a group", 1, 1000, 30, key="small_n")
+    overall = {studio.candidate_label(c): c.metrics.test_acc for c in cands if c.metrics}
+    groups = studio.group_frame(cands)
+    st.plotly_chart(group_accuracy_bars(groups, overall, min_n=int(small)), key="group_bars")
+    tiny = groups[(groups["n"] < small) & (groups["group"] != "unknown")]
+    if not tiny.empty:
+        st.warning("Too few test images to trust: " + ", ".join(
+            sorted({f"{r.attribute}: {r.group} (n={r.n})" for r in tiny.itertuples()})))
+    st.subheader("Fairness")
+    for c in cands:
+        attrs, pairs = studio.fairness_frames(c)
+        fr = c.metrics.fairness
+        st.markdown(f"**{studio.candidate_label(c)}** — Unfairness {fr.unfairness}, EODD {fr.eodd}, "
+                    f"EOPP1 {fr.eopp1}, EOPP2 {fr.eopp2}" + (" *(super-network estimate)*" if c.metrics.estimate else ""))
+        t1, t2 = st.columns(2)
+        t1.dataframe(attrs, hide_index=True, key=f"attrs_{c.id}")
+        t2.dataframe(pairs, hide_index=True, key=f"pairs_{c.id}")
+        if c.metrics.confusion:
+            with st.expander(f"Confusion matrices per group — {studio.candidate_label(c)}"):
+                cols = st.columns(3)
+                for i, (attr, grp, matrix) in enumerate(c.metrics.confusion):
+                    cols[i % 3].plotly_chart(confusion_heatmap(matrix, c.metrics.class_names, f"{attr}: {grp}"),
+                                             key=f"cm_{c.id}_{i}")
+
+st.subheader("Three or more objectives")
+pc = st.multiselect("Metrics", metrics, ["accuracy", "unfairness", "params", "latency"], key="pc_metrics",
+                    format_func=label)
+st.plotly_chart(parallel_coordinates(measured, pc, color="accuracy"), key="parallel")
+
+st.subheader("Hypervolume against evaluations")
+runs = {r.id: f"#{r.id} {r.name} ({r.engine})" for r in store.list_runs()}
+hv_runs = st.multiselect("Runs to compare", list(runs), [run_id], format_func=runs.get, key="hv_runs")
+hv_obj = st.multiselect("Objectives", metrics, list(sess.config.objectives), key="hv_obj", format_func=label)
+if len(hv_obj) >= 2 and hv_runs:
+    st.plotly_chart(hypervolume_lines(studio.hypervolume_frame(store, hv_runs, hv_obj)), key="hv_chart")
+    st.caption("One normalization for all runs shown (ideal and nadir of their measured points, reference "
+               "point 1.1 after normalization), so the curves compare.")
+else:
+    st.info("Pick at least one run and two objectives.")
+
+st.subheader("Against the hand-made baselines (FL-NAS Table I)")
+table = studio.comparison(sess)
+if (table.get("kind") == "baseline").any() if not table.empty else False:
+    st.dataframe(table, hide_index=True, key="table_one")
+    st.caption("↑/↓: better than every baseline.")
+else:
+    st.info("The baselines (ResNet-18/34, MobileNetV1/V2) have not been trained on this run's split yet.")
+if st.button("Train the baselines on this run's split", key="baselines"):
+    sess.ensure_baselines("app")
+    st.toast("Baselines queued; the worker trains them like any candidate.")

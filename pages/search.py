@@ -1,0 +1,182 @@
+"""Search: propose, then approve, edit or reject each proposal; watch evaluations live."""
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from nas_core import studio
+from nas_core.errors import UserError
+from ui.charts import progress_lines
+from ui.common import fmt, get_store, guarded, run_picker, worker_badge
+from ui.spec_view import blocks_table, diagram_dot
+
+store = get_store()
+worker_badge(store)
+st.title("Search")
+run_id = run_picker(store)
+if run_id is None:
+    st.info("No run yet. Create one on **Setup**, or press **One-click demo run** on **Home**.")
+    st.stop()
+
+sess = studio.session(store, run_id, api_key=st.session_state.get(f"api_key_{run_id}"))
+cfg = sess.config
+state = sess.poll()
+if cfg.engine == "heuristic":
+    st.caption("Engine: offline heuristic designer (no LLM is called; rule-based edits of the best model).")
+elif cfg.engine == "llm":
+    st.caption(f"Engine: LLM designer, model {cfg.llm.model} at {cfg.llm.base_url or 'api.openai.com'}.")
+else:
+    st.caption(f"Engine: {cfg.engine}; objectives {', '.join(cfg.objectives)}.")
+if cfg.evaluation == "supernet":
+    st.caption("Evaluation: super-network estimates (labelled as such), seconds per candidate.")
+
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Iteration", state.iteration)
+m2.metric("Measured", state.measured)
+m3.metric("Waiting for you", len(state.pending))
+m4.metric("Queued / running", len(state.in_flight))
+best = sess.best()
+if best is not None and best.metrics is not None:
+    st.caption(f"Best so far: #{best.id} — {best.metrics.to_text()}")
+
+# ----------------------------------------------------------------------------- propose
+c1, c2, c3 = st.columns([1, 1, 2])
+if c1.button("Propose", key="propose", type="primary", disabled=not state.can_propose,
+             help=state.reason or "Ask the engine for the next candidate(s)."):
+    with st.spinner("Asking the engine…"):
+        proposed = guarded(sess.propose, "app")
+    if proposed:
+        st.toast(f"{len(proposed)} proposal(s) ready for review")
+        st.rerun()
+auto_n = c2.number_input("Auto-approve iterations", 0, 100, 0, key="auto_n",
+                         help="Approve and run this many iterations without asking (unattended).")
+if c3.button("Run unattended", key="auto_start", disabled=auto_n == 0):
+    st.session_state["auto_left"] = int(auto_n)
+    st.rerun()
+if state.reason and not state.pending:
+    st.info(state.reason)
+if st.session_state.get("auto_left"):
+    st.warning(f"Unattended: {st.session_state['auto_left']} iteration(s) to go.")
+    if st.button("Stop unattended", key="auto_stop"):
+        st.session_state["auto_left"] = 0
+        st.rerun()
+with st.expander("Next prompt (exactly what the LLM designer would receive)", expanded=False):
+    try:
+        st.code(sess.next_prompt().text, language=None)
+    except UserError as exc:
+        st.error(str(exc))
+
+# ----------------------------------------------------------------------------- proposals
+pending = [store.get_candidate(cid) for cid in state.pending]
+if pending:
+    st.subheader(f"Proposals of iteration {state.iteration}")
+    if len(pending) > 1 and st.button(f"Approve all {len(pending)}", key="approve_all"):
+        for c in pending:
+            guarded(sess.approve, c.id, "app")
+        st.rerun()
+for c in pending:
+    view = studio.candidate_view(sess, c, best)
+    with st.container(border=True, key=f"card_{c.id}"):
+        st.markdown(f"**#{c.id}** · {c.origin} · key `{c.key}`")
+        left, right = st.columns([3, 2])
+        with left:
+            st.dataframe(blocks_table(c.spec), hide_index=True, key=f"blocks_{c.id}")
+            st.graphviz_chart(diagram_dot(c.spec))
+        with right:
+            st.metric("Parameters", fmt(view.params))
+            st.metric("MACs", fmt(view.macs))
+            if c.rationale:
+                st.markdown(f"**Rationale.** {c.rationale}")
+            if c.predicted:
+                st.markdown("**Predicted.** " + ", ".join(f"{k} {v:.4g}" for k, v in c.predicted))
+            if view.changes:
+                st.markdown("**Changes against the best so far:**\n" + "\n".join(f"- {x}" for x in view.changes))
+            for p in view.problems:
+                st.error(p)
+        a, r, e = st.columns(3)
+        if a.button("Approve", key=f"approve_{c.id}", type="primary"):
+            if guarded(sess.approve, c.id, "app", success=f"#{c.id} queued for evaluation") is not None:
+                st.rerun()
+        with r.popover("Reject…"):
+            reason = st.text_area("Why? (the next prompt carries it)", key=f"reason_{c.id}")
+            if st.button("Reject", key=f"reject_{c.id}"):
+                if not reason.strip():
+                    st.error("Write a reason: the designer learns from it.")
+                elif guarded(sess.reject, c.id, reason.strip(), "app") is not None:
+                    st.rerun()
+        with e.popover("Edit…"):
+            text = st.text_area("Spec (JSON)", studio.spec_json(c.spec), height=300, key=f"edit_text_{c.id}")
+            note = st.text_input("Note (optional)", key=f"edit_note_{c.id}")
+            spec, problems = studio.check_spec(sess, text)
+            for p in problems:
+                st.error(p)
+            if st.button("Save edit", key=f"edit_{c.id}", disabled=spec is None):
+                if guarded(sess.edit, c.id, spec, "app", note) is not None:
+                    st.rerun()
+
+
+# ----------------------------------------------------------------------------- live progress
+@st.fragment(run_every=2)
+def live() -> None:
+    """Evaluations in flight, polled from the store; a finished one refreshes the page."""
+    now = studio.session(store, run_id).poll()
+    before = st.session_state.get("in_flight_seen")
+    st.session_state["in_flight_seen"] = now.in_flight
+    if before is not None and set(before) - set(now.in_flight):
+        for cid in set(before) - set(now.in_flight):
+            st.toast(f"Evaluation of #{cid} finished: {store.get_candidate(cid).status}")
+        st.rerun(scope="app")
+    if st.session_state.get("auto_left") and not now.in_flight:
+        step = studio.session(store, run_id).step_auto("auto")
+        if step.action in ("proposed", "finished", "failed"):
+            st.session_state["auto_left"] = 0 if step.action != "proposed" else st.session_state["auto_left"] - 1
+        if step.action == "failed":
+            st.error(step.message)
+        st.rerun(scope="app")
+    if not now.in_flight:
+        return
+    st.subheader("Evaluations")
+    for cid in now.in_flight:
+        c = store.get_candidate(cid)
+        p = studio.job_progress(store, cid)
+        epoch, total = p.get("epoch"), p.get("max_epochs")
+        label = f"#{cid} {c.origin}: {c.status}"
+        if epoch and total:
+            label += f" — epoch {epoch}/{total}, train loss {fmt(p.get('train_loss'))}, " \
+                     f"val loss {fmt(p.get('val_loss'))}"
+        st.progress(min(epoch / total, 1.0) if epoch and total else 0.0, text=label)
+        if p.get("history"):
+            st.plotly_chart(progress_lines(pd.DataFrame(p["history"])), key=f"curve_{cid}")
+
+
+live()
+
+# ----------------------------------------------------------------------------- history
+done = [c for c in sess.candidates() if c.status in ("done", "failed", "rejected")]
+if done:
+    st.subheader("Decided candidates")
+    st.dataframe(pd.DataFrame([{
+        "id": c.id, "iteration": c.iteration, "origin": c.origin, "status": c.status,
+        "accuracy": None if c.metrics is None else c.metrics.value("accuracy"),
+        "unfairness": None if c.metrics is None else c.metrics.value("unfairness"),
+        "params": None if c.metrics is None else c.metrics.value("params"),
+        "note": c.error or c.rationale[:120],
+    } for c in reversed(done)]), hide_index=True, key="decided")
+
+calls = store.list_llm_calls(run_id)
+if calls:
+    with st.expander(f"LLM transcript ({len(calls)} calls)"):
+        for call in reversed(calls[-10:]):
+            st.markdown(f"**iteration {call.iteration}** · {call.model} · {fmt(call.duration_s, 3)} s · "
+                        f"tokens {call.tokens_in}/{call.tokens_out}" + (f" · error: {call.error}" if call.error else ""))
+            st.code((call.raw_answer or "")[:4000] or "(no answer)", language=None)
+
+events = store.events(run_id=run_id, limit=50)
+if events:
+    with st.expander("Timeline (who did what, when)"):
+        st.dataframe(pd.DataFrame([{
+            "time": dt.datetime.fromtimestamp(e.time).strftime("%H:%M:%S"), "entity": e.entity,
+            "candidate": e.candidate_id, "job": e.job_id, "from": e.from_status, "to": e.to_status,
+            "actor": e.actor, "detail": e.detail,
+        } for e in reversed(events)]), hide_index=True, key="timeline")

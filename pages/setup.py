@@ -1,0 +1,145 @@
+"""Setup: engine, evaluation mode, search space, Env, training, priorities, prompt and LLM endpoint."""
+
+import json
+import os
+
+import streamlit as st
+
+from nas_core import studio
+from nas_core.errors import UserError
+from ui.common import get_store, select_run, worker_badge
+
+store = get_store()
+worker_badge(store)
+st.title("Set up a run")
+
+base = studio.default_config()
+datasets = studio.dataset_options(store)
+ENGINES = {
+    "heuristic": "Heuristic designer (offline, rule-based edits of the best model)",
+    "llm": "LLM designer (FL-NAS) through an OpenAI-compatible endpoint",
+    "linas": "LINAS (predictor-guided evolutionary search)",
+    "nsga2": "NSGA-II on real evaluations",
+    "random": "Random search",
+}
+
+c1, c2 = st.columns(2)
+name = c1.text_input("Run name", "my search", key="cfg_name")
+dataset = c1.selectbox("Data set", [d[1] for d in datasets], key="cfg_dataset",
+                       format_func=dict((v, k) for k, v in datasets).get)
+engine = c2.selectbox("Engine", list(ENGINES), format_func=ENGINES.get, key="cfg_engine")
+evaluation = c2.radio("Evaluation", ["scratch", "supernet"], horizontal=True, key="cfg_eval",
+                      format_func={"scratch": "train every candidate from scratch",
+                                   "supernet": "super-network estimates (seconds each)"}.get)
+if evaluation == "supernet":
+    st.info("Super-network mode measures sub-networks of one elastic network trained once on this data set "
+            "(train it with `python -m nas_core supernet train --db DB --dataset PATH`). Its numbers are "
+            "estimates and are labelled so; fine-tune the candidates you like.")
+
+tabs = st.tabs(["Search space", "Env", "Training", "Priorities", "Prompt", "LLM endpoint", "LINAS"])
+with tabs[0]:
+    st.caption("Choices: the allowed values of every field of the Template, and the block-count range. "
+               "A spec over max_params or max_macs is invalid.")
+    choices_json = st.text_area("Choices (JSON)", json.dumps(base.choices.to_dict(), indent=1), height=320,
+                                key="cfg_choices")
+with tabs[1]:
+    e1, e2, e3 = st.columns(3)
+    device = e1.selectbox("Device", ["cpu", "cuda", "auto"], key="cfg_device")
+    threads = e2.number_input("Threads", 1, 64, base.env.threads, key="cfg_threads")
+    env_batch = e3.number_input("Inference batch size", 1, 512, base.env.batch_size, key="cfg_env_batch")
+    lat = e1.number_input("Latency budget (s / image, 0 = none)", 0.0, 10.0, 0.0, format="%.4f",
+                          key="cfg_latency")
+    mem = e2.number_input("Memory budget (MB, 0 = none)", 0.0, 1e5, 0.0, key="cfg_memory")
+with tabs[2]:
+    t1, t2, t3 = st.columns(3)
+    optimizer = t1.selectbox("Optimizer", ["adam", "adamw", "sgd"], key="cfg_opt")
+    lr = t1.number_input("Learning rate", 1e-5, 1.0, base.train.lr, format="%.5f", key="cfg_lr")
+    batch = t2.number_input("Batch size", 1, 1024, base.train.batch_size, key="cfg_batch")
+    epochs = t2.number_input("Max epochs", 1, 500, base.train.max_epochs, key="cfg_epochs")
+    patience = t3.number_input("Patience", 1, 100, base.train.patience, key="cfg_patience")
+    size = t3.number_input("Image size (px)", 16, 512, base.train.image_size, key="cfg_size")
+    seed = t1.number_input("Seed", 0, 10**6, base.train.seed, key="cfg_seed")
+with tabs[3]:
+    st.caption("Ordered: compare on the first objective; candidates within its tolerance are ties, decided by "
+               "the next one. A guard caps how much an objective may lose against the best. Weighted: a "
+               "normalized weighted sum. Default (FL-NAS): improve fairness without decreasing accuracy, "
+               "hardware last.")
+    mode = st.radio("Mode", ["ordered", "weighted"], horizontal=True, key="cfg_pmode")
+    prio_json = st.text_area("Objectives (JSON list, first = most important)",
+                             json.dumps(base.priorities.to_dict()["objectives"], indent=1), height=220,
+                             key="cfg_prio")
+    st.caption("Metric names: " + ", ".join(studio.objective_names()))
+with tabs[4]:
+    st.caption("Placeholders: " + ", ".join("{" + p + "}" for p in studio.placeholders()))
+    p_app = st.text_area("PromptApp (system message)", base.prompt.app, key="cfg_p_app", height=80)
+    p_task = st.text_area("PromptTask", base.prompt.task, key="cfg_p_task", height=120)
+    p_const = st.text_area("PromptConst", base.prompt.const, key="cfg_p_const", height=260)
+with tabs[5]:
+    l1, l2 = st.columns(2)
+    base_url = l1.text_input("Base URL (empty = OpenAI)", "", key="cfg_base_url",
+                             placeholder="http://localhost:11434/v1 (Ollama) or http://host:8000/v1 (vLLM)")
+    model = l2.text_input("Model", base.llm.model, key="cfg_model")
+    temperature = l1.slider("Temperature", 0.0, 2.0, base.llm.temperature, key="cfg_temp")
+    retries = l2.number_input("Retries after an invalid answer", 0, 10, base.llm.max_retries, key="cfg_retries")
+    key_source = "environment (OPENAI_API_KEY / EQUINAS_LLM_API_KEY)" if (
+        os.environ.get("OPENAI_API_KEY") or os.environ.get("EQUINAS_LLM_API_KEY")) else "not set in the environment"
+    st.caption(f"API key: {key_source}. A key typed below stays in this browser session's memory only; it is "
+               "never stored, logged or shown again.")
+    api_key = st.text_input("API key", type="password", key="cfg_api_key")
+with tabs[6]:
+    objectives = st.multiselect("Objectives (2 to 5)", studio.objective_names(), list(base.objectives),
+                                key="cfg_objectives")
+    constraints_text = st.text_input("Constraints (comma separated)", "", key="cfg_constraints",
+                                     placeholder="latency<=0.01, params<=200000")
+    l1, l2, l3 = st.columns(3)
+    population = l1.number_input("Population per iteration", 1, 200, base.population, key="cfg_population")
+    budget = l2.number_input("Budget (evaluations, 0 = none)", 0, 100000, 0, key="cfg_budget")
+    algorithm = l3.selectbox("Inner algorithm", ["auto", "nsga2", "agemoea", "unsga3", "moead", "ctaea"],
+                             key="cfg_algorithm")
+
+auto = st.checkbox("Auto-approve every proposal (unattended)", key="cfg_auto")
+
+
+def make_config():
+    from nas_core.runconfig import parse_constraint
+
+    cons = tuple(parse_constraint(c) for c in constraints_text.split(",") if c.strip())
+    return studio.build_config(
+        base, name=name, dataset=dataset, engine=engine, evaluation=evaluation, choices_json=choices_json,
+        env={"device": device, "threads": int(threads), "batch_size": int(env_batch),
+             "latency_budget_s": lat or None, "memory_budget_mb": mem or None},
+        train={"optimizer": optimizer, "lr": float(lr), "batch_size": int(batch), "max_epochs": int(epochs),
+               "patience": int(patience), "image_size": int(size), "seed": int(seed)},
+        priorities={"mode": mode, "objectives": json.loads(prio_json)},
+        prompt={"app": p_app, "task": p_task, "const": p_const},
+        llm={"base_url": base_url or None, "model": model, "temperature": float(temperature),
+             "max_retries": int(retries)},
+        objectives=tuple(objectives), constraints=cons, population=int(population),
+        budget=int(budget) or None, algorithm=algorithm, auto_approve=auto, device=device,
+        per_iteration=int(population) if engine in ("linas", "nsga2", "random") else 1, seed=int(seed),
+    )
+
+
+try:
+    config = make_config()
+except (UserError, ValueError) as exc:
+    st.error(f"Fix this before creating the run: {exc}")
+    st.stop()
+
+with st.expander("Rendered prompt (exactly what the LLM designer would receive first)",
+                 expanded=engine == "llm"):
+    try:
+        st.code(studio.preview_prompt(config).text, language=None)
+    except UserError as exc:
+        st.error(str(exc))
+
+if st.button("Create run", key="create_run", type="primary"):
+    try:
+        run_id = studio.create_run(store, config, api_key=api_key or None)
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        if api_key:
+            st.session_state[f"api_key_{run_id}"] = api_key
+        select_run(run_id)
+        st.switch_page("pages/search.py")

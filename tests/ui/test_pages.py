@@ -1,0 +1,154 @@
+"""AppTest for every page: renders with an empty store and a populated one; main actions work."""
+
+from __future__ import annotations
+
+import pathlib
+import random
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nas_core import studio
+from nas_core.records import Proposal
+from nas_core.space import Choices, default_spec, mutate
+from tests.factories import make_metrics
+
+PAGES = ["pages/home.py", "pages/data.py", "pages/setup.py", "pages/search.py", "pages/results.py",
+         "pages/export.py"]
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, tiny_dataset):
+    monkeypatch.setenv("EQUINAS_DB", str(tmp_path / "app.db"))
+    monkeypatch.setenv("EQUINAS_DEFAULT_DATASET", str(tiny_dataset))
+    monkeypatch.setenv("EQUINAS_UPLOADS_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setenv("EQUINAS_FAST", "1")
+    return tmp_path
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _run(page: str, **query) -> AppTest:
+    """Run ``page`` inside the real navigation of app.py (so st.switch_page works)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    if page != "pages/home.py":
+        at.switch_page(page).run()
+    return at
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def populated(env):
+    """A heuristic run with measured candidates at different costs, one waiting proposal."""
+    store = studio.open_store()
+    run_id = studio.create_run(store, studio.default_config(name="populated"))
+    rng = random.Random(0)
+    sess = studio.session(store, run_id)
+    spec = default_spec()
+    for i in range(5):
+        spec = mutate(spec, Choices.default(), rng)
+        c = store.add_candidate(run_id, 1, Proposal(spec=spec, origin="heuristic", rationale=f"edit {i}"),
+                                status="done")
+        store.set_metrics(c.id, make_metrics(acc=0.6 + 0.03 * i, unfairness=0.08 - 0.01 * i,
+                                             params=10_000 * (i + 1)))
+    store.start_iteration(run_id)
+    waiting = sess.propose("test")
+    store.close()
+    return {"run_id": run_id, "waiting": waiting[0].id}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_an_empty_store(env, page):
+    at = _run(page)
+    _no_exception(at)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_populated_store(populated, page):
+    at = _run(page, run=str(populated["run_id"]))
+    _no_exception(at)
+
+
+def test_home_lists_runs_and_worker_status(populated):
+    at = _run("pages/home.py")
+    df = at.dataframe[0].value
+    assert "populated" in set(df["name"])
+    assert any("worker" in w.value for w in at.sidebar.warning)
+
+
+def test_search_shows_the_waiting_proposal_and_approve_queues_it(populated):
+    cid = populated["waiting"]
+    at = _run("pages/search.py", run=str(populated["run_id"]))
+    assert at.button(key=f"approve_{cid}")
+    at.button(key=f"approve_{cid}").click().run()
+    _no_exception(at)
+    store = studio.open_store()
+    assert store.get_candidate(cid).status == "queued"
+    assert len(store.list_jobs(candidate_id=cid)) == 1
+
+
+def test_search_reject_needs_a_reason_and_stores_it(populated):
+    cid = populated["waiting"]
+    at = _run("pages/search.py", run=str(populated["run_id"]))
+    at.button(key=f"reject_{cid}").click().run()
+    assert any("Write a reason" in e.value for e in at.error)
+    at.text_area(key=f"reason_{cid}").input("too many parameters for the phone").run()
+    at.button(key=f"reject_{cid}").click().run()
+    _no_exception(at)
+    store = studio.open_store()
+    assert store.get_candidate(cid).status == "rejected"
+    assert "too many parameters for the phone" in studio.session(store, populated["run_id"]).next_prompt().text
+
+
+def test_search_edit_refuses_an_invalid_spec(populated):
+    cid = populated["waiting"]
+    at = _run("pages/search.py", run=str(populated["run_id"]))
+    at.text_area(key=f"edit_text_{cid}").input('{"blocks": [{"type": "conv", "kernel": 4}]}').run()
+    assert any("kernel" in e.value for e in at.error)
+    assert at.button(key=f"edit_{cid}").disabled
+
+
+def test_results_shows_leaderboard_and_pareto(populated):
+    at = _run("pages/results.py", run=str(populated["run_id"]))
+    _no_exception(at)
+    lb = at.dataframe[0].value
+    assert len(lb) == 5
+    assert at.get("plotly_chart")
+
+
+def test_setup_creates_a_run(env):
+    at = _run("pages/setup.py")
+    at.text_input(key="cfg_name").input("from setup").run()
+    at.button(key="create_run").click().run()
+    _no_exception(at)
+    store = studio.open_store()
+    assert [r.name for r in store.list_runs()] == ["from setup"]
+
+
+def test_setup_reports_bad_choices_json(env):
+    at = _run("pages/setup.py")
+    at.text_area(key="cfg_choices").input("{not json").run()
+    assert any("not valid JSON" in e.value for e in at.error)
+
+
+def test_export_offers_a_model_card(populated):
+    at = _run("pages/export.py", run=str(populated["run_id"]))
+    at.button(key="export_prepare").click().run()
+    _no_exception(at)
+    assert at.get("download_button")
+
+
+def test_home_demo_run_creates_a_proposal(env):
+    at = _run("pages/home.py")
+    at.button(key="demo_run").click().run()
+    store = studio.open_store()
+    runs = store.list_runs()
+    assert len(runs) == 1 and runs[0].engine == "heuristic"
+    assert [c.status for c in store.list_candidates(runs[0].id)] == ["proposed"]
