@@ -319,7 +319,7 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(v.view(-1, 1, 1, 1), x.flip(2), x)
 
 
-def _make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if s.optimizer == "adam":
         return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
@@ -435,7 +435,7 @@ def train_model(
     model.to(device)
     if cl:
         model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(model, settings)
+    opt = make_optimizer(model, settings)
     gen = torch.Generator().manual_seed(settings.seed)
     va_images, va_labels = images[va_idx.to(images.device)], labels[va_idx.to(labels.device)].cpu()
 

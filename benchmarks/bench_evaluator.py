@@ -1,0 +1,242 @@
+"""Evaluator speed: the cached-tensor pipeline against JPEG decoding, and FLOP/s against the GEMM peak.
+
+Prints, all measured in the same run on this machine:
+
+(a) seconds per training epoch with the evaluator's pipeline (uint8 images decoded once into
+    the cache, converted and flipped on the fly: :func:`nas_core.evaluator.train_epoch`)
+    against a torchvision ``DataLoader`` that decodes every JPEG every epoch (PIL loader,
+    Resize + CenterCrop, flips, ToTensor, Normalize), same model, same images, same batch.
+    Two sources: the default data set's JPEGs as generated (small, 96 px high) and the same
+    images re-saved at an ISIC-like 1024x768, because the ratio depends mostly on decode cost.
+    Target: >= 10x. The one-off cache build is printed separately.
+(b) achieved training FLOP/s (forward + backward convolutions and matmuls counted by
+    torch.utils.flop_counter over one step, divided by the step time) as a fraction of the
+    fp32 GEMM peak measured here (``torch.mm`` of 2048x2048 matrices), for ResNet-18 and
+    the small default CNN at 64 px, with and without channels_last. Target: >= 0.5.
+
+Times are the best of a few repeats (the machine may be shared: the best is the least
+disturbed). Run: ``python benchmarks/bench_evaluator.py [--quick]`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
+    """fp32 FLOP/s of ``torch.mm`` on n x n matrices (best of ``repeats``, after one warm-up)."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    t = _best(lambda: torch.mm(a, b), repeats)
+    return 2 * n**3 / t
+
+
+def train_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """FLOPs of one forward + backward (convolutions and matmuls), counted by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
+    """Best time of one Adam training step."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()  # warm-up: allocator, oneDNN primitives, Adam state
+    return _best(step, repeats)
+
+
+def bench_flops(peak: float, batch: int, repeats: int, models: list[str]) -> None:
+    from nas_core.models import build_model
+    from nas_core.models.baselines import build_baseline
+    from nas_core.space import default_spec
+
+    builders = {
+        "resnet18": lambda: build_baseline("resnet18", (3, 64, 64), 8),
+        "small_cnn": lambda: build_model(default_spec(), (3, 64, 64), 8),
+    }
+    for name in models:
+        for channels_last in (False, True):
+            torch.manual_seed(0)
+            model = builders[name]()
+            x = torch.rand(batch, 3, 64, 64)
+            y = torch.randint(0, 8, (batch,))
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            flops = train_flops(model, x, y)
+            t = step_seconds(model, x, y, repeats)
+            achieved = flops / t
+            print(f"  {name:<10} channels_last={channels_last!s:<5} batch {batch}: {flops / 1e9:8.2f} GFLOP/step, "
+                  f"{t:7.3f} s/step, {achieved / 1e9:7.2f} GFLOP/s = {achieved / peak:5.2f} of the GEMM peak",
+                  flush=True)
+
+
+class JpegDataset(torch.utils.data.Dataset):
+    """Decode every JPEG on every access, as a plain torchvision pipeline does."""
+
+    def __init__(self, paths: list[str], labels: list[int], size: int, mean: torch.Tensor, std: torch.Tensor):
+        from torchvision import transforms
+
+        self.paths, self.labels = paths, labels
+        self.tf = transforms.Compose([
+            transforms.Resize(size),
+            transforms.CenterCrop(size),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomVerticalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean.tolist(), std.tolist()),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from torchvision.datasets.folder import default_loader
+
+        return self.tf(default_loader(self.paths[i])), self.labels[i]
+
+
+def upscale_copy(src: Path, dst: Path, size: tuple[int, int] = (1024, 768)) -> Path:
+    """Copy a data set with every JPEG re-saved at ``size`` (ISIC-like resolution)."""
+    import shutil
+
+    from PIL import Image
+
+    shutil.copytree(src, dst)
+    for p in dst.rglob("*.jpg"):
+        with Image.open(p) as im:
+            im.convert("RGB").resize(size, Image.BILINEAR).save(p, quality=90)
+    return dst
+
+
+def bench_pipelines(root: Path, label: str, cache_dir: Path, batch: int, workers: int, epochs: int) -> float:
+    from nas_core.data.prepare import prepare
+    from nas_core.evaluator import InputTransform, make_optimizer, train_epoch
+    from nas_core.models import build_model
+    from nas_core.settings import TrainSettings
+    from nas_core.space import default_spec
+
+    t0 = time.perf_counter()
+    prepared = prepare(root, image_size=64, seed=0, cache_dir=cache_dir, workers=workers)
+    build = time.perf_counter() - t0
+    settings = TrainSettings(batch_size=batch, image_size=64)
+    device = torch.device("cpu")
+    tr = torch.as_tensor(prepared.split.train.copy())
+    transform = InputTransform.for_data(prepared, device)
+
+    def fresh():
+        torch.manual_seed(0)
+        model = build_model(default_spec(), (3, 64, 64), len(prepared.class_names))
+        return model, make_optimizer(model, settings)
+
+    model, opt = fresh()
+    gen = torch.Generator().manual_seed(0)
+    cached = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        train_epoch(model, opt, prepared.images, prepared.labels, tr, transform, settings, gen)
+        cached.append(time.perf_counter() - t)
+
+    index = prepared.index
+    paths = [str(Path(index.root) / index.paths[i]) for i in prepared.split.train]
+    labels = [int(index.labels[i]) for i in prepared.split.train]
+    ds = JpegDataset(paths, labels, 64, transform.mean.flatten(), transform.std.flatten())
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(0),
+                                         persistent_workers=False)
+    model, opt = fresh()
+    jpeg = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        model.train()
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        jpeg.append(time.perf_counter() - t)
+    # Data only: where the time goes.
+    t = time.perf_counter()
+    for _ in loader:
+        pass
+    jpeg_data = time.perf_counter() - t
+    t = time.perf_counter()
+    for start in range(0, len(tr), batch):
+        transform(prepared.images[tr[start:start + batch]])
+    cached_data = time.perf_counter() - t
+
+    c, j = min(cached), min(jpeg)
+    print(f"  {label}: {len(tr)} training images, batch {batch}, DataLoader workers {workers}")
+    print(f"    cache build (once per data set and size): {build:.2f} s")
+    print(f"    epoch, cached tensors : {c:7.3f} s  (data part alone {cached_data:.3f} s)")
+    print(f"    epoch, JPEG DataLoader: {j:7.3f} s  (data part alone {jpeg_data:.3f} s)")
+    print(f"    ratio JPEG / cached   : {j / c:7.2f}x   (target >= 10x)", flush=True)
+    return j / c
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both benchmarks and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default=None, help="data set folder (default: generate one)")
+    parser.add_argument("--n", type=int, default=300, help="images to generate (default 300)")
+    parser.add_argument("--batch", type=int, default=64, help="training batch (default 64)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader / decoding workers (default 2)")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per pipeline (best is kept)")
+    parser.add_argument("--flops-batch", type=int, default=32, help="batch of the FLOP/s steps (default 32)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, small CNN only for (b)")
+    args = parser.parse_args(argv)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
+        tmp_path = Path(tmp)
+        if args.dataset:
+            root = Path(args.dataset)
+        else:
+            from nas_core.data.synthetic import make_default
+
+            root = make_default(tmp_path / "data", n_images=max(100, args.n), image_size=96, seed=0)
+        epochs = 1 if args.quick else args.epochs
+        print("(a) epoch time: cached tensor pipeline vs decoding JPEGs every epoch (small default CNN, 64 px)")
+        ratios = [bench_pipelines(root, "source JPEGs as generated", tmp_path / "cache1", args.batch,
+                                  args.workers, epochs)]
+        big = upscale_copy(root, tmp_path / "data_1024")
+        ratios.append(bench_pipelines(big, "same images re-saved at 1024x768", tmp_path / "cache2", args.batch,
+                                      args.workers, epochs))
+
+    print("(b) training FLOP/s as a fraction of the measured fp32 GEMM peak")
+    peak = gemm_peak(repeats=3 if args.quick else 5)
+    print(f"  GEMM peak (torch.mm 2048x2048 fp32): {peak / 1e9:.1f} GFLOP/s")
+    bench_flops(peak, args.flops_batch, 2 if args.quick else 3, ["small_cnn"] if args.quick else
+                ["small_cnn", "resnet18"])
+    print(f"summary: pipeline ratios {', '.join(f'{r:.2f}x' for r in ratios)} "
+          f"(median {statistics.median(ratios):.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
