@@ -112,6 +112,7 @@ def test_worker_stops_when_the_app_exits_and_is_restarted_if_it_dies(tmp_path):
     assert len(workers) == 2  # the killed one and its replacement
     replacement = [w for w in workers if w.pid != killed[0]][0]
     assert replacement.status == "stopped"  # stopped cleanly when the app exited
+    assert all(w.status == "stopped" and not w.alive for w in workers)  # the killed one was noticed as gone
 
 
 def test_serve_refuses_a_missing_database_folder(tmp_path):

@@ -1038,10 +1038,12 @@ class Store:
                 d = dict(r)
                 d.pop("w_pid")
                 self._requeue(_job(d), f"worker {r['worker_id']} (pid {r['w_pid']}) is gone", actor, True)
-                self.conn.execute(
-                    "UPDATE workers SET status='stopped', stopped_at=? WHERE id=? AND status='running'",
-                    (_now(), r["worker_id"]),
-                )
+            # Workers killed without a goodbye: mark them so the app does not wait for their heartbeat to age.
+            for w in self._all("SELECT id, pid FROM workers WHERE status='running' AND host=?", (host,)):
+                if not _pid_alive(int(w["pid"])):
+                    self.conn.execute("UPDATE workers SET status='stopped', stopped_at=? WHERE id=?",
+                                      (_now(), w["id"]))
+                    self._event("worker", "running", "stopped", actor, f"pid {w['pid']} is gone")
         return [int(r["id"]) for r in dead]
 
     # ------------------------------------------------------------------ workers

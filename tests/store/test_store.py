@@ -323,6 +323,22 @@ def test_fail_cancel_and_requeue(store):
     assert store.get_job(jj.id).attempts == 0
 
 
+def test_jobs_of_a_dead_local_worker_are_requeued_at_once(store):
+    run = _run(store)
+    c = store.add_candidate(run.id, 1, Proposal(default_spec(), "x"))
+    job = store.approve(c.id, "a", "evaluate", {})
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    store.register_worker("ghost", pid=gone.pid)
+    store.register_worker("me")  # this process: alive
+    store.claim_job("ghost")
+    assert store.requeue_orphans() == [job.id]
+    assert store.get_job(job.id).status == "queued" and store.get_candidate(c.id).status == "queued"
+    status = {w.id: w.status for w in store.worker_status()}
+    assert status == {"ghost": "stopped", "me": "running"}
+    assert store.requeue_orphans() == []
+
+
 def test_enqueue_job_without_candidate(store):
     job = store.enqueue_job("supernet_train", {"epochs": 1}, run_id=None)
     got = store.claim_job("w", kinds=["supernet_train"])
