@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "nas_core.store_cli",
     "nas_core.search_cli",
     "nas_core.supernet.cli",
+    "nas_core.linas.cli",
 )
 
 
