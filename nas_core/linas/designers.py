@@ -1,0 +1,189 @@
+"""The session's multi-objective designers: LINAS, NSGA-II on real evaluations, random search.
+
+Owns :class:`LinasDesigner`, :class:`Nsga2Designer` and :class:`RandomSearchDesigner`, which
+implement the Designer protocol (:mod:`nas_core.designers.base`) on the CNN Template through
+:class:`~nas_core.linas.space.CnnSpace`. Each call reads the run's history, turns the measured
+candidates into :class:`~nas_core.linas.engines.Observation` records (iteration = batch),
+and asks the shared engine for exactly ``ctx.n`` new specs (never one already in the run).
+
+Objectives come from ``ctx.objectives`` (names of :data:`nas_core.records.OBJECTIVES`, with
+their directions), constraints from ``ctx.constraints``. The first iteration (nothing measured)
+is a random population of ``ctx.n``. LINAS puts its predicted values in ``Proposal.predicted``
+and keeps the iteration's :class:`~nas_core.linas.predictors.PredictorReport` in
+``last_report`` (``last_report.to_extra()`` is ready for ``Candidate.extra``). ``on_progress``,
+when set, receives 0..1 during the inner search (for ``st.progress``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from nas_core.designers.base import DesignContext
+from nas_core.linas.engines import (
+    Batch,
+    LinasEngine,
+    LinasSettings,
+    Nsga2Engine,
+    Nsga2Settings,
+    Observation,
+    RandomEngine,
+)
+from nas_core.linas.predictors import PredictorReport
+from nas_core.linas.space import CnnSpace, Objectives, SearchError
+from nas_core.records import OBJECTIVES, Proposal
+from nas_core.space import SpecError
+
+log = logging.getLogger(__name__)
+
+
+def objectives_of(ctx: DesignContext, algorithm: str = "auto") -> Objectives:
+    """The validated objectives and constraints of a design context.
+
+    Raises:
+        SearchError: fewer than two objectives, unknown names, a constraint on an unknown
+            metric, or an algorithm that cannot take that many objectives.
+    """
+    return Objectives.create(
+        ctx.objectives, constraints=ctx.constraints, known=list(OBJECTIVES), algorithm=algorithm
+    )
+
+
+def observations_of(ctx: DesignContext, space: CnnSpace, objectives: Objectives) -> tuple[Observation, ...]:
+    """Measured candidates as observations; those missing a needed metric are left out."""
+    out = []
+    for c in ctx.measured:
+        vals = {m: c.metrics.value(m) for m in objectives.metrics}
+        if any(v is None for v in vals.values()):
+            continue
+        try:
+            genes = space.encode(c.spec)
+        except SpecError:
+            # an edited spec outside this run's Choices cannot be encoded; it stays known by key
+            continue
+        out.append(
+            Observation(
+                key=c.key, genes=tuple(int(g) for g in genes), values=tuple(vals.items()), batch=c.iteration
+            )
+        )
+    return tuple(out)
+
+
+class _EngineDesigner:
+    """Shared plumbing: context -> space/objectives/history -> engine batch -> proposals."""
+
+    name = "engine"
+    algorithm = "auto"
+
+    def __init__(self) -> None:
+        self.on_progress: Callable[[float], None] | None = None
+        self.last_report: PredictorReport | None = None
+
+    def _engine(self):
+        raise NotImplementedError
+
+    def _run(self, engine, space, objectives, history, n, rng, exclude) -> Batch:
+        return engine.propose(space, objectives, history, n, rng, exclude, self.on_progress)
+
+    def propose(self, ctx: DesignContext) -> list[Proposal]:
+        """Up to ``ctx.n`` new, valid proposals (fewer only if the space is exhausted)."""
+        objectives = objectives_of(ctx, self.algorithm)
+        if ctx.n < 1:
+            return []
+        space = CnnSpace(ctx.choices, ctx.input_shape, ctx.n_classes)
+        history = observations_of(ctx, space, objectives)
+        exclude = set()
+        for c in ctx.history:
+            try:
+                exclude.add(space.ids(space.encode(c.spec)[None, :])[0])
+            except SpecError:
+                continue
+        rng = np.random.default_rng([int(ctx.seed), int(ctx.iteration)])
+        batch = self._run(self._engine(), space, objectives, history, ctx.n, rng, frozenset(exclude))
+        self.last_report = batch.report
+        known = ctx.known_keys
+        out: list[Proposal] = []
+        rationale = self._rationale(batch)
+        for i, genes in enumerate(batch.genes):
+            spec = space.decode(genes)
+            if spec.key in known:  # ids and keys agree; this guards the contract anyway
+                continue
+            predicted = batch.predicted[i] if batch.predicted else ()
+            out.append(Proposal(spec=spec, origin=self.name, rationale=rationale, predicted=predicted))
+        return out
+
+    def _rationale(self, batch: Batch) -> str:
+        return ""
+
+
+class RandomSearchDesigner(_EngineDesigner):
+    """Random search without replacement."""
+
+    name = "random"
+
+    def _engine(self):
+        return RandomEngine()
+
+    def _rationale(self, batch: Batch) -> str:
+        return "uniformly random architecture not measured before"
+
+
+class Nsga2Designer(_EngineDesigner):
+    """NSGA-II on real evaluations: each iteration proposes one generation's offspring.
+
+    Args:
+        settings: population, crossover and mutation (seed 001 Table 5 defaults).
+    """
+
+    name = "nsga2"
+    algorithm = "nsga2"
+
+    def __init__(self, settings: Nsga2Settings | None = None):
+        super().__init__()
+        self.settings = settings or Nsga2Settings()
+
+    def propose(self, ctx: DesignContext) -> list[Proposal]:
+        """See :meth:`_EngineDesigner.propose`; NSGA-II takes exactly two objectives."""
+        if len(ctx.objectives) > 2:
+            raise SearchError(
+                f"nsga2 cannot take {len(ctx.objectives)} objectives; choose two, or use the linas engine "
+                "(U-NSGA-III inside) for three or more"
+            )
+        return super().propose(ctx)
+
+    def _engine(self):
+        return Nsga2Engine(self.settings)
+
+    def _rationale(self, batch: Batch) -> str:
+        return "NSGA-II offspring of the best measured architectures (rank and crowding)"
+
+
+class LinasDesigner(_EngineDesigner):
+    """LINAS: predictors fitted on the history, an inner pymoo search, the best predicted new specs.
+
+    Args:
+        settings: inner population, predictor evaluations, algorithm, predictors (seed defaults).
+    """
+
+    name = "linas"
+
+    def __init__(self, settings: LinasSettings | None = None):
+        super().__init__()
+        self.settings = settings or LinasSettings()
+        self.algorithm = self.settings.algorithm
+
+    def _engine(self):
+        return LinasEngine(self.settings)
+
+    def _run(self, engine, space, objectives, history, n, rng, exclude) -> Batch:
+        iteration = max((o.batch for o in history), default=-1) + 1
+        return engine.propose(
+            space, objectives, history, n, rng, exclude, self.on_progress, iteration=iteration
+        )
+
+    def _rationale(self, batch: Batch) -> str:
+        if batch.report is None:
+            return "random initial population (too few measured candidates to fit predictors)"
+        return "best predicted by LINAS; " + batch.report.summary()

@@ -1,0 +1,693 @@
+"""The search engines (LINAS, NSGA-II on real evaluations, random search) and ``run_search``.
+
+Owns the engines and the store-free loop the benchmark and ``bench-search`` use. Every engine
+is stateless: ``propose(space, objectives, history, n, rng, exclude)`` reads everything
+measured so far (a tuple of frozen :class:`Observation`) and returns a :class:`Batch` of exactly
+``n`` configs that are new under the space's canonical ids (fewer only when the space is
+exhausted). The session's designers (:mod:`nas_core.linas.designers`) and :func:`run_search`
+drive the same engines, so budget accounting and dedup are shared.
+
+LINAS (seed 001, section 3.5): random initial population; then per iteration fit one predictor
+per objective that needs measuring (ridge / SVR / stacked, chosen by cross-validated Kendall
+tau), run a pymoo algorithm on the predictors (warm-started from the measured non-dominated
+set), rank *everything the inner search visited* by predicted non-domination then crowding, and
+propose the best configs not yet measured. Ranking the whole archive, not only the final inner
+population, matters on small spaces where that population is mostly measured already.
+
+NSGA-II on real evaluations: the parents are the best ``population`` measured configs by
+rank and crowding (an elitist (mu + lambda) reading of the history, so no hidden state), and each
+proposal batch is one generation's offspring (binary tournament, uniform crossover, per-gene
+random-reset mutation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nas_core.linas.hypervolume import HypervolumeTracker
+from nas_core.linas.predictors import (
+    PREDICTOR_NAMES,
+    PredictorReport,
+    PredictorScore,
+    kendall_tau,
+    make_predictor,
+    mape,
+    select_predictor,
+)
+from nas_core.linas.space import (
+    Objectives,
+    ObjectiveSource,
+    SearchError,
+    SearchSpace,
+    check_algorithm,
+    sample_new,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured config."""
+
+    key: str
+    genes: tuple[int, ...]
+    values: tuple[tuple[str, float], ...]  # metric -> measured value
+    batch: int = 0  # proposal batch (iteration) it came from
+
+    def value(self, name: str) -> float | None:
+        """The measured value of ``name`` (None if not measured)."""
+        for n, v in self.values:
+            if n == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """An engine's proposals for one iteration."""
+
+    genes: tuple[tuple[int, ...], ...]
+    predicted: tuple[tuple[tuple[str, float], ...], ...] = ()  # per config: metric -> predicted value
+    report: PredictorReport | None = None
+    exhausted: bool = False  # fewer than asked because the space has no more new configs
+
+    def __len__(self) -> int:
+        return len(self.genes)
+
+
+# ----------------------------------------------------------------------------- helpers
+def measured_arrays(space: SearchSpace, objectives: Objectives, history: Sequence[Observation]):
+    """Canonical genes, metric arrays and batch numbers of observations that have every metric."""
+    rows = [o for o in history if all(o.value(m) is not None for m in objectives.metrics)]
+    X = space.canonical(np.array([o.genes for o in rows], dtype=np.int64).reshape(len(rows), space.n_var))
+    V = {m: np.array([o.value(m) for o in rows], dtype=float) for m in objectives.metrics}
+    batches = np.array([o.batch for o in rows], dtype=np.int64)
+    return X, V, batches
+
+
+def _history_ids(space: SearchSpace, history: Sequence[Observation]) -> set:
+    if not history:
+        return set()
+    X = np.array([o.genes for o in history], dtype=np.int64)
+    return set(space.ids(X).tolist())
+
+
+def survive(F: np.ndarray, CV: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the best ``n`` rows: feasible first, then non-domination rank, then crowding.
+
+    Infeasible rows are ordered by their violation. Within the front that does not fit whole,
+    the least crowded rows win, which keeps the picks spread over objective space.
+    """
+    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    n = min(n, len(F))
+    feas = np.flatnonzero(CV <= 0)
+    infeas = np.flatnonzero(CV > 0)
+    out: list[int] = []
+    if len(feas):
+        fronts = NonDominatedSorting().do(F[feas], n_stop_if_ranked=n)
+        for front in fronts:
+            idx = feas[front]
+            if len(out) + len(idx) <= n:
+                out.extend(idx.tolist())
+            else:
+                cd = calc_crowding_distance(F[idx]) if len(idx) > 2 else np.full(len(idx), np.inf)
+                order = np.argsort(-cd, kind="stable")
+                out.extend(idx[order[: n - len(out)]].tolist())
+            if len(out) >= n:
+                break
+    if len(out) < n:
+        out.extend(infeas[np.argsort(CV[infeas], kind="stable")][: n - len(out)].tolist())
+    return np.array(out, dtype=np.int64)
+
+
+def rank_and_crowding(F: np.ndarray, CV: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: a rank (infeasible rows after every feasible front) and a crowding distance."""
+    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    rank = np.full(len(F), np.iinfo(np.int32).max, dtype=np.int64)
+    crowd = np.zeros(len(F))
+    feas = np.flatnonzero(CV <= 0)
+    if len(feas):
+        for r, front in enumerate(NonDominatedSorting().do(F[feas])):
+            idx = feas[front]
+            rank[idx] = r
+            crowd[idx] = calc_crowding_distance(F[idx]) if len(idx) > 2 else np.inf
+    infeas = np.flatnonzero(CV > 0)
+    rank[infeas] = 10**6 + np.argsort(np.argsort(CV[infeas]))
+    return rank, crowd
+
+
+def _uniform_crossover(A: np.ndarray, B: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    do = rng.random(len(A)) < prob
+    mask = rng.random(A.shape) < 0.5
+    return np.where(do[:, None] & mask, B, A)
+
+
+def _reset_mutation(X: np.ndarray, upper: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    mask = rng.random(X.shape) < prob
+    return np.where(mask, rng.integers(0, upper + 1, size=X.shape), X)
+
+
+def _fill_random(space, rng, n, out_X, seen) -> tuple[np.ndarray, bool]:
+    """Top up ``out_X`` with random new rows; returns (rows, exhausted)."""
+    if len(out_X) >= n:
+        return out_X, False
+    extra = sample_new(space, rng, n - len(out_X), exclude=frozenset(seen))
+    X = np.vstack([out_X.reshape(-1, space.n_var), extra]) if len(extra) else out_X
+    return X, len(X) < n
+
+
+def _batch(X: np.ndarray, predicted=(), report=None, exhausted=False) -> Batch:
+    return Batch(
+        genes=tuple(tuple(int(v) for v in x) for x in X),
+        predicted=tuple(predicted),
+        report=report,
+        exhausted=exhausted,
+    )
+
+
+# ----------------------------------------------------------------------------- random
+class RandomEngine:
+    """Random search without replacement."""
+
+    name = "random"
+
+    def propose(
+        self,
+        space: SearchSpace,
+        objectives: Objectives,
+        history: Sequence[Observation],
+        n: int,
+        rng: np.random.Generator,
+        exclude: frozenset = frozenset(),
+        progress: Progress | None = None,
+    ) -> Batch:
+        """``n`` uniformly random valid configs never seen before."""
+        seen = _history_ids(space, history) | set(exclude)
+        X = sample_new(space, rng, n, exclude=frozenset(seen))
+        if progress:
+            progress(1.0)
+        return _batch(X, exhausted=len(X) < n)
+
+
+# ----------------------------------------------------------------------------- NSGA-II
+@dataclass(frozen=True)
+class Nsga2Settings:
+    """NSGA-II on real evaluations (seed 001 Table 5 defaults)."""
+
+    population: int = 50  # parents kept from the history
+    crossover: float = 0.9  # probability that a mating does uniform crossover
+    mutation: float | None = None  # per-gene reset probability; None = 1 / n_var
+
+
+class Nsga2Engine:
+    """NSGA-II whose every generation's offspring is one proposal batch."""
+
+    name = "nsga2"
+
+    def __init__(self, settings: Nsga2Settings | None = None):
+        self.settings = settings or Nsga2Settings()
+
+    def propose(
+        self,
+        space: SearchSpace,
+        objectives: Objectives,
+        history: Sequence[Observation],
+        n: int,
+        rng: np.random.Generator,
+        exclude: frozenset = frozenset(),
+        progress: Progress | None = None,
+    ) -> Batch:
+        """One generation of ``n`` new offspring (random when nothing is measured yet)."""
+        seen = _history_ids(space, history) | set(exclude)
+        X, V, _ = measured_arrays(space, objectives, history)
+        if len(X) < 2:
+            return RandomEngine().propose(space, objectives, history, n, rng, exclude, progress)
+        F = objectives.to_min(V)
+        CV = objectives.violation(V, len(X))
+        keep = survive(F, CV, self.settings.population)
+        P, rank, crowd = X[keep], *rank_and_crowding(F[keep], CV[keep])
+        p_mut = self.settings.mutation or 1.0 / space.n_var
+        out: list[np.ndarray] = []
+        for _ in range(100):
+            m = max(2 * (n - len(out)), 8)
+            a, b = rng.integers(0, len(P), size=(2, m)), rng.integers(0, len(P), size=(2, m))
+
+            def winner(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+                better = (rank[i] < rank[j]) | ((rank[i] == rank[j]) & (crowd[i] >= crowd[j]))
+                return np.where(better, i, j)
+
+            A, B = P[winner(a[0], a[1])], P[winner(b[0], b[1])]
+            C = _reset_mutation(
+                _uniform_crossover(A, B, self.settings.crossover, rng), space.upper, p_mut, rng
+            )
+            C = space.canonical(C)
+            C = C[space.is_valid(C)]
+            for c, i in zip(C, space.ids(C)):
+                if i not in seen:
+                    seen.add(i)
+                    out.append(c)
+                    if len(out) == n:
+                        break
+            if len(out) == n:
+                break
+        Xo, exhausted = _fill_random(
+            space, rng, n, np.array(out, dtype=np.int64).reshape(-1, space.n_var), seen
+        )
+        if progress:
+            progress(1.0)
+        return _batch(Xo, exhausted=exhausted)
+
+
+# ----------------------------------------------------------------------------- LINAS
+@dataclass(frozen=True)
+class LinasSettings:
+    """LINAS defaults (seed 001 Tables 4-5; the inner search runs on predictors only)."""
+
+    population: int = 50  # inner population size
+    inner_evaluations: int = 20_000  # predictor evaluations of the inner search per iteration
+    crossover: float = 0.9  # inner crossover probability
+    mutation: float | None = None  # inner per-gene mutation probability; None = 1 / n_var
+    algorithm: str = "auto"  # auto | nsga2 | agemoea | unsga3 | moead | ctaea
+    predictors: tuple[str, ...] = PREDICTOR_NAMES  # candidates chosen per objective by CV Kendall tau
+    cv_folds: int = 3  # folds of the Kendall-tau selection
+    min_train: int = 8  # fewer measured configs than this: propose at random
+    exact_rerank: int = 3  # non-cheap exact objectives: compute them for this many x n picks, re-rank
+
+
+class LinasEngine:
+    """Lightweight Iterative NAS: predictors + an inner pymoo search per iteration."""
+
+    name = "linas"
+
+    def __init__(self, settings: LinasSettings | None = None):
+        self.settings = settings or LinasSettings()
+
+    # -- predictors
+    def _expensive(self, space: SearchSpace, objectives: Objectives) -> list[str]:
+        cheap = set(space.exact_names) if space.exact_is_cheap else set()
+        return [m for m in objectives.metrics if m not in cheap]
+
+    def fit_predictors(
+        self,
+        space: SearchSpace,
+        objectives: Objectives,
+        history: Sequence[Observation],
+        iteration: int,
+        seed: int,
+    ) -> tuple[dict[str, Any], PredictorReport]:
+        """Choose and fit one predictor per expensive metric; score every candidate out of sample."""
+        s = self.settings
+        X, V, batches = measured_arrays(space, objectives, history)
+        feats = space.features(X)
+        newest = batches.max() if len(batches) else 0
+        old, new = batches < newest, batches == newest
+        scores: list[PredictorScore] = []
+        models: dict[str, Any] = {}
+        for m in self._expensive(space, objectives):
+            y = V[m]
+            best, cv = select_predictor(feats, y, s.predictors, s.cv_folds, seed)
+            models[m] = make_predictor(best, seed).fit(feats, y)
+            for name in s.predictors:
+                tau = err = None
+                if old.sum() >= 2 and new.sum() >= 2:
+                    pred = make_predictor(name, seed).fit(feats[old], y[old]).predict(feats[new])
+                    tau, err = kendall_tau(y[new], pred), mape(y[new], pred)
+                scores.append(PredictorScore(m, name, cv.get(name), tau, err, name == best))
+        n_test = int(new.sum()) if old.sum() >= 2 and new.sum() >= 2 else 0
+        return models, PredictorReport(
+            iteration=iteration, n_train=len(X), n_test=n_test, scores=tuple(scores)
+        )
+
+    def predict(self, space: SearchSpace, objectives: Objectives, models: dict[str, Any], X: np.ndarray):
+        """Predicted (or exact, where cheap) values of every metric for gene rows."""
+        feats = space.features(X)
+        vals = {m: mdl.predict(feats) for m, mdl in models.items()}
+        missing = [m for m in objectives.metrics if m not in vals]
+        if missing:
+            exact = space.exact_array(X)
+            vals.update({m: exact[m] for m in missing})
+        return vals
+
+    # -- the iteration
+    def propose(
+        self,
+        space: SearchSpace,
+        objectives: Objectives,
+        history: Sequence[Observation],
+        n: int,
+        rng: np.random.Generator,
+        exclude: frozenset = frozenset(),
+        progress: Progress | None = None,
+        iteration: int = 0,
+    ) -> Batch:
+        """The best predicted ``n`` new configs (random until ``min_train`` are measured)."""
+        s = self.settings
+        t0 = time.perf_counter()
+        X, V, _ = measured_arrays(space, objectives, history)
+        if len(X) < max(s.min_train, 2):
+            return RandomEngine().propose(space, objectives, history, n, rng, exclude, progress)
+        seen = _history_ids(space, history) | set(exclude)
+        seed = int(rng.integers(2**31 - 1))
+        models, report = self.fit_predictors(space, objectives, history, iteration, seed)
+        archive = self._inner_search(space, objectives, models, X, V, rng, seed, progress)
+        # every distinct, valid, new config the inner search visited
+        A = space.canonical(archive)
+        A = A[space.is_valid(A)]
+        ids = space.ids(A)
+        _, first = np.unique(ids, return_index=True) if ids.dtype != object else _unique_obj(ids)
+        first = np.sort(first)
+        A, ids = A[first], ids[first]
+        new = np.array([i not in seen for i in ids], dtype=bool)
+        A, ids = A[new], ids[new]
+        picks = self._pick(space, objectives, models, A, n)
+        Xo = A[picks]
+        seen |= set(ids[picks].tolist())
+        Xo, exhausted = _fill_random(space, rng, n, Xo, seen)
+        vals = self.predict(space, objectives, models, Xo) if len(Xo) else {}
+        if len(Xo) and space.exact_names and not space.exact_is_cheap:
+            exact = space.exact_array(Xo)
+            vals.update({m: exact[m] for m in objectives.metrics if m in exact})
+        predicted = [tuple((m, float(vals[m][i])) for m in objectives.metrics) for i in range(len(Xo))]
+        report = PredictorReport(
+            iteration=report.iteration,
+            n_train=report.n_train,
+            n_test=report.n_test,
+            scores=report.scores,
+            seconds=time.perf_counter() - t0,
+        )
+        if progress:
+            progress(1.0)
+        return _batch(Xo, predicted, report, exhausted)
+
+    def _pick(self, space, objectives, models, A: np.ndarray, n: int) -> np.ndarray:
+        if len(A) == 0:
+            return np.zeros(0, dtype=np.int64)
+        vals = self.predict(space, objectives, models, A)
+        F, CV = objectives.to_min(vals), objectives.violation(vals, len(A))
+        rerank = [m for m in objectives.metrics if m in space.exact_names and not space.exact_is_cheap]
+        if not rerank:
+            return survive(F, CV, n)
+        # exact objectives too slow for the whole archive: shortlist by prediction, re-rank exactly
+        short = survive(F, CV, self.settings.exact_rerank * n)
+        exact = space.exact_array(A[short])
+        sub = {m: (exact[m] if m in rerank else np.asarray(vals[m])[short]) for m in objectives.metrics}
+        Fs, CVs = objectives.to_min(sub), objectives.violation(sub, len(short))
+        return short[survive(Fs, CVs, n)]
+
+    def _inner_search(self, space, objectives, models, X, V, rng, seed, progress) -> np.ndarray:
+        """Run the pymoo algorithm on the predictors; return every gene row it evaluated."""
+        from pymoo.core.problem import Problem
+
+        s = self.settings
+        engine = self
+        archive: list[np.ndarray] = []
+        n_con = len(objectives.constraints) + 1  # +1: the space's own validity
+
+        class PredictedProblem(Problem):
+            def __init__(self) -> None:
+                super().__init__(
+                    n_var=space.n_var,
+                    n_obj=len(objectives.names),
+                    n_ieq_constr=n_con,
+                    xl=np.zeros(space.n_var),
+                    xu=space.upper.astype(float),
+                    vtype=int,
+                )
+
+            def _evaluate(self, x, out, *args, **kwargs):
+                Xi = space.canonical(np.rint(x).astype(np.int64))
+                archive.append(Xi)
+                vals = engine.predict(space, objectives, models, Xi)
+                out["F"] = objectives.to_min(vals)
+                G = [c.violation(np.asarray(vals[c.metric], dtype=float)) for c in objectives.constraints]
+                G.append(np.where(space.is_valid(Xi), -1.0, 1.0))
+                out["G"] = np.column_stack(G)
+
+        problem = PredictedProblem()
+        algo = self._algorithm(space, objectives, X, V, rng)
+        algo.setup(problem, termination=("n_eval", s.inner_evaluations), seed=seed, verbose=False)
+        while algo.has_next():
+            algo.next()
+            if progress:
+                progress(min(0.99, algo.evaluator.n_eval / s.inner_evaluations))
+        return np.vstack(archive) if archive else np.zeros((0, space.n_var), dtype=np.int64)
+
+    def warm_start(self, space, objectives, X: np.ndarray, V, rng: np.random.Generator) -> np.ndarray:
+        """Initial inner population: the measured non-dominated set, topped up at random."""
+        s = self.settings
+        F, CV = objectives.to_min(V), objectives.violation(V, len(X))
+        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+        feas = np.flatnonzero(CV <= 0)
+        nd = feas[NonDominatedSorting().do(F[feas], only_non_dominated_front=True)] if len(feas) else feas
+        W = X[nd]
+        _, first = _unique_obj(space.ids(W)) if len(W) else (None, np.zeros(0, dtype=np.int64))
+        W = W[np.sort(first)][: s.population]
+        if len(W) < s.population:
+            R = space.random_genes(rng, 4 * (s.population - len(W)))
+            R = R[space.is_valid(R)][: s.population - len(W)]
+            W = np.vstack([W, R]) if len(W) else R
+        return W
+
+    def _algorithm(self, space, objectives, X, V, rng):
+        from pymoo.core.mutation import Mutation
+        from pymoo.core.repair import Repair
+        from pymoo.operators.crossover.ux import UX
+
+        s = self.settings
+        n_obj = len(objectives.names)
+        name = check_algorithm(s.algorithm, n_obj, bool(objectives.constraints))
+        p_mut = s.mutation or 1.0 / space.n_var
+
+        class ResetMutation(Mutation):
+            def _do(self, problem, X, random_state=None, **kwargs):
+                return _reset_mutation(np.rint(X).astype(np.int64), space.upper, p_mut, random_state)
+
+        class CanonicalRepair(Repair):
+            def _do(self, problem, X, **kwargs):
+                return space.canonical(np.rint(X).astype(np.int64))
+
+        W = self.warm_start(space, objectives, X, V, rng)
+        ops = dict(
+            sampling=W.astype(float),
+            crossover=UX(prob=s.crossover),
+            mutation=ResetMutation(prob=1.0),
+            repair=CanonicalRepair(),
+            eliminate_duplicates=True,
+        )
+        if name == "nsga2":
+            from pymoo.algorithms.moo.nsga2 import NSGA2
+
+            return NSGA2(pop_size=s.population, **ops)
+        if name == "agemoea":
+            from pymoo.algorithms.moo.age import AGEMOEA
+
+            return AGEMOEA(pop_size=s.population, **ops)
+        ref_dirs = _ref_dirs(n_obj, s.population)
+        if name == "unsga3":
+            from pymoo.algorithms.moo.unsga3 import UNSGA3
+
+            return UNSGA3(ref_dirs=ref_dirs, pop_size=s.population, **ops)
+        if name == "moead":
+            from pymoo.algorithms.moo.moead import MOEAD
+
+            return MOEAD(
+                ref_dirs=ref_dirs,
+                n_neighbors=min(15, len(ref_dirs) - 1),
+                sampling=ops["sampling"],
+                crossover=ops["crossover"],
+                mutation=ops["mutation"],
+                repair=ops["repair"],
+            )
+        from pymoo.algorithms.moo.ctaea import CTAEA
+
+        return CTAEA(
+            ref_dirs=ref_dirs,
+            sampling=ops["sampling"],
+            crossover=ops["crossover"],
+            mutation=ops["mutation"],
+            repair=ops["repair"],
+        )
+
+
+def _unique_obj(ids: np.ndarray) -> tuple[list, np.ndarray]:
+    seen: dict = {}
+    for i, v in enumerate(ids.tolist()):
+        seen.setdefault(v, i)
+    return list(seen), np.array(list(seen.values()), dtype=np.int64)
+
+
+_REF_CACHE: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _ref_dirs(n_obj: int, n_points: int) -> np.ndarray:
+    """Riesz s-energy reference directions (as in the seed), cached: they cost a second to make."""
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    k = (n_obj, n_points)
+    if k not in _REF_CACHE:
+        _REF_CACHE[k] = get_reference_directions("energy", n_obj, n_points, seed=1)
+    return _REF_CACHE[k]
+
+
+ENGINES = {"linas": LinasEngine, "nsga2": Nsga2Engine, "random": RandomEngine}
+
+
+def make_engine(name: str, **settings: Any):
+    """An engine by name (linas, nsga2, random) with optional settings fields."""
+    if name not in ENGINES:
+        raise SearchError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    if name == "linas":
+        return LinasEngine(LinasSettings(**settings))
+    if name == "nsga2":
+        return Nsga2Engine(Nsga2Settings(**settings))
+    return RandomEngine()
+
+
+# ----------------------------------------------------------------------------- the loop
+@dataclass(frozen=True)
+class SearchResult:
+    """Everything one store-free search produced."""
+
+    engine: str
+    seed: int
+    objectives: Objectives
+    observations: tuple[Observation, ...]
+    hv_trace: tuple[float, ...] = ()  # hypervolume after evaluation 1, 2, ... (empty without a tracker)
+    reports: tuple[PredictorReport, ...] = ()  # LINAS: one per iteration that fitted predictors
+    seconds: float = 0.0
+    exhausted: bool = False
+    stopped_early: bool = False  # stop_at hypervolume reached before the budget
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def n_evaluations(self) -> int:
+        """Evaluations spent."""
+        return len(self.observations)
+
+    def evaluations_to_reach(self, hv: float) -> int | None:
+        """First evaluation count whose hypervolume is at least ``hv`` (None: never)."""
+        for i, v in enumerate(self.hv_trace):
+            if v >= hv:
+                return i + 1
+        return None
+
+
+def run_search(
+    space: SearchSpace,
+    source: ObjectiveSource,
+    engine: Any,
+    budget: int,
+    population: int,
+    seed: int,
+    objectives: Objectives | Sequence[str],
+    directions: dict[str, str] | None = None,
+    constraints: Sequence[tuple[str, str, float]] = (),
+    hv: HypervolumeTracker | None = None,
+    stop_at: float | None = None,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """Run an engine for ``budget`` evaluations in batches of ``population``.
+
+    The first batch is random (every engine); each later batch is one engine iteration. The last
+    batch is cut to what the budget allows, so exactly ``budget`` configs are evaluated unless the
+    space runs out or ``stop_at`` is reached.
+
+    Args:
+        space: the search space.
+        source: evaluates configs to metric values.
+        engine: an engine object or name (linas, nsga2, random).
+        budget: total evaluations allowed.
+        population: evaluations per batch, the first (random) one included.
+        seed: seeds everything.
+        objectives: validated :class:`Objectives` or names (then ``directions``/``constraints``).
+        hv: tracker updated after every evaluation (feasible measured points only).
+        stop_at: stop once the tracker's hypervolume reaches this value.
+        progress: called with the fraction of the budget spent (0..1).
+
+    Raises:
+        SearchError: bad objectives, constraints, engine, or a budget below the population.
+    """
+    if not isinstance(objectives, Objectives):
+        objectives = Objectives.create(objectives, directions, constraints)
+    if isinstance(engine, str):
+        engine = make_engine(engine)
+    if population < 1:
+        raise SearchError(f"population must be at least 1, got {population}")
+    if budget < population:
+        raise SearchError(
+            f"budget ({budget}) is smaller than the initial population ({population}); "
+            "raise the budget or lower the population"
+        )
+    if isinstance(engine, LinasEngine):
+        check_algorithm(engine.settings.algorithm, len(objectives.names), bool(objectives.constraints))
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    history: list[Observation] = []
+    reports: list[PredictorReport] = []
+    exhausted = stopped = False
+    it = 0
+    while len(history) < budget:
+        n = min(population, budget - len(history))
+        if it == 0:
+            batch = RandomEngine().propose(space, objectives, history, n, rng)
+        elif isinstance(engine, LinasEngine):
+            batch = engine.propose(space, objectives, history, n, rng, iteration=it)
+        else:
+            batch = engine.propose(space, objectives, history, n, rng)
+        if batch.report is not None:
+            reports.append(batch.report)
+        if len(batch) == 0:
+            exhausted = True
+            break
+        configs = [space.decode(g) for g in batch.genes]
+        results = source.evaluate(configs)
+        for g, c, r in zip(batch.genes, configs, results):
+            obs = Observation(key=space.key(c), genes=g, values=tuple(sorted(r.items())), batch=it)
+            history.append(obs)
+            if hv is not None:
+                hv.update(_point(objectives, obs))
+        if progress:
+            progress(len(history) / budget)
+        it += 1
+        if batch.exhausted:
+            exhausted = True
+            break
+        if hv is not None and stop_at is not None and hv.value >= stop_at:
+            stopped = True
+            break
+    return SearchResult(
+        engine=getattr(engine, "name", str(engine)),
+        seed=seed,
+        objectives=objectives,
+        observations=tuple(history),
+        hv_trace=tuple(hv.trace) if hv is not None else (),
+        reports=tuple(reports),
+        seconds=time.perf_counter() - t0,
+        exhausted=exhausted,
+        stopped_early=stopped,
+    )
+
+
+def _point(objectives: Objectives, obs: Observation) -> np.ndarray | None:
+    """Minimization-form objective vector of a feasible observation (None: infeasible/missing)."""
+    vals = {m: obs.value(m) for m in objectives.metrics}
+    if any(v is None for v in vals.values()):
+        return None
+    arr = {m: np.array([v]) for m, v in vals.items()}
+    if objectives.violation(arr, 1)[0] > 0:
+        return None
+    return objectives.to_min(arr)[0]

@@ -1,0 +1,428 @@
+"""Search-space and objective plug-ins for LINAS and the baselines.
+
+Owns the small plug-in API every engine in :mod:`nas_core.linas` runs on:
+
+- :class:`Gene`: one integer gene, ``0..n-1``, ordered (``int``) or unordered (``cat``).
+- :class:`SearchSpace`: a list of genes with ``encode`` / ``decode`` / canonical ``key`` /
+  ``sample`` and optional exact objectives (known without training, e.g. parameters).
+- :class:`ObjectiveSource`: evaluates a batch of configs to objective values (the expensive part).
+- :class:`CnnSpace`: the CNN Template of :mod:`nas_core.space` as a plug-in.
+- :class:`Objectives`: the objective names, their directions and the constraints of one search,
+  validated before anything runs.
+
+Decisions:
+- Dedup runs on :meth:`SearchSpace.ids`, a vectorized canonical identity of gene rows; two rows
+  have equal ids exactly when their configs have equal keys. Engines never compare raw genes.
+- Engines work in minimization form: a "max" objective enters as its negative.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from nas_core.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class SearchError(UserError, ValueError):
+    """A search was asked for something it cannot do (bad objectives, constraint, budget...)."""
+
+
+@dataclass(frozen=True)
+class Gene:
+    """One integer gene taking values ``0..n-1``."""
+
+    name: str
+    n: int  # number of values
+    kind: str = "int"  # int: ordered values (e.g. widths); cat: unordered labels (e.g. block type)
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"gene {self.name!r} needs at least one value, got n={self.n}")
+        if self.kind not in ("int", "cat"):
+            raise ValueError(f"gene {self.name!r}: kind must be 'int' or 'cat', got {self.kind!r}")
+
+
+class SearchSpace:
+    """Base class of a search space: a fixed list of integer genes.
+
+    Subclasses set :attr:`genes` and implement :meth:`encode`, :meth:`decode` and :meth:`key`.
+    Everything else has a generic default that vectorized subclasses may override.
+
+    Attributes:
+        genes: the genes, in encoding order.
+        exact_names: objective names :meth:`exact_objectives` computes without training.
+        exact_is_cheap: True when :meth:`exact_array` is fast enough for 20,000 configs per
+            inner search; otherwise exact values are computed only for the final picks.
+    """
+
+    genes: tuple[Gene, ...] = ()
+    exact_names: tuple[str, ...] = ()
+    exact_is_cheap: bool = False
+
+    # --- required -----------------------------------------------------------------------
+    def encode(self, config: Any) -> np.ndarray:
+        """Integer genes of ``config`` (canonical: inactive genes zeroed)."""
+        raise NotImplementedError
+
+    def decode(self, x: Sequence[int]) -> Any:
+        """The config of a gene row (inverse of :meth:`encode` on canonical rows)."""
+        raise NotImplementedError
+
+    def key(self, config: Any) -> str:
+        """Canonical key: equal for configs that are the same network."""
+        raise NotImplementedError
+
+    # --- defaults ---------------------------------------------------------------------
+    @property
+    def n_var(self) -> int:
+        """Number of genes."""
+        return len(self.genes)
+
+    @property
+    def upper(self) -> np.ndarray:
+        """Inclusive upper bound of every gene."""
+        return np.array([g.n - 1 for g in self.genes], dtype=np.int64)
+
+    def canonical(self, X: np.ndarray) -> np.ndarray:
+        """Rows with inactive genes reset, so equal networks have equal rows where possible."""
+        return np.asarray(X, dtype=np.int64)
+
+    def is_valid(self, X: np.ndarray) -> np.ndarray:
+        """Boolean mask of rows that are buildable configs (default: all)."""
+        return np.ones(len(X), dtype=bool)
+
+    def ids(self, X: np.ndarray) -> np.ndarray:
+        """Canonical identity of every row (equal ids exactly when keys are equal)."""
+        return np.array([self.key(self.decode(x)) for x in np.asarray(X)], dtype=object)
+
+    def random_genes(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` uniformly random (canonicalized) gene rows; may contain invalid rows."""
+        return self.canonical(rng.integers(0, self.upper + 1, size=(n, self.n_var)))
+
+    def sample(self, rng: np.random.Generator, n: int) -> list[Any]:
+        """Up to ``n`` distinct valid random configs (fewer only if the space is that small)."""
+        X = sample_new(self, rng, n, exclude=frozenset())
+        return [self.decode(x) for x in X]
+
+    def exact_objectives(self, configs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Objectives known without training, one array per name in :attr:`exact_names`."""
+        return {}
+
+    def exact_array(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`exact_objectives` for gene rows."""
+        if not self.exact_names:
+            return {}
+        return self.exact_objectives([self.decode(x) for x in np.asarray(X)])
+
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """Predictor features: ordered genes scaled to [0, 1], unordered genes one-hot."""
+        X = np.asarray(X, dtype=np.int64)
+        cols = []
+        for j, g in enumerate(self.genes):
+            if g.n <= 1:
+                continue
+            if g.kind == "cat" and g.n > 2:
+                cols.append((X[:, j : j + 1] == np.arange(g.n)[None, :]).astype(np.float64))
+            else:
+                cols.append((X[:, j : j + 1] / (g.n - 1)).astype(np.float64))
+        return np.hstack(cols) if cols else np.zeros((len(X), 0))
+
+
+def sample_new(
+    space: SearchSpace, rng: np.random.Generator, n: int, exclude: frozenset, max_rounds: int = 50
+) -> np.ndarray:
+    """Up to ``n`` valid random gene rows whose ids are neither in ``exclude`` nor repeated.
+
+    Rejection sampling in vectorized rounds; returns fewer rows only when ``max_rounds``
+    rounds found nothing new (the space is exhausted, or nearly).
+    """
+    out: list[np.ndarray] = []
+    seen = set(exclude)
+    empty_rounds = 0
+    while len(out) < n and empty_rounds < max_rounds:
+        X = space.random_genes(rng, max(4 * (n - len(out)), 16))
+        X = X[space.is_valid(X)]
+        found = 0
+        for x, i in zip(X, space.ids(X)):
+            if i in seen:
+                continue
+            seen.add(i)
+            out.append(x)
+            found += 1
+            if len(out) == n:
+                break
+        empty_rounds = 0 if found else empty_rounds + 1
+    return np.array(out, dtype=np.int64).reshape(len(out), space.n_var)
+
+
+@runtime_checkable
+class ObjectiveSource(Protocol):
+    """Evaluates configs: the expensive measurement (training, or a table look-up)."""
+
+    def evaluate(self, configs: Sequence[Any]) -> list[dict[str, float]]:
+        """One ``{objective name: value}`` dict per config, in order."""
+        ...
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric op bound`` with op ``<=`` or ``>=``; a config is feasible when it holds."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def violation(self, values: np.ndarray) -> np.ndarray:
+        """Amount by which ``values`` break the constraint (<= 0 means satisfied)."""
+        return values - self.bound if self.op == "<=" else self.bound - values
+
+
+#: Inner algorithms and the numbers of objectives each accepts.
+ALGORITHMS: dict[str, tuple[int, int]] = {
+    "nsga2": (2, 2),
+    "agemoea": (2, 2),
+    "unsga3": (2, 99),
+    "moead": (2, 99),
+    "ctaea": (2, 99),
+}
+
+
+@dataclass(frozen=True)
+class Objectives:
+    """The objectives of a search, their directions and the constraints, validated.
+
+    Build with :meth:`create`; it raises :class:`SearchError` before anything runs.
+    """
+
+    names: tuple[str, ...]
+    directions: tuple[str, ...]  # "max" | "min", one per name
+    constraints: tuple[Constraint, ...] = ()
+
+    @classmethod
+    def create(
+        cls,
+        names: Sequence[str],
+        directions: Mapping[str, str] | None = None,
+        constraints: Sequence[tuple[str, str, float] | Constraint] = (),
+        known: Sequence[str] | None = None,
+        algorithm: str = "auto",
+    ) -> Objectives:
+        """Validate and build.
+
+        Args:
+            names: objective names, at least two.
+            directions: name -> "max"/"min"; names missing here use
+                :data:`nas_core.records.OBJECTIVES`.
+            constraints: (metric, "<=" | ">=", bound) triples.
+            known: every metric the source can measure (objectives and constraint metrics
+                must be among them); None = names of ``directions`` plus OBJECTIVES.
+            algorithm: inner/outer algorithm name (see :data:`ALGORITHMS`) or "auto".
+
+        Raises:
+            SearchError: naming what is wrong and what is allowed.
+        """
+        from nas_core.records import OBJECTIVES
+
+        names = tuple(names)
+        dirs = dict(directions or {})
+        known_set = set(known) if known is not None else set(OBJECTIVES) | set(dirs)
+        if len(names) < 2:
+            raise SearchError(
+                f"multi-objective search needs at least two objectives, got {list(names)}; "
+                f"add one of: {', '.join(sorted(known_set - set(names)))}"
+            )
+        if len(set(names)) != len(names):
+            raise SearchError(f"objectives repeat a name: {list(names)}; list each once")
+        unknown = [n for n in names if n not in known_set]
+        if unknown:
+            raise SearchError(f"unknown objective(s) {unknown}; known: {', '.join(sorted(known_set))}")
+        resolved = []
+        for n in names:
+            d = dirs.get(n) or (OBJECTIVES[n][0] if n in OBJECTIVES else None)
+            if d not in ("max", "min"):
+                raise SearchError(f"objective {n!r} needs a direction 'max' or 'min', got {d!r}")
+            resolved.append(d)
+        cons = []
+        for c in constraints:
+            c = c if isinstance(c, Constraint) else Constraint(str(c[0]), str(c[1]), float(c[2]))
+            if c.metric not in known_set:
+                raise SearchError(
+                    f"constraint on unknown metric {c.metric!r}; known: {', '.join(sorted(known_set))}"
+                )
+            if c.op not in ("<=", ">="):
+                raise SearchError(f"constraint operator must be '<=' or '>=', got {c.op!r}")
+            cons.append(c)
+        check_algorithm(algorithm, len(names), bool(cons))
+        return cls(names=names, directions=tuple(resolved), constraints=tuple(cons))
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Objective names, then any constraint metric that is not an objective."""
+        extra = [c.metric for c in self.constraints if c.metric not in self.names]
+        return self.names + tuple(dict.fromkeys(extra))
+
+    @property
+    def signs(self) -> np.ndarray:
+        """+1 for "min", -1 for "max": multiply values by this to minimize."""
+        return np.array([1.0 if d == "min" else -1.0 for d in self.directions])
+
+    def to_min(self, values: Mapping[str, np.ndarray] | np.ndarray) -> np.ndarray:
+        """Objective values (dict of arrays, or an (n, m) array in name order) in minimization form."""
+        if isinstance(values, Mapping):
+            arr = np.column_stack([np.asarray(values[n], dtype=float) for n in self.names])
+        else:
+            arr = np.asarray(values, dtype=float)
+        return arr * self.signs
+
+    def violation(self, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """Total constraint violation per row (0 where feasible)."""
+        cv = np.zeros(n)
+        for c in self.constraints:
+            cv += np.maximum(c.violation(np.asarray(values[c.metric], dtype=float)), 0.0)
+        return cv
+
+
+def check_algorithm(algorithm: str, n_obj: int, constrained: bool) -> str:
+    """Resolve "auto" and check the algorithm can take ``n_obj`` objectives.
+
+    Raises:
+        SearchError: unknown algorithm, or one that cannot take that many objectives.
+    """
+    if algorithm == "auto":
+        return "nsga2" if n_obj == 2 else "unsga3"
+    if algorithm not in ALGORITHMS:
+        raise SearchError(f"unknown algorithm {algorithm!r}; known: auto, {', '.join(ALGORITHMS)}")
+    lo, hi = ALGORITHMS[algorithm]
+    if not lo <= n_obj <= hi:
+        more = "unsga3, moead or ctaea" if n_obj > hi else "at least two objectives"
+        raise SearchError(f"{algorithm} cannot take {n_obj} objectives; use {more}")
+    if algorithm == "moead" and constrained:
+        raise SearchError("moead does not support constraints; use ctaea or unsga3")
+    return algorithm
+
+
+class CnnSpace(SearchSpace):
+    """The CNN Template (:mod:`nas_core.space`) as a search-space plug-in.
+
+    Genes are :func:`nas_core.space.encode` of a spec: a depth gene, the stem, ``max_blocks``
+    block slots and the head. Parameters and MACs are computed exactly by building the model
+    (``nas_core.models``), cached by key; that is too slow for every inner-search visit, so
+    the inner search predicts them and the final picks are re-ranked on exact values.
+
+    Args:
+        choices: the run's Choices.
+        input_shape: (channels, height, width) of the training images.
+        n_classes: number of classes.
+    """
+
+    exact_is_cheap = False
+
+    def __init__(self, choices: Any, input_shape: tuple[int, int, int], n_classes: int):
+        from nas_core import space as sp
+
+        self._sp = sp
+        self.choices = choices
+        self.input_shape = tuple(input_shape)
+        self.n_classes = int(n_classes)
+        kinds = {"type": "cat", "norm": "cat", "act": "cat", "se": "cat", "pool": "cat"}
+        genes = [Gene("depth", choices.max_blocks - choices.min_blocks + 1)]
+        genes += [Gene(f"stem.{f}", len(choices.allowed("stem", f))) for f in sp.STEM_FIELDS]
+        for i in range(choices.max_blocks):
+            genes += [
+                Gene(f"blocks[{i}].{f}", len(choices.allowed("block", f)), kinds.get(f, "int"))
+                for f in sp.BLOCK_FIELDS
+            ]
+        genes += [Gene(f"head.{f}", len(choices.allowed("head", f))) for f in sp.HEAD_FIELDS]
+        self.genes = tuple(genes)
+        self._nb = len(sp.BLOCK_FIELDS)
+        self._b0 = 1 + len(sp.STEM_FIELDS)
+        self._mb = "mbconv" in choices.type and choices.type.index("mbconv")
+        self._has_mb = "mbconv" in choices.type
+        self._exact_cache: dict[str, tuple[float, float]] = {}
+        self.exact_names = self._probe_models()
+
+    def _probe_models(self) -> tuple[str, ...]:
+        try:
+            from nas_core.models import build_model, count_macs, count_params  # noqa: F401
+        except ImportError:
+            log.info("nas_core.models not available: params/MACs are predicted, not exact")
+            return ()
+        return ("params", "macs")
+
+    def encode(self, config: Any) -> np.ndarray:
+        """Genes of an ArchSpec (raises SpecError if it breaks the Choices)."""
+        return np.array(self._sp.encode(config, self.choices), dtype=np.int64)
+
+    def decode(self, x: Sequence[int]) -> Any:
+        """The ArchSpec of a gene row."""
+        return self._sp.decode([int(v) for v in x], self.choices)
+
+    def key(self, config: Any) -> str:
+        """The spec's canonical key (:func:`nas_core.space.canonical_key`)."""
+        return config.key
+
+    def canonical(self, X: np.ndarray) -> np.ndarray:
+        """Zero the block slots past the depth and ``expand`` of non-mbconv blocks."""
+        X = np.array(X, dtype=np.int64, copy=True)
+        depth = self.choices.min_blocks + X[:, 0]
+        expand_col = self._sp.BLOCK_FIELDS.index("expand")
+        for i in range(self.choices.max_blocks):
+            s = self._b0 + i * self._nb
+            X[depth <= i, s : s + self._nb] = 0
+            not_mb = X[:, s] != self._mb if self._has_mb else np.ones(len(X), dtype=bool)
+            X[not_mb, s + expand_col] = 0
+        return X
+
+    def ids(self, X: np.ndarray) -> np.ndarray:
+        """Canonical rows as bytes: a canonical row determines the normalized spec and its key."""
+        C = np.ascontiguousarray(self.canonical(X))
+        return np.array([r.tobytes() for r in C], dtype=object)
+
+    def is_valid(self, X: np.ndarray) -> np.ndarray:
+        """Rows whose feature map never has to shrink below 1x1 (validate's input-size rule)."""
+        X = np.asarray(X, dtype=np.int64)
+        ch = self.choices
+        size = np.full(len(X), int(self.input_shape[1]))
+        stem_stride = np.array(ch.stem_stride)[X[:, 3]]
+        size = -(-size // stem_stride)
+        ok = np.ones(len(X), dtype=bool)
+        depth = ch.min_blocks + X[:, 0]
+        fields = self._sp.BLOCK_FIELDS
+        stride = np.array(ch.stride)
+        pool_none = np.array([p == "none" for p in ch.pool])
+        for i in range(ch.max_blocks):
+            s = self._b0 + i * self._nb
+            active = depth > i
+            st = stride[X[:, s + fields.index("stride")]]
+            pooled = ~pool_none[X[:, s + fields.index("pool")]]
+            ok &= ~(active & (size <= 1) & ((st > 1) | pooled))
+            size = np.where(active, -(-size // st), size)
+            size = np.where(active & pooled, -(-size // 2), size)
+        return ok
+
+    def exact_objectives(self, configs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Exact parameters and MACs by building each model once (cached by key)."""
+        if not self.exact_names:
+            return {}
+        from nas_core.models import build_model, count_macs, count_params
+
+        params, macs = [], []
+        for spec in configs:
+            k = spec.key
+            if k not in self._exact_cache:
+                model = build_model(spec, self.input_shape, self.n_classes)
+                self._exact_cache[k] = (
+                    float(count_params(model)),
+                    float(count_macs(model, self.input_shape)),
+                )
+            p, m = self._exact_cache[k]
+            params.append(p)
+            macs.append(m)
+        return {"params": np.array(params), "macs": np.array(macs)}
