@@ -105,6 +105,24 @@ def test_progress_failures_and_cancel_through_ray(ray_cluster, tmp_path):
     assert store.get_candidate(long.candidate_id).status == "cancelled"
 
 
+def test_ray_runs_several_jobs_at_once(ray_cluster, tmp_path):
+    db = tmp_path / "ray4.db"
+    store = Store.open(db)
+    run = store.create_run("r", "random", None, {})
+    jobs = [store.approve(store.add_candidate(run.id, 1, p).id, "t", "sleep", {"steps": 10, "step_s": 0.1})
+            for p in proposals(2, seed=8)]
+    executor = RayExecutor(num_cpus=0.5)  # half a CPU each: two tasks fit the one-CPU instance
+    assert executor.capacity == 2
+    w = Worker(db, executor, poll_s=0.05, heartbeat_s=0.2, stale_after_s=60, handlers=HANDLERS)
+    assert w.run(once=True) == 2
+    ev = [e for e in store.events() if e.entity == "job"]
+    started = [e.id for e in ev if e.to_status == "running"]
+    finished = [e.id for e in ev if e.to_status == "done"]
+    assert len(started) == 2 and max(started) < min(finished)  # both ran before either finished
+    pids = {store.get_job(j.id).result["pid"] for j in jobs}
+    assert len(pids) == 2 and os.getpid() not in pids
+
+
 def test_worker_cli_joins_an_existing_cluster(ray_cluster, tmp_path):
     db = tmp_path / "ray3.db"
     store = Store.open(db)

@@ -145,6 +145,21 @@ def test_worker_that_ignores_stop_is_requeued_after_the_grace(tmp_path):
     assert not t.is_alive() and store.get_job(job.id).status == "queued"
 
 
+def test_job_of_a_silent_remote_worker_is_requeued_and_finished(tmp_path):
+    db = tmp_path / "stale.db"
+    store = Store.open(db)
+    _, (job,) = _queue(store, 1, {"steps": 2, "step_s": 0.01})
+    store.register_worker("far-away", pid=4242, host="another-host")  # pid means nothing here
+    store.claim_job("far-away")
+    store.conn.execute("UPDATE jobs SET heartbeat_at = heartbeat_at - 30 WHERE id=?", (job.id,))
+    w = Worker(db, poll_s=0.05, heartbeat_s=0.1, stale_after_s=10, handlers=HANDLERS)
+    assert w.run(once=True) == 1
+    got = store.get_job(job.id)
+    assert got.status == "done" and got.attempts == 2 and got.worker_id == w.worker_id
+    moves = [(e.from_status, e.to_status, e.actor) for e in store.events(job_id=job.id) if e.entity == "job"]
+    assert ("running", "queued", w.worker_id) in moves
+
+
 def test_two_workers_never_share_a_job(tmp_path):
     db = tmp_path / "two.db"
     log = tmp_path / "ran.log"
