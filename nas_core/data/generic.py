@@ -327,6 +327,14 @@ def find_csv(root: Path, given: str | None, exclude: Sequence[str] = ()) -> Path
     return csvs[0] if csvs else None
 
 
+def _class_order(name: str) -> tuple[int, float, str]:
+    # Numeric labels sort as numbers ("2" before "10"); names sort alphabetically after them.
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
 def _labels(rows: Sequence[dict[str, str]], ids: Sequence[str], mapping: ColumnMapping,
             findings: list[Finding], source: str) -> tuple[list[str | None], tuple[str, ...]]:
     """Class name of every row (None where unusable) and the class names in order."""
@@ -367,7 +375,7 @@ def _labels(rows: Sequence[dict[str, str]], ids: Sequence[str], mapping: ColumnM
             findings.append(Finding("empty_labels", "fatal",
                                     f"{source}: {len(empty)} rows have an empty {mapping.label!r}: {show(empty)}; "
                                     "give every row a label or remove it", tuple(empty)))
-        classes = mapping.classes or tuple(sorted({v for v in raw if v}))
+        classes = mapping.classes or tuple(sorted({v for v in raw if v}, key=_class_order))
     allowed = set(classes)
     outside = Counter(v for v in raw if v and v not in allowed)
     if outside:
@@ -422,12 +430,13 @@ def build_index(root: Path, fmt: str, source: str, rows: Sequence[dict[str, str]
         findings.append(Finding("empty_ids", "fatal", f"{source}: lines {show(empty)} have an empty "
                                 f"{mapping.image!r}; every row needs its image", tuple(empty)))
     dupes = sorted(k for k, n in Counter(v for v in ids if v).items() if n > 1)
+    dupe_set = set(dupes)
     if dupes:
         findings.append(Finding("duplicate_ids", "fatal", f"{source}: {len(dupes)} ids appear more than once in "
                                 f"{mapping.image!r}: {show(dupes)}; keep one row per image", tuple(dupes)))
     labels, classes = _labels(rows, ids, mapping, findings, source)
     attributes = _attributes(rows, ids, mapping.attributes, findings, source)
-    keep, missing, ambiguous, used = [], [], [], set()
+    keep, missing, ambiguous, same_file, used = [], [], [], [], set()
     paths: list[str] = []
     for i, rid in enumerate(ids):
         if not rid:
@@ -435,6 +444,10 @@ def build_index(root: Path, fmt: str, source: str, rows: Sequence[dict[str, str]
         path, amb = resolver.resolve(rid)
         if path is None:
             (ambiguous if amb else missing).append(rid)
+            continue
+        if path in used:
+            if rid not in dupe_set:  # a repeated id is already reported as such
+                same_file.append(rid)
             continue
         keep.append(i)
         paths.append(path)
@@ -447,6 +460,10 @@ def build_index(root: Path, fmt: str, source: str, rows: Sequence[dict[str, str]
         findings.append(Finding("missing_images", "consent",
                                 f"{len(missing)} rows of {source} have no image file: {show(missing)}; add the "
                                 "images, or allow leaving these rows out", tuple(missing)))
+    if same_file:
+        findings.append(Finding("duplicate_images", "fatal",
+                                f"{len(same_file)} rows of {source} name an image file an earlier row already "
+                                f"names: {show(same_file)}; keep one row per image", tuple(same_file)))
     if ambiguous:
         findings.append(Finding("ambiguous_images", "fatal",
                                 f"{len(ambiguous)} ids match several image files: {show(ambiguous)}; write the "

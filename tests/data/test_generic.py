@@ -112,3 +112,13 @@ def test_folder_tree_needs_two_classes(tmp_path):
     image(tmp_path / "only" / "a.jpg")
     with pytest.raises(DataError, match="at least two sub-folders"):
         read_folder_tree(tmp_path)
+
+
+def test_two_rows_naming_one_file_and_numeric_labels(tmp_path):
+    for i in range(4):
+        image(tmp_path / f"i{i}.jpg", seed=i)
+    write_csv(tmp_path / "m.csv", ["image", "label"], [["i0", "10"], ["i1", "2"], ["i2.jpg", "2"], ["i2", "10"]])
+    loaded = read_generic(tmp_path)
+    dup = [f for f in loaded.findings if f.code == "duplicate_images"][0]
+    assert dup.severity == "fatal" and dup.items == ("i2",)
+    assert loaded.index.class_names == ("2", "10")
