@@ -173,3 +173,12 @@ def test_real_process_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nas_core", "datasets", "import", str(tmp_path / "ham"), "--db", str(db)],
                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "already" in r.stderr
+
+
+def test_inspect_a_zip_leaves_nothing_behind(cli, tmp_path):
+    z = zip_folder(make_generic(tmp_path / "g", n=6), tmp_path / "g.zip")
+    code, out, err = cli("datasets", "inspect", z, "--json", "--image-col", "file", "--label-col", "diagnosis")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["format"] == "generic" and report["n_usable"] == 6 and report["root"].endswith("/dataset")
+    assert not Path(report["root"]).exists()  # the scratch extraction is gone
