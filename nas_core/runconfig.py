@@ -77,6 +77,11 @@ class RunConfig:
                 raise RunConfigError(f"objective {name!r} is unknown; known: {', '.join(OBJECTIVES)}")
         if self.engine in ("linas", "nsga2") and len(self.objectives) < 2:
             raise RunConfigError(f"the {self.engine} engine needs at least two objectives")
+        if self.engine == "nsga2" and len(self.objectives) > 2:
+            raise RunConfigError(
+                f"the nsga2 engine takes exactly two objectives, got {len(self.objectives)} "
+                f"({', '.join(self.objectives)}); choose two, or use the linas engine for three or more"
+            )
         cons = []
         for c in self.constraints:
             if len(c) != 3:

@@ -253,7 +253,9 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
     )
     if args.objectives:
-        kw["objectives"] = tuple(args.objectives.split(","))
+        kw["objectives"] = tuple(o.strip() for o in args.objectives.split(","))
+    elif args.engine == "nsga2":
+        kw["objectives"] = ("accuracy", "unfairness")  # NSGA-II takes exactly two
     if args.population is not None:
         kw["population"] = args.population
     return RunConfig(**kw)

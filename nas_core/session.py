@@ -49,7 +49,7 @@ from nas_core.errors import UserError
 from nas_core.records import Candidate, Proposal
 from nas_core.runconfig import RunConfig
 from nas_core.selection import best_candidate, rank_candidates
-from nas_core.space import ArchSpec, HeadSpec, SpecError, StemSpec
+from nas_core.space import ArchSpec, Choices, HeadSpec, SpecError, StemSpec
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +86,16 @@ def make_designer(
         from nas_core.designers.random import RandomDesigner
 
         return RandomDesigner()
-    names = {"linas": "LinasDesigner", "nsga2": "Nsga2Designer"}
     try:
-        import nas_core.linas as linas
-
-        cls = getattr(linas, names[engine])
-    except (ImportError, AttributeError) as exc:
+        from nas_core.linas import designers as linas_designers
+        from nas_core.linas.engines import LinasSettings, Nsga2Settings
+    except ImportError as exc:
         raise SessionError(f"the {engine} engine is not available in this installation ({exc}); "
                            "use heuristic, random or llm") from exc
-    try:
-        return cls(algorithm=config.algorithm) if engine == "linas" and config.algorithm != "auto" else cls()
-    except TypeError:
-        return cls()
+    if engine == "linas":
+        return linas_designers.LinasDesigner(LinasSettings(algorithm=config.algorithm))
+    # NSGA-II keeps at most `population` parents; the run's population is its generation size.
+    return linas_designers.Nsga2Designer(Nsga2Settings(population=max(2, config.population)))
 
 
 def baseline_spec(name: str) -> ArchSpec:
@@ -164,6 +162,11 @@ class Session:
         config = fill_dataset_facts(config)
         if config.evaluation == "supernet":
             _supernet_jobs()  # a clear error now rather than at the first approval
+            if config.choices == Choices.default():
+                # Designers then mostly propose sub-networks; the rest are filtered by spec_problems.
+                from nas_core.supernet.space import choices_for_supernet
+
+                config = config.replace(choices=choices_for_supernet())
         run = store.create_run(config.name, config.engine, config.dataset, config.to_dict(), actor=actor)
         return cls(store, run.id, api_key=api_key, designer=designer)
 
@@ -265,6 +268,7 @@ class Session:
             env=cfg.env,
             feedback=self.feedback(),
             dataset_summary=cfg.dataset_summary,
+            evaluation=cfg.evaluation,
         )
 
     def next_prompt(self) -> Any:
@@ -359,7 +363,7 @@ class Session:
             req = EvalRequest(dataset=cfg.dataset, arch=arch, train=cfg.train, env=cfg.env, device=cfg.device)
             return "evaluate", req.to_dict()
         jobs = _supernet_jobs()
-        return "supernet_measure", dict(jobs.make_payload(self.run, candidate.spec))
+        return "supernet_measure", dict(jobs.make_payload(self.run, candidate.spec, store=self.store))
 
     def approve(self, cid: int, actor: str = "") -> Any:
         """Queue the candidate's evaluation (proposed -> queued + one job, atomically).

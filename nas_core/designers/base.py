@@ -35,6 +35,7 @@ class DesignContext:
     env: Env = field(default_factory=Env)
     feedback: tuple[str, ...] = ()  # human feedback (rejection reasons, notes), oldest first
     dataset_summary: str = ""  # one paragraph about the data set, for prompts
+    evaluation: str = "scratch"  # scratch | supernet: in supernet runs a proposal must be a sub-network
 
     @property
     def measured(self) -> tuple[Candidate, ...]:

@@ -2,7 +2,8 @@
 
 Owns :func:`spec_problems`: the Choices (``nas_core.space.validate``), the run's
 resolution, and, through ``nas_core.models.validate_full``, the parameter/MAC caps
-and shapes that only a built network reveals.
+and shapes that only a built network reveals; in super-network runs also whether
+the spec is a sub-network (``nas_core.supernet.space.validate_subnet_spec``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,22 @@ from nas_core.space import ArchSpec, validate
 
 
 def spec_problems(spec: ArchSpec, ctx: DesignContext) -> list[str]:
-    """Every reason ``spec`` cannot be trained in this run; empty when it can."""
+    """Every reason ``spec`` cannot be trained (or, in super-network runs, measured) in this run."""
     try:
         from nas_core.models import validate_full
     except ImportError:  # models not importable (no torch): the Choices are still checked
-        return validate(spec, ctx.choices, ctx.input_shape[-1])
-    return validate_full(spec, ctx.choices, ctx.input_shape, ctx.n_classes)
+        problems = validate(spec, ctx.choices, ctx.input_shape[-1])
+    else:
+        problems = validate_full(spec, ctx.choices, ctx.input_shape, ctx.n_classes)
+    if not problems and ctx.evaluation == "supernet":
+        problems = supernet_problems(spec)
+    return problems
+
+
+def supernet_problems(spec: ArchSpec) -> list[str]:
+    """Why ``spec`` is not a sub-network of the super-network (empty when it is, or when absent)."""
+    try:
+        from nas_core.supernet.space import validate_subnet_spec
+    except ImportError:
+        return []
+    return validate_subnet_spec(spec)

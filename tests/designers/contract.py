@@ -24,10 +24,13 @@ from tests.designers.fakes import make_candidate, make_metrics
 INPUT_SHAPE = (3, 32, 32)
 
 
-def base_context(**kw) -> DesignContext:
+def _base_context(**kw) -> DesignContext:
     """A small run: default Choices (tight caps), 32 px images, 3 classes."""
     choices = kw.pop("choices", None) or Choices.from_dict({"max_blocks": 5, "max_params": 2_000_000})
     return DesignContext(choices=choices, input_shape=INPUT_SHAPE, n_classes=3, **kw)
+
+
+base_context = _base_context
 
 
 def measured_history(n: int = 4, seed: int = 0):
@@ -66,8 +69,12 @@ def check_proposals(props: list[Proposal], ctx: DesignContext) -> None:
         assert p.spec.key not in ctx.known_keys, "proposed an architecture the run already has"
 
 
-def designer_contract_checks(make: Callable[[], object]) -> None:
-    """Run every contract check against designers built by ``make``."""
+def designer_contract_checks(make: Callable[[], object], **ctx_kw) -> None:
+    """Run every contract check against designers built by ``make`` (``ctx_kw`` goes into every context)."""
+
+    def base_context(**kw) -> DesignContext:
+        return _base_context(**{**ctx_kw, **kw})
+
     d = make()
     assert isinstance(d, Designer) and isinstance(d.name, str) and d.name
 

@@ -37,16 +37,20 @@ def _llm_script(n: int = 40):
 
 
 FACTORIES = {"heuristic": HeuristicDesigner, "random": RandomDesigner}
-for _mod, _cls in (("nas_core.linas", "LinasDesigner"), ("nas_core.linas", "Nsga2Designer"),
-                   ("nas_core.linas", "RandomSearchDesigner")):
+for _mod, _cls in (("nas_core.linas.designers", "LinasDesigner"), ("nas_core.linas.designers", "Nsga2Designer"),
+                   ("nas_core.linas.designers", "RandomSearchDesigner")):
     _c = _optional(_mod, _cls)
     if _c is not None:
         FACTORIES[_cls] = _c
 
 
+#: Context settings some designers need (NSGA-II takes exactly two objectives).
+CONTEXT = {"Nsga2Designer": {"objectives": ("accuracy", "params")}}
+
+
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_designer_contract(name):
-    designer_contract_checks(FACTORIES[name])
+    designer_contract_checks(FACTORIES[name], **CONTEXT.get(name, {}))
 
 
 def test_llm_designer_contract():
