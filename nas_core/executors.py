@@ -7,10 +7,23 @@ executor never touches the database, it only runs handlers and hands back their
 progress reports and outcome. That is what lets Ray spread evaluations over many
 machines while one process writes the SQLite file.
 
-An outcome is ``("ok", result)``, ``("error", (message, traceback))`` (the handler
-failed: the job fails with the message, the traceback goes to the worker's log), ``("stopped", message)`` (the handler honoured
-``should_stop``) or ``("lost", message)`` (the executor lost the task, e.g. a Ray
-node died: the worker requeues the job).
+An outcome is ``("ok", result)``; ``("error", (message, traceback))`` (the handler
+failed: the job fails with the message, the traceback goes to the worker's log);
+``("stopped", message)`` (the handler honoured ``should_stop``); or ``("lost", message)``
+(the executor lost the task, e.g. a Ray node died: the worker requeues the job).
+
+Pointing the worker at a Ray cluster::
+
+    ray start --head --port 6379                 # on the head node
+    ray start --address HEAD:6379                # on every other node
+    python -m nas_core worker --db data/equinas.db --executor ray --ray-address HEAD:6379 \
+        --num-cpus 4 --num-gpus 1                # resources each evaluation asks for
+
+The nodes must be able to import ``nas_core`` and read the data set folder named in
+each job: the same checkout and data on a shared file system (the worker hands its
+checkout's path to the tasks as PYTHONPATH), EquiNAS installed on every node, or
+``--ray-working-dir .`` to ship the code (data paths must still resolve on the nodes).
+Without ``--ray-address`` a local Ray instance is started (``--ray-local-cpus N``).
 """
 
 from __future__ import annotations

@@ -205,8 +205,14 @@ class Worker:
             store.fail_job(job_id, str(exc), self.worker_id)
             self.finished.append((job_id, "failed"))
             return
+        try:
+            execution = self.executor.submit(job_id, target, payload)
+        except Exception:
+            # The executor itself broke (e.g. the Ray cluster went away): give the job back, then stop.
+            store.requeue_job(job_id, self.worker_id, "the executor could not start the job", count_attempt=True)
+            raise
         log.info("job %s (%s) started", job_id, kind)
-        self._active[job_id] = _Active(self.executor.submit(job_id, target, payload), job_id, kind)
+        self._active[job_id] = _Active(execution, job_id, kind)
 
     def _collect(self, store: Store) -> None:
         for job_id, a in list(self._active.items()):
