@@ -229,3 +229,41 @@ def test_end_to_end_with_the_real_worker(tiny_dataset, tmp_path):
         best = s.best()
         assert best is not None and best.status == "done" and best.metrics.epochs == 1
         assert best.metrics.fairness.groups and store.list_iterations(s.run_id)[0].status == "done"
+
+
+def test_linas_and_nsga2_engines_run_through_the_session(store):
+    from nas_core.session import make_designer
+
+    assert make_designer(config(engine="linas")).name == "linas"
+    assert make_designer(config(engine="nsga2", objectives=("accuracy", "params"))).name == "nsga2"
+    free = Choices.from_dict({"max_blocks": 4, "max_params": None, "max_macs": None})
+    s = Session.create_run(store, config(engine="linas", population=3, choices=free,
+                                         objectives=("accuracy", "unfairness")))
+    first = s.step_auto()
+    assert first.action == "proposed" and len(first.candidates) == 3  # the random initial population
+    fake_worker(store, acc=lambda c: 0.5 + 0.01 * c.id)
+    second = s.step_auto()
+    assert second.action == "proposed" and len(second.candidates) == 1  # then per_iteration
+    assert all(c.origin == "linas" for c in s.searched())
+
+
+def test_supernet_runs_queue_supernet_measure_jobs(store, monkeypatch):
+    import types
+
+    import nas_core.session as session
+
+    seen = {}
+
+    def make_payload(run, spec, store=None):
+        seen["run"], seen["store"] = run.id, store
+        return {"spec": spec.to_dict(), "checkpoint": "/ckpt"}
+
+    monkeypatch.setattr(session, "_supernet_jobs", lambda: types.SimpleNamespace(make_payload=make_payload))
+    s = Session.create_run(store, config(evaluation="supernet", choices=Choices.default()))
+    assert s.context().evaluation == "supernet" and s.config.choices.type == ("mbconv",)
+    c = s.propose()[0]
+    from nas_core.supernet.space import validate_subnet_spec
+
+    assert validate_subnet_spec(c.spec) == []
+    job = s.approve(c.id)
+    assert job.kind == "supernet_measure" and job.payload["checkpoint"] == "/ckpt" and seen["store"] is store

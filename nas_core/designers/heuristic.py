@@ -15,7 +15,7 @@ would try, each explained in the rationale:
 - otherwise small refinements (squeeze-and-excitation, kernel size).
 
 The first iteration (nothing measured yet) proposes ``default_spec()`` and
-rule-based variants of it. Determinism: the output depends only on the
+rule-based variants of it (in super-network runs: the smallest sub-network). Determinism: the output depends only on the
 context; when every rule's edit is already in the run, a seeded random edit
 (``nas_core.space.mutate`` with ``random.Random(f"{seed}:{iteration}")``) is used.
 """
@@ -27,7 +27,7 @@ import random
 from collections.abc import Callable
 
 from nas_core.designers.base import DesignContext
-from nas_core.designers.validation import spec_problems
+from nas_core.designers.validation import spec_problems, supernet_spec
 from nas_core.records import Metrics, Proposal
 from nas_core.selection import best_candidate
 from nas_core.space import ArchSpec, BlockSpec, Choices, default_spec, mutate, normalize
@@ -261,7 +261,8 @@ class HeuristicDesigner:
         cands = [c for c in ctx.history if c.origin != "baseline"]
         best = best_candidate(cands, ctx.priorities)
         if best is None or best.metrics is None:
-            base = _fit(default_spec(), ctx.choices)
+            seed = supernet_spec() if ctx.evaluation == "supernet" else None
+            base = seed if seed is not None else _fit(default_spec(), ctx.choices)
             return base, [
                 ("nothing is measured yet, so start from the default plain CNN and close variants",
                  [lambda s, c: (s, "the default spec as it is"), add_norm, widen, depthwise, deepen,
@@ -320,6 +321,9 @@ class HeuristicDesigner:
             if len(out) >= ctx.n:
                 break
             spec = mutate(base, ctx.choices, rng, n_edits=rng.choice((1, 2)))
+            if ctx.evaluation == "supernet" and spec_problems(spec, ctx):
+                # Edits rarely stay inside the super-network's stages; sample a sub-network instead.
+                spec = supernet_spec(rng) or spec
             if spec.key in known or spec_problems(spec, ctx):
                 continue
             known.add(spec.key)

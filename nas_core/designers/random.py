@@ -1,6 +1,7 @@
 """The random designer: valid random specs that the run has not seen (a baseline for every engine).
 
-Owns :class:`RandomDesigner`. Deterministic for a (seed, iteration) pair.
+Owns :class:`RandomDesigner`. Deterministic for a (seed, iteration) pair. In
+super-network runs it samples sub-networks of the super-network.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import random
 
 from nas_core.designers.base import DesignContext
-from nas_core.designers.validation import spec_problems
+from nas_core.designers.validation import spec_problems, supernet_spec
 from nas_core.records import Proposal
 from nas_core.space import sample
 
@@ -30,7 +31,7 @@ class RandomDesigner:
         for _ in range(ctx.n * _TRIES_PER_PROPOSAL):
             if len(out) >= ctx.n:
                 break
-            spec = sample(ctx.choices, rng)
+            spec = (supernet_spec(rng) if ctx.evaluation == "supernet" else None) or sample(ctx.choices, rng)
             if spec.key in known or spec_problems(spec, ctx):
                 continue
             known.add(spec.key)

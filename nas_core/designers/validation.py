@@ -8,6 +8,8 @@ the spec is a sub-network (``nas_core.supernet.space.validate_subnet_spec``).
 
 from __future__ import annotations
 
+import random
+
 from nas_core.designers.base import DesignContext
 from nas_core.space import ArchSpec, validate
 
@@ -32,3 +34,17 @@ def supernet_problems(spec: ArchSpec) -> list[str]:
     except ImportError:
         return []
     return validate_subnet_spec(spec)
+
+
+def supernet_spec(rng: random.Random | None = None) -> ArchSpec | None:
+    """A sub-network as a spec: the smallest one, or a random one when ``rng`` is given.
+
+    None when the super-network package is not available.
+    """
+    try:
+        from nas_core.supernet.space import SupernetSpaceConfig, sample_config, smallest, to_arch_spec
+    except ImportError:
+        return None
+    space = SupernetSpaceConfig()
+    config = smallest(space) if rng is None else sample_config(space, rng)
+    return to_arch_spec(config, space)

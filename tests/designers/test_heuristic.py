@@ -94,3 +94,13 @@ def test_random_designer_varies_with_iteration_and_respects_n():
     b = RandomDesigner().propose(base_context(n=4, iteration=1))
     assert len(a) == 4 and {p.spec.key for p in a} != {p.spec.key for p in b}
     check_proposals(a, base_context(n=4))
+
+
+def test_supernet_runs_get_sub_networks_from_heuristic_and_random():
+    from nas_core.supernet.space import choices_for_supernet, validate_subnet_spec
+
+    for designer in (HeuristicDesigner(), RandomDesigner()):
+        ctx = base_context(n=3, evaluation="supernet", choices=choices_for_supernet())
+        props = designer.propose(ctx)
+        assert props and all(validate_subnet_spec(p.spec) == [] for p in props), designer.name
+        check_proposals(props, ctx)
