@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -395,3 +396,25 @@ def test_transaction_rolls_back_everything_on_error(store):
         raise RuntimeError("boom")
     assert store.list_candidates(run.id) == []
     assert [e.entity for e in store.events(run_id=run.id)] == ["run"]
+
+
+def test_db_commands(tmp_path, capsys):
+    from nas_core.cli import main
+
+    db = tmp_path / "cli.db"
+    s = Store.open(db)
+    run = _run(s)
+    c = s.add_candidate(run.id, 1, Proposal(default_spec(), "llm"))
+    job = s.approve(c.id, "ann", "evaluate", {})
+    assert main(["db", "info", "--db", str(db), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["schema_version"] == SCHEMA_VERSION and info["counts"]["jobs"] == 1 and info["integrity"] == "ok"
+    assert main(["db", "jobs", "--db", str(db), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "queued"
+    assert main(["db", "cancel", "--db", str(db), str(job.id), "--actor", "bob"]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert s.get_job(job.id).status == "cancelled" and s.get_candidate(c.id).status == "cancelled"
+    assert main(["db", "cancel", "--db", str(db), str(job.id)]) == 2
+    assert "already cancelled" in capsys.readouterr().err
+    assert main(["db", "events", "--db", str(db), "--run", str(run.id)]) == 0
+    assert "queued -> cancelled by bob" in capsys.readouterr().out
