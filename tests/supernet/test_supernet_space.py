@@ -229,3 +229,23 @@ def test_space_config_round_trip_and_bad_space():
     with pytest.raises(SubnetError, match="ascending"):
         dataclasses.replace(space, expands=(6, 3))
     assert SubnetConfig.from_dict(largest(space).to_dict()) == largest(space)
+
+
+@pytest.mark.parametrize("engine", ["linas", "nsga2", "random"])
+def test_linas_engines_search_the_super_network_space(engine):
+    from nas_core.linas.engines import run_search
+
+    sp = SupernetSpace(SupernetSpaceConfig(), n_classes=8, image_size=64)
+
+    class Source:  # a cheap stand-in for measurements: bigger sub-networks are "more accurate"
+        def evaluate(self, configs):
+            costs = sp.exact_objectives(configs)
+            return [{"accuracy": float(np.log(m)), "macs": float(m)} for m in costs["macs"]]
+
+    res = run_search(sp, Source(), engine, budget=12, population=4, seed=0, objectives=("accuracy", "macs"))
+    keys = [o.key for o in res.observations]
+    assert len(keys) == 12 and len(set(keys)) == 12
+    assert all(
+        validate_subnet_spec(to_arch_spec(sp.decode(o.genes), sp.space), sp.space) == []
+        for o in res.observations
+    )
