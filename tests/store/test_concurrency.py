@@ -55,3 +55,32 @@ def test_two_processes_approving_the_same_candidates_create_one_job_each(tmp_pat
         assert len(approvals) == 1
         assert approvals[0].actor == ("tab-1" if cid in won[0] else "tab-2")
     assert store.integrity_check() == "ok"
+
+
+OPENER = """
+import sys, time
+from nas_core.store import Store
+db, start = sys.argv[1], float(sys.argv[2])
+while time.time() < start:
+    pass
+s = Store.open(db)
+s.register_worker(f"w{sys.argv[3]}")
+print(s.schema_version)
+"""
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path):
+    from nas_core.store import SCHEMA_VERSION
+
+    db = tmp_path / "fresh.db"
+    start = time.time() + 1.5
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(db), str(start), str(i)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [o[1] for o in outs]
+    assert {o[0].strip() for o in outs} == {str(SCHEMA_VERSION)}
+    store = Store.open(db)
+    versions = [r[0] for r in store.conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+    assert len(store.worker_status()) == 4 and store.integrity_check() == "ok"
