@@ -44,11 +44,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_core.designers.base import DesignContext, Designer
+from nas_core.designers.llm.prompt import PromptParts, check_parts
 from nas_core.designers.validation import spec_problems
 from nas_core.errors import UserError
 from nas_core.records import Candidate, Proposal
 from nas_core.runconfig import RunConfig
-from nas_core.selection import best_candidate, rank_candidates
+from nas_core.selection import Priorities, best_candidate, rank_candidates
 from nas_core.space import ArchSpec, Choices, HeadSpec, SpecError, StemSpec
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,11 @@ TERMINAL = ("done", "failed", "rejected", "cancelled")
 OPEN_ITERATION = ("proposing", "waiting", "evaluating")
 #: How many feedback notes the prompt carries (newest kept).
 FEEDBACK_K = 10
+#: Settings that may change during a run (they do not change how candidates are measured).
+MUTABLE_SETTINGS = frozenset({
+    "name", "prompt", "priorities", "llm", "per_iteration", "iterations", "budget", "auto_approve",
+    "constraints", "objectives", "population", "algorithm", "baselines",
+})
 
 
 class SessionError(UserError):
@@ -181,6 +187,39 @@ class Session:
     def config(self) -> RunConfig:
         """The run's settings."""
         return RunConfig.from_dict(self.run.config)
+
+    def update_settings(self, actor: str = "", **changes: Any) -> RunConfig:
+        """Change run settings between steps (e.g. the prompt parts or the priorities).
+
+        Settings that decide how candidates are measured (data set, Choices, training,
+        Env, evaluation mode, engine, seed, device) are fixed once the run has
+        candidates, so every candidate stays comparable.
+
+        Raises:
+            SessionError: a fixed setting, or an unknown one.
+            UserError: an invalid value (the setting's own message).
+        """
+        cfg = self.config
+        unknown = set(changes) - {f.name for f in dataclasses.fields(RunConfig)}
+        if unknown:
+            raise SessionError(f"unknown run setting(s) {sorted(unknown)}")
+        fixed = set(changes) - MUTABLE_SETTINGS
+        if fixed and self.candidates():
+            raise SessionError(
+                f"{', '.join(sorted(fixed))} cannot change once a run has candidates (they would no longer "
+                "be comparable); start a new run instead"
+            )
+        if "prompt" in changes and not isinstance(changes["prompt"], PromptParts):
+            # A partial mapping edits only the parts it names.
+            changes["prompt"] = PromptParts.from_dict({**cfg.prompt.to_dict(), **changes["prompt"]})
+        if "priorities" in changes and not isinstance(changes["priorities"], Priorities):
+            changes["priorities"] = Priorities.from_dict(changes["priorities"])
+        if "prompt" in changes:
+            check_parts(changes["prompt"])
+        new = cfg.replace(**changes)
+        self.store.update_run(self.run_id, config=new.to_dict(), actor=actor,
+                              detail="settings changed: " + ", ".join(sorted(changes)))
+        return new
 
     def candidates(self, status: Any = None) -> list[Candidate]:
         """The run's candidates, oldest first (with metrics)."""

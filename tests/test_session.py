@@ -188,7 +188,9 @@ def test_llm_session_records_calls_and_never_the_key(tmp_path):
     with FakeLlmServer(_bad_then_good()) as srv, Store.open(db) as store:
         cfg = config(engine="llm", llm=LlmSettings(base_url=srv.base_url, model="fake", timeout_s=5))
         s = Session.create_run(store, cfg, api_key=KEY)
+        shown = s.next_prompt()  # what the user reviews before pressing "propose"
         c = s.propose()[0]
+        assert srv.requests[0]["messages"] == shown.messages()  # exactly what was sent
         assert c.origin == "llm" and c.rationale == "a plain CNN to start"
         calls = store.list_llm_calls(s.run_id)
         assert len(calls) == 2 and "no valid JSON" in calls[0].error and calls[1].error == ""
@@ -267,3 +269,19 @@ def test_supernet_runs_queue_supernet_measure_jobs(store, monkeypatch):
     assert validate_subnet_spec(c.spec) == []
     job = s.approve(c.id)
     assert job.kind == "supernet_measure" and job.payload["checkpoint"] == "/ckpt" and seen["store"] is store
+
+
+def test_settings_that_keep_candidates_comparable_can_change(store):
+    from nas_core.designers.llm.prompt import PromptError
+
+    s = Session.create_run(store, config())
+    s.update_settings(prompt={"app": "You design tiny CNNs for {dataset}."}, actor="ann")
+    assert s.next_prompt().system == "You design tiny CNNs for tiny test data."
+    with pytest.raises(PromptError, match="unknown placeholder"):
+        s.update_settings(prompt={"app": "{datset}"})
+    s.update_settings(priorities={"mode": "weighted", "objectives": ["accuracy"]})
+    assert s.config.priorities.mode == "weighted"
+    s.propose()
+    with pytest.raises(SessionError, match="train cannot change once a run has candidates"):
+        s.update_settings(train=TrainSettings(image_size=64))
+    assert s.config.train.image_size == 32
