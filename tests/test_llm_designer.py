@@ -189,3 +189,10 @@ def test_parse_answer_shapes():
         parse_answer('{"design": 1}')
     with pytest.raises(AnswerError, match="unknown field"):
         parse_answer('{"architecture": {"blocks": [{"typ": "conv"}]}}')
+
+
+def test_endpoint_failure_after_a_proposal_keeps_the_proposal():
+    calls = []
+    with FakeLlmServer([reply(answer()), status(500, headers={"retry-after-ms": "5"})]) as srv:
+        props = designer(srv, calls, http_retries=0).propose(ctx(n=2))
+    assert [p.spec for p in props] == [OTHER] and "HTTP 500" in calls[-1].error

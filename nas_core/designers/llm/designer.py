@@ -112,7 +112,14 @@ class LlmDesigner:
                     + "\n\nThis round already has these proposals; design a different one:\n"
                     + taken,
                 }
-            proposal, last_errors = self._one(messages, rendered.text, schema, ctx, known)
+            try:
+                proposal, last_errors = self._one(messages, rendered.text, schema, ctx, known)
+            except LlmError as exc:
+                if not proposals:
+                    raise
+                # Keep what this round already produced; the failure is in the call log.
+                log.warning("LLM failed after %d proposal(s): %s", len(proposals), exc)
+                break
             if proposal is None:
                 break
             proposals.append(proposal)
