@@ -5,14 +5,14 @@ import streamlit as st
 
 def run() -> None:
     """Build the navigation and run the selected page."""
-    st.set_page_config(page_title="EquiNAS Studio", page_icon="⚖️", layout="wide")
+    st.set_page_config(page_title="EquiNAS Studio", page_icon=":material/balance:", layout="wide")
     pages = [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/data.py", title="Data", icon="🗂️"),
-        st.Page("pages/setup.py", title="Setup", icon="🛠️"),
-        st.Page("pages/search.py", title="Search", icon="🔎"),
-        st.Page("pages/results.py", title="Results", icon="📊"),
-        st.Page("pages/export.py", title="Export", icon="📦"),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+        st.Page("pages/setup.py", title="Setup", icon=":material/tune:"),
+        st.Page("pages/search.py", title="Search", icon=":material/search:"),
+        st.Page("pages/results.py", title="Results", icon=":material/insights:"),
+        st.Page("pages/export.py", title="Export", icon=":material/download:"),
     ]
     st.navigation(pages).run()
 

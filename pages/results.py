@@ -37,7 +37,7 @@ view = board[board["status"].isin(statuses)] if statuses else board
 if only_front:
     view = view[view["estimate"]]
 st.dataframe(
-    view, hide_index=True, key="leaderboard", height=320,
+    view, hide_index=True, key="leaderboard",
     column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                    "worst_group_accuracy": st.column_config.NumberColumn(format="percent")},
 )

@@ -120,6 +120,8 @@ for c in pending:
 @st.fragment(run_every=2)
 def live() -> None:
     """Evaluations in flight, polled from the store; a finished one refreshes the page."""
+    # A fragment rerun may happen on another thread; SQLite connections stay on their own thread.
+    store = get_store()
     now = studio.session(store, run_id).poll()
     before = st.session_state.get("in_flight_seen")
     st.session_state["in_flight_seen"] = now.in_flight

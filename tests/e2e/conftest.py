@@ -64,6 +64,7 @@ def app_server(tmp_path_factory, e2e_dataset):
         "EQUINAS_DATA_DIR": str(tmp / "data"),
         "EQUINAS_FAST": "1",  # tiny image size and one epoch for runs created in the UI
         "PYTHONUNBUFFERED": "1",
+        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
     })
     log = open(tmp / "serve.log", "w")
     proc = subprocess.Popen(
@@ -101,7 +102,7 @@ def app_server(tmp_path_factory, e2e_dataset):
 
 @pytest.fixture
 def page(browser, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport={"width": 1400, "height": 2000})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg

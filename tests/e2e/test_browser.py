@@ -1,0 +1,171 @@
+"""The app in a real browser: heuristic, LLM and LINAS runs stepped through the approval gate.
+
+Each test drives `python -m nas_core serve` (Streamlit + worker) with Playwright in
+headless Chromium. Screenshots of the Search and Results pages are written to
+docs/screenshots/ for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import pytest
+
+from nas_core.space import BlockSpec, default_spec
+from tests.llm_server import FakeLlmServer, reply
+
+pytestmark = pytest.mark.e2e
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+
+
+def key(name: str) -> str:
+    """CSS selector of the element Streamlit renders for the widget with this key."""
+    return f".st-key-{name}"
+
+
+def wait_idle(page) -> None:
+    """Wait until Streamlit has finished running the script (after giving a rerun time to start)."""
+    page.wait_for_timeout(400)
+    page.wait_for_function(
+        """() => { const a = document.querySelector('[data-testid="stApp"]');
+                   return a && a.getAttribute('data-test-script-state') === 'notRunning'; }""",
+        timeout=90_000,
+    )
+
+
+def goto(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stSidebar"]', timeout=60_000)
+    wait_idle(page)
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=60_000)
+
+
+def click(page, name: str) -> None:
+    page.locator(f"{key(name)} button").first.click()
+    wait_idle(page)
+
+
+def select(page, name: str, option: str) -> None:
+    page.locator(key(name)).click()
+    page.get_by_role("option", name=re.compile(re.escape(option))).first.click()
+    wait_idle(page)
+
+
+def fill(page, name: str, value: str) -> None:
+    box = page.locator(f"{key(name)} input, {key(name)} textarea").first
+    box.fill(value)
+    box.press("Tab")
+    wait_idle(page)
+
+
+def card_ids(page) -> list[int]:
+    ids = []
+    for el in page.locator('[class*="st-key-card_"]').all():
+        m = re.search(r"st-key-card_(\d+)", el.get_attribute("class") or "")
+        if m:
+            ids.append(int(m.group(1)))
+    return ids
+
+
+def wait_for_done(page, n_done: int, timeout_s: int = 240) -> None:
+    """Wait until the Search page's decided table lists ``n_done`` done candidates."""
+    page.wait_for_function(
+        """n => [...document.querySelectorAll('[data-testid="stMetric"]')]
+               .some(m => m.innerText.includes('Measured') && parseInt(m.innerText.split('\\n').pop()) >= n)""",
+        arg=n_done, timeout=timeout_s * 1000,
+    )
+    wait_idle(page)
+
+
+def test_heuristic_demo_run_end_to_end(app_server, page):
+    url = app_server["url"]
+    goto(page, url)
+    assert page.get_by_text("EquiNAS Studio").first.is_visible()
+    page.wait_for_selector(key("demo_run"))
+    click(page, "demo_run")
+    page.wait_for_url(re.compile(r"/search"), timeout=60_000)
+    page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
+    (cid,) = card_ids(page)
+    assert page.get_by_text("Rationale.").first.is_visible()
+    click(page, f"approve_{cid}")
+    wait_for_done(page, 1)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "search.png"), full_page=True)
+
+    goto(page, f"{url}/results")
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert page.get_by_text("Leaderboard").first.is_visible()
+    assert page.get_by_text("Accuracy per group").first.is_visible()
+    page.screenshot(path=str(SHOTS / "results.png"), full_page=True)
+
+    goto(page, f"{url}/export")
+    click(page, "export_prepare")
+    with page.expect_download() as dl:
+        page.locator(f"{key('export_download')} button").click()
+    card = pathlib.Path(dl.value.path()).read_text()
+    assert "Model card" in card and "Accuracy per group" in card
+
+
+def _valid_spec(width: int) -> dict:
+    spec = default_spec()
+    blocks = list(spec.blocks)
+    blocks[0] = BlockSpec(type="conv", out_channels=width, pool="max")
+    return {"architecture": type(spec)(stem=spec.stem, blocks=tuple(blocks), head=spec.head).to_dict(),
+            "rationale": f"widen the first block to {width} channels for the weakest group"}
+
+
+def test_llm_run_with_reject_reason_in_next_prompt(app_server, page):
+    url = app_server["url"]
+    secret = "sk-e2e-secret-key-0123456789abcdef"
+    script = [reply(json.dumps(_valid_spec(48))), reply(json.dumps(_valid_spec(64)))]
+    with FakeLlmServer(script) as srv:
+        goto(page, f"{url}/setup")
+        fill(page, "cfg_name", "llm e2e")
+        select(page, "cfg_engine", "LLM designer")
+        page.get_by_role("tab", name="LLM endpoint").click()
+        fill(page, "cfg_base_url", srv.base_url)
+        fill(page, "cfg_model", "fake-model")
+        fill(page, "cfg_api_key", secret)
+        click(page, "create_run")
+        page.wait_for_url(re.compile(r"/search"), timeout=60_000)
+        click(page, "propose")
+        page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
+        (first,) = card_ids(page)
+        assert page.get_by_text("widen the first block to 48").first.is_visible()
+        page.locator(key(f"card_{first}")).get_by_text("Reject…").click()
+        fill(page, f"reason_{first}", "keep the model under 100k parameters please")
+        click(page, f"reject_{first}")
+        page.get_by_text("Next prompt").first.click()
+        assert page.get_by_text("keep the model under 100k parameters please").first.is_visible()
+        click(page, "propose")
+        page.wait_for_function("() => document.body.innerText.includes('widen the first block to 64')",
+                               timeout=60_000)
+        (second,) = card_ids(page)
+        assert second != first
+        # The second request carried the human's reason to the model.
+        assert "keep the model under 100k parameters please" in json.dumps(srv.requests[-1])
+        click(page, f"approve_{second}")
+        wait_for_done(page, 1)
+    db_bytes = b"".join(p.read_bytes() for p in app_server["tmp"].glob("e2e.db*"))
+    assert secret.encode() not in db_bytes
+
+
+def test_linas_step_approves_a_population(app_server, page):
+    url = app_server["url"]
+    goto(page, f"{url}/setup")
+    fill(page, "cfg_name", "linas e2e")
+    select(page, "cfg_engine", "LINAS")
+    page.get_by_role("tab", name="LINAS").click()
+    fill(page, "cfg_population", "3")
+    click(page, "create_run")
+    page.wait_for_url(re.compile(r"/search"), timeout=60_000)
+    click(page, "propose")
+    page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
+    assert len(card_ids(page)) == 3
+    click(page, "approve_all")
+    wait_for_done(page, 3)
+    assert not card_ids(page)
