@@ -272,8 +272,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         if args.run is not None:
             s = Session(store, args.run)
         else:
-            if args.dataset is None:
-                raise CliError("give --dataset PATH (or --run ID to continue a run)")
             s = Session.create_run(store, _config_from_args(args), actor="cli")
         drain = _drain(args)
         report: dict[str, Any] = {"run_id": s.run_id, "iterations": []}
@@ -421,7 +419,8 @@ def register_cli(sub: Any) -> None:
     p = sub.add_parser("search", help="run a search: propose, approve, evaluate, repeat")
     common(p)
     worker_opts(p)
-    p.add_argument("--dataset", help="data set folder (e.g. data/default)")
+    p.add_argument("--dataset", default="data/default",
+                   help="data set folder or registered name (default: data/default)")
     p.add_argument("--run", type=int, help="continue this run instead of creating one")
     p.add_argument("--name", help="run name")
     p.add_argument("--engine", choices=("llm", "heuristic", "random", "linas", "nsga2"), default="heuristic")

@@ -165,7 +165,7 @@ class Session:
         Raises:
             UserError: the data set cannot be read, or a setting is invalid.
         """
-        config = fill_dataset_facts(config)
+        config = fill_dataset_facts(_resolve_dataset(store, config))
         if config.evaluation == "supernet":
             _supernet_jobs()  # a clear error now rather than at the first approval
             if config.choices == Choices.default():
@@ -588,6 +588,26 @@ def _supernet_jobs() -> Any:
     if not hasattr(jobs, "make_payload"):
         raise SessionError("super-network evaluation is not available in this installation; use scratch")
     return jobs
+
+
+def _resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
+    """A registered data set's name (or id) becomes its folder; a missing default says how to make it."""
+    from pathlib import Path
+
+    if Path(config.dataset).exists():
+        return config
+    ds = store.find_dataset(config.dataset)
+    if ds is not None:
+        # An imported zip is extracted; its folder is the config's root, not the upload's path.
+        for folder in (ds.config.get("root") if isinstance(ds.config, dict) else None, ds.source):
+            if folder and Path(folder).is_dir():
+                return config.replace(dataset=str(folder))
+    if config.n_classes is None and Path(config.dataset).name == "default":
+        raise SessionError(
+            f"the default data set {config.dataset} does not exist yet; create it with "
+            "`python -m nas_core datasets make-default`, or give --dataset PATH"
+        )
+    return config
 
 
 def fill_dataset_facts(config: RunConfig) -> RunConfig:

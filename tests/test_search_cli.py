@@ -117,8 +117,9 @@ def test_table_marks_what_beats_every_baseline(tmp_path, capsys):
 
 def test_bad_input_gives_messages_not_tracebacks(tmp_path, capsys):
     db = tmp_path / "e.db"
-    code, _, err = run_cli(capsys, "search", "--db", db, "--engine", "heuristic")
-    assert code == 2 and "give --dataset PATH" in err
+    code, _, err = run_cli(capsys, "search", "--db", db, "--engine", "heuristic", "--dataset",
+                           tmp_path / "data" / "default")
+    assert code == 2 and "datasets make-default" in err
     code, _, err = run_cli(capsys, "search", "--db", db, "--dataset", tmp_path / "missing")
     assert code == 2 and "does not exist" in err
     code, _, err = run_cli(capsys, "prompt", "--db", db, "--run", 42)

@@ -285,3 +285,11 @@ def test_settings_that_keep_candidates_comparable_can_change(store):
     with pytest.raises(SessionError, match="train cannot change once a run has candidates"):
         s.update_settings(train=TrainSettings(image_size=64))
     assert s.config.train.image_size == 32
+
+
+def test_registered_data_set_name_resolves_to_its_folder(store, tiny_dataset):
+    store.register_dataset(name="tiny", format="isic2019", source=str(tiny_dataset), content_hash="h",
+                           columns=[], counts={}, config={"root": str(tiny_dataset)}, cache_path="")
+    s = Session.create_run(store, RunConfig(name="n", dataset="tiny", train=TrainSettings(image_size=32)))
+    assert s.config.dataset == str(tiny_dataset) and s.config.n_classes == 8
+    assert "sex groups:" in s.config.dataset_summary
