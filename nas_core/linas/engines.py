@@ -105,9 +105,8 @@ def survive(F: np.ndarray, CV: np.ndarray, n: int) -> np.ndarray:
     """Indices of the best ``n`` rows: feasible first, then non-domination rank, then crowding.
 
     Infeasible rows are ordered by their violation. Within the front that does not fit whole,
-    the least crowded rows win, which keeps the picks spread over objective space.
+    :func:`spread` picks, which keeps the picks diverse in objective space.
     """
-    from pymoo.operators.survival.rank_and_crowding.metrics import calc_crowding_distance
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     n = min(n, len(F))
@@ -121,14 +120,32 @@ def survive(F: np.ndarray, CV: np.ndarray, n: int) -> np.ndarray:
             if len(out) + len(idx) <= n:
                 out.extend(idx.tolist())
             else:
-                cd = calc_crowding_distance(F[idx]) if len(idx) > 2 else np.full(len(idx), np.inf)
-                order = np.argsort(-cd, kind="stable")
-                out.extend(idx[order[: n - len(out)]].tolist())
+                out.extend(idx[spread(F[idx], n - len(out))].tolist())
             if len(out) >= n:
                 break
     if len(out) < n:
         out.extend(infeas[np.argsort(CV[infeas], kind="stable")][: n - len(out)].tolist())
     return np.array(out, dtype=np.int64)
+
+
+def spread(F: np.ndarray, k: int) -> np.ndarray:
+    """``k`` indices of ``F`` spread over objective space: the extremes, then farthest-point picks.
+
+    One crowding pass would pick neighbours on an evenly spaced front (equal distances tie);
+    greedy max-min distance in normalized objective space does not.
+    """
+    n = len(F)
+    if k >= n:
+        return np.arange(n)
+    span = F.max(axis=0) - F.min(axis=0)
+    Z = (F - F.min(axis=0)) / np.where(span > 0, span, 1.0)
+    chosen = list(dict.fromkeys(int(i) for i in np.argmin(Z, axis=0)))[:k]
+    dist = np.min(np.linalg.norm(Z[:, None, :] - Z[None, chosen, :], axis=2), axis=1)
+    while len(chosen) < k:
+        i = int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.linalg.norm(Z - Z[i], axis=1))
+    return np.array(chosen, dtype=np.int64)
 
 
 def rank_and_crowding(F: np.ndarray, CV: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -377,7 +394,7 @@ class LinasEngine:
         seen |= set(ids[picks].tolist())
         Xo, exhausted = _fill_random(space, rng, n, Xo, seen)
         vals = self.predict(space, objectives, models, Xo) if len(Xo) else {}
-        if len(Xo) and space.exact_names and not space.exact_is_cheap:
+        if len(Xo) and not space.exact_is_cheap and set(space.exact_names) & set(objectives.metrics):
             exact = space.exact_array(Xo)
             vals.update({m: exact[m] for m in objectives.metrics if m in exact})
         predicted = [tuple((m, float(vals[m][i])) for m in objectives.metrics) for i in range(len(Xo))]
@@ -414,7 +431,10 @@ class LinasEngine:
         s = self.settings
         engine = self
         archive: list[np.ndarray] = []
-        n_con = len(objectives.constraints) + 1  # +1: the space's own validity
+        algo_name = check_algorithm(s.algorithm, len(objectives.names), bool(objectives.constraints))
+        # MOEA/D takes no constraints: invalid rows get a penalty on every objective instead
+        use_g = algo_name != "moead"
+        n_con = len(objectives.constraints) + 1 if use_g else 0  # +1: the space's own validity
 
         class PredictedProblem(Problem):
             def __init__(self) -> None:
@@ -431,9 +451,14 @@ class LinasEngine:
                 Xi = space.canonical(np.rint(x).astype(np.int64))
                 archive.append(Xi)
                 vals = engine.predict(space, objectives, models, Xi)
-                out["F"] = objectives.to_min(vals)
+                F = objectives.to_min(vals)
+                valid = space.is_valid(Xi)
+                if not use_g:
+                    out["F"] = F + np.where(valid, 0.0, 1e9)[:, None]
+                    return
+                out["F"] = F
                 G = [c.violation(np.asarray(vals[c.metric], dtype=float)) for c in objectives.constraints]
-                G.append(np.where(space.is_valid(Xi), -1.0, 1.0))
+                G.append(np.where(valid, -1.0, 1.0))
                 out["G"] = np.column_stack(G)
 
         problem = PredictedProblem()
@@ -507,7 +532,7 @@ class LinasEngine:
             return MOEAD(
                 ref_dirs=ref_dirs,
                 n_neighbors=min(15, len(ref_dirs) - 1),
-                sampling=ops["sampling"],
+                sampling=ops["sampling"][: len(ref_dirs)],  # one individual per direction
                 crossover=ops["crossover"],
                 mutation=ops["mutation"],
                 repair=ops["repair"],
@@ -516,7 +541,7 @@ class LinasEngine:
 
         return CTAEA(
             ref_dirs=ref_dirs,
-            sampling=ops["sampling"],
+            sampling=ops["sampling"][: len(ref_dirs)],
             crossover=ops["crossover"],
             mutation=ops["mutation"],
             repair=ops["repair"],
@@ -530,17 +555,20 @@ def _unique_obj(ids: np.ndarray) -> tuple[list, np.ndarray]:
     return list(seen), np.array(list(seen.values()), dtype=np.int64)
 
 
-_REF_CACHE: dict[tuple[int, int], np.ndarray] = {}
-
-
 def _ref_dirs(n_obj: int, n_points: int) -> np.ndarray:
-    """Riesz s-energy reference directions (as in the seed), cached: they cost a second to make."""
+    """Das-Dennis reference directions, as many as fit in ``n_points``.
+
+    The seed used Riesz s-energy directions; pymoo takes 5-10 s to optimize those on this
+    machine, too slow for an interactive step, while the uniform lattice is instant.
+    """
+    from math import comb
+
     from pymoo.util.ref_dirs import get_reference_directions
 
-    k = (n_obj, n_points)
-    if k not in _REF_CACHE:
-        _REF_CACHE[k] = get_reference_directions("energy", n_obj, n_points, seed=1)
-    return _REF_CACHE[k]
+    p = 1
+    while comb(p + 1 + n_obj - 1, n_obj - 1) <= n_points:
+        p += 1
+    return get_reference_directions("das-dennis", n_obj, n_partitions=p)
 
 
 ENGINES = {"linas": LinasEngine, "nsga2": Nsga2Engine, "random": RandomEngine}

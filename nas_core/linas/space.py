@@ -303,6 +303,11 @@ def check_algorithm(algorithm: str, n_obj: int, constrained: bool) -> str:
     if not lo <= n_obj <= hi:
         more = "unsga3, moead or ctaea" if n_obj > hi else "at least two objectives"
         raise SearchError(f"{algorithm} cannot take {n_obj} objectives; use {more}")
+    if algorithm == "agemoea":
+        import importlib.util
+
+        if importlib.util.find_spec("numba") is None:  # pymoo's AGE-MOEA refuses to load without it
+            raise SearchError("agemoea needs the numba package, which is not installed; use nsga2")
     if algorithm == "moead" and constrained:
         raise SearchError("moead does not support constraints; use ctaea or unsga3")
     return algorithm
@@ -349,9 +354,11 @@ class CnnSpace(SearchSpace):
         self.exact_names = self._probe_models()
 
     def _probe_models(self) -> tuple[str, ...]:
-        try:
-            from nas_core.models import build_model, count_macs, count_params  # noqa: F401
-        except ImportError:
+        # find_spec, not import: importing the model builder pulls in torch (seconds), which is
+        # only worth paying when params/MACs are actually objectives
+        import importlib.util
+
+        if importlib.util.find_spec("nas_core.models") is None:
             log.info("nas_core.models not available: params/MACs are predicted, not exact")
             return ()
         return ("params", "macs")
