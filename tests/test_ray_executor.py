@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 from nas_core.evaluator import EvalRequest
 from nas_core.executors import RayExecutor
@@ -19,8 +20,6 @@ from nas_core.space import ArchSpec
 from nas_core.store import Store
 from nas_core.worker import Worker
 from tests.store.helpers import proposals
-
-ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.ray
 
