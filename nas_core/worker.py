@@ -302,8 +302,12 @@ def run_pending(
     handlers: Mapping[str, str] | None = None,
     poll_s: float = 0.2,
 ) -> int:
-    """Run every queued job in this process until the queue is empty; returns how many ran."""
-    return Worker(db_path, executor, poll_s=poll_s, handlers=handlers).run(once=True)
+    """Run every queued job in this process until the queue is empty; returns how many ran.
+
+    Repeated calls from one process share one row in the workers table.
+    """
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:inprocess"
+    return Worker(db_path, executor, poll_s=poll_s, handlers=handlers, worker_id=worker_id).run(once=True)
 
 
 def worker_status(store: Store, alive_within_s: float = 15.0) -> list[WorkerRecord]:
