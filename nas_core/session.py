@@ -38,6 +38,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
+import re
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +64,10 @@ TERMINAL = ("done", "failed", "rejected", "cancelled")
 OPEN_ITERATION = ("proposing", "waiting", "evaluating")
 #: How many feedback notes the prompt carries (newest kept).
 FEEDBACK_K = 10
+# Runs with a proposal in progress in this process (Streamlit tabs share one process).
+_PROPOSING: set[tuple[str, int]] = set()
+_PROPOSING_LOCK = threading.Lock()
+
 #: Settings that may change during a run (they do not change how candidates are measured).
 MUTABLE_SETTINGS = frozenset({
     "name", "prompt", "priorities", "llm", "per_iteration", "iterations", "budget", "auto_approve",
@@ -340,20 +348,39 @@ class Session:
             SessionError: proposals wait, evaluations run (unless ``allow_running``), or the budget is used.
             UserError: the designer failed (recorded on the iteration as ``failed``).
         """
+        key = (str(self.store.path), self.run_id)
+        with _PROPOSING_LOCK:
+            if key in _PROPOSING:
+                raise SessionError("a proposal for this run is being made right now (another tab?); "
+                                   "wait for it to appear")
+            _PROPOSING.add(key)
+        try:
+            return self._propose(actor, allow_running)
+        finally:
+            with _PROPOSING_LOCK:
+                _PROPOSING.discard(key)
+
+    def _propose(self, actor: str, allow_running: bool) -> list[Candidate]:
         self.poll()
-        st = self.state()
-        if not st.can_propose and not (allow_running and not st.pending and st.in_flight
-                                        and "budget" not in st.reason):
-            raise SessionError(f"cannot propose now: {st.reason}")
+        # BEGIN IMMEDIATE: two processes proposing at once serialize here, and the second sees the first.
+        with self.store.transaction():
+            st = self.state()
+            if not st.can_propose and not (allow_running and not st.pending and st.in_flight
+                                            and "budget" not in st.reason):
+                raise SessionError(f"cannot propose now: {st.reason}")
+            it = self._latest_iteration()
+            if it is not None and it.status == "proposing" and not self.store.list_candidates(
+                self.run_id, iteration=it.number
+            ):
+                owner = self._proposer(it.number)
+                if owner is not None and owner != os.getpid() and _pid_alive(owner):
+                    raise SessionError(f"iteration {it.number} is being proposed by another process "
+                                       f"(pid {owner}); wait for its proposals")
+                # A crash between opening an iteration and storing its proposals left it empty: reuse it.
+                number = it.number
+            else:
+                number = self.store.start_iteration(self.run_id, actor=self._stamp(actor)).number
         cfg = self.config
-        it = self._latest_iteration()
-        # A crash between opening an iteration and storing its proposals leaves it empty: reuse it.
-        if it is not None and it.status == "proposing" and not self.store.list_candidates(
-            self.run_id, iteration=it.number
-        ):
-            number = it.number
-        else:
-            number = self.store.start_iteration(self.run_id, actor=actor).number
         ctx = self.context(iteration=number - 1)
         if cfg.budget is not None:
             ctx = dataclasses.replace(ctx, n=max(1, min(ctx.n, cfg.budget - st.used)))
@@ -385,6 +412,20 @@ class Session:
             raise SessionError(msg + "; the search space may be exhausted: widen the Choices or stop")
         self.store.set_iteration_status(self.run_id, number, "waiting", actor=actor)
         return stored
+
+    @staticmethod
+    def _stamp(actor: str) -> str:
+        return f"{actor or 'user'} [pid {os.getpid()}@{socket.gethostname()}]"
+
+    def _proposer(self, number: int) -> int | None:
+        """Pid of the process that opened iteration ``number`` on this host (None if elsewhere/unknown)."""
+        for e in reversed(self.store.events(run_id=self.run_id, limit=200)):
+            if e.entity == "iteration" and e.to_status == "proposing" and e.detail == f"iteration {number}":
+                m = re.search(r"\[pid (\d+)@(.+)\]$", e.actor or "")
+                if m and m.group(2) == socket.gethostname():
+                    return int(m.group(1))
+                return None
+        return None
 
     def _own(self, cid: int) -> Candidate:
         c = self.store.get_candidate(cid)
@@ -576,6 +617,16 @@ class Session:
     def baselines(self) -> list[Candidate]:
         """The run's baseline candidates."""
         return [c for c in self.candidates() if c.origin == "baseline"]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def _supernet_jobs() -> Any:

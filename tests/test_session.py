@@ -293,3 +293,43 @@ def test_registered_data_set_name_resolves_to_its_folder(store, tiny_dataset):
     s = Session.create_run(store, RunConfig(name="n", dataset="tiny", train=TrainSettings(image_size=32)))
     assert s.config.dataset == str(tiny_dataset) and s.config.n_classes == 8
     assert "sex groups:" in s.config.dataset_summary
+
+
+def test_concurrent_proposals_are_refused(store, tmp_path):
+    import os
+    import socket
+    import threading
+
+    from nas_core.designers.heuristic import HeuristicDesigner
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(HeuristicDesigner):
+        def propose(self, ctx):
+            entered.set()
+            release.wait(10)
+            return super().propose(ctx)
+
+    s = Session.create_run(store, config(), designer=Slow())
+    db = store.path
+    result = {}
+
+    def other_tab():
+        with Store.open(db) as st2:
+            result["c"] = Session(st2, s.run_id, designer=Slow()).propose()
+
+    t = threading.Thread(target=other_tab)
+    t.start()
+    assert entered.wait(10)
+    with pytest.raises(SessionError, match="being made right now"):
+        s.propose()
+    release.set()
+    t.join(10)
+    assert len(result["c"]) == 1 and len(store.list_iterations(s.run_id)) == 1
+
+    # another live process opened the next iteration and is still proposing
+    s.reject(result["c"][0].id, "no")
+    s.poll()
+    store.start_iteration(s.run_id, actor=f"app [pid {os.getppid()}@{socket.gethostname()}]")
+    with pytest.raises(SessionError, match="being proposed by another process"):
+        Session(store, s.run_id).propose()
