@@ -169,7 +169,8 @@ def serve(
     env = {**os.environ, "EQUINAS_DB": db_abs,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     cmd = list(app_cmd) if app_cmd else [
-        sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", address,
+        # ui.launch is the streamlit CLI with app.py's st.navigation in charge from the first request.
+        sys.executable, "-m", "ui.launch", "run", str(app_path), "--server.address", address,
         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]
     worker_cmd = [sys.executable, "-m", "nas_core", "worker", "--db", db_abs, *worker_args]

@@ -8,24 +8,8 @@ from nas_core import studio
 from nas_core.errors import UserError
 
 
-def _ensure_navigation() -> None:
-    """Make sure app.py's st.navigation is in charge, even when the first visit opens a page URL.
-
-    Streamlit keeps a process-wide "legacy pages/ folder" flag that is only cleared when
-    st.navigation runs; a server whose first visitor opens /setup directly would otherwise
-    run pages/setup.py on its own (no wide layout, file names as menu). Clearing the flag
-    and rerunning hands the request to app.py.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def get_store():
     """The app's store for this script run; stops the page with a clear message if it cannot open."""
-    _ensure_navigation()
     try:
         return studio.open_store()
     except UserError as exc:
