@@ -188,9 +188,12 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def _drain(args: argparse.Namespace):
+def _drain(args: argparse.Namespace, store: Any = None):
     """The function that gets queued jobs done, per ``--worker``."""
     if getattr(args, "worker", "inprocess") == "external":
+        if store is not None and not any(w.alive for w in store.worker_status()):
+            _progress(args, f"no worker is running for {args.db}; start one with "
+                            f"`python -m nas_core worker --db {args.db}` (waiting for it)")
         return None
     from nas_core.worker import run_pending
 
@@ -273,7 +276,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             s = Session(store, args.run)
         else:
             s = Session.create_run(store, _config_from_args(args), actor="cli")
-        drain = _drain(args)
+        drain = _drain(args, store) if args.auto_approve else None
         report: dict[str, Any] = {"run_id": s.run_id, "iterations": []}
         if args.baselines:
             s.ensure_baselines(actor="cli")
@@ -352,8 +355,9 @@ def cmd_approve(args: argparse.Namespace) -> int:
             job = s.approve(cid, actor=args.actor)
             out.append({"candidate_id": cid, "job_id": job.id, "kind": job.kind})
         if args.wait:
+            drain = _drain(args, store)
             for s in sessions.values():
-                s.wait(timeout_s=args.timeout, poll_s=0.2, drain=_drain(args))
+                s.wait(timeout_s=args.timeout, poll_s=0.2, drain=drain)
             for o in out:
                 c = store.get_candidate(o["candidate_id"])
                 o.update(status=c.status, error=c.error)
@@ -398,7 +402,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         s = _session(store, args.run)
         if args.evaluate:
             s.ensure_baselines(actor="cli")
-            s.wait(timeout_s=args.timeout, poll_s=0.2 if args.worker == "inprocess" else 1.0, drain=_drain(args))
+            s.wait(timeout_s=args.timeout, poll_s=0.2 if args.worker == "inprocess" else 1.0,
+                   drain=_drain(args, store))
         table = comparison_table(s, top=args.top)
         emit(args, table.to_dict(), table.to_text())
     return 0 if table.rows else 1

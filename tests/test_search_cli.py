@@ -126,3 +126,14 @@ def test_bad_input_gives_messages_not_tracebacks(tmp_path, capsys):
     assert code == 2 and "no run with id 42" in err
     code, _, err = run_cli(capsys, "search", "--db", db, "--dataset", "x", "--constraint", "params<5")
     assert code == 2 and "must look like" in err
+
+
+def test_external_worker_mode_waits_and_says_when_none_runs(tmp_path, capsys):
+    db = tmp_path / "x.db"
+    with Store.open(db) as store:
+        s = Session.create_run(store, RunConfig(name="x", dataset="/x", n_classes=3, dataset_summary="x"))
+        cid = s.propose()[0].id
+    code, _, err = run_cli(capsys, "approve", "--db", db, cid, "--wait", "--worker", "external", "--timeout", 0.3)
+    assert code == 2 and "no worker is running" in err and "still queued or running after 0.3 s" in err
+    with Store.open(db) as store:
+        assert store.get_candidate(cid).status == "queued"  # approved and kept; a worker can pick it up
