@@ -394,20 +394,31 @@ class Session:
             self.store.finish_iteration(self.run_id, number, status="failed",
                                         error=f"{designer.name} failed: {type(exc).__name__}: {exc}", actor=actor)
             raise
+        # Validate outside the write transaction (building costs takes a moment).
+        valid, rejected = [], []
+        for p in proposals[: ctx.n]:
+            problems = spec_problems(p.spec, ctx)
+            if problems:  # a designer bug must not reach the queue; say what it was
+                log.warning("%s proposed an invalid spec: %s", designer.name, "; ".join(problems))
+                rejected.append(problems[0])
+            else:
+                valid.append(p)
+        report = getattr(designer, "last_report", None)  # LINAS: predictor quality of this iteration
+        report_extra = dict(report.to_extra()) if report is not None and hasattr(report, "to_extra") else {}
         stored = []
         with self.store.transaction():
-            for p in proposals[: ctx.n]:
-                problems = spec_problems(p.spec, ctx)
-                if problems:  # a designer bug must not reach the queue; say what it was
-                    log.warning("%s proposed an invalid spec: %s", designer.name, "; ".join(problems))
-                    continue
+            for p in valid:
                 if self.store.find_candidate(self.run_id, p.spec.key) is not None:
                     continue
-                extra = {"predicted": dict(p.predicted)} if p.predicted else None
+                extra = dict(report_extra)
+                if p.predicted:
+                    extra["predicted"] = dict(p.predicted)
                 stored.append(self.store.add_candidate(self.run_id, number, p, actor=actor or designer.name,
-                                                       extra=extra))
+                                                       extra=extra or None))
         if not stored:
             msg = f"the {designer.name} designer proposed nothing new and valid this iteration"
+            if rejected:
+                msg += f" ({len(rejected)} invalid, e.g. {rejected[0]})"
             self.store.finish_iteration(self.run_id, number, status="failed", error=msg, actor=actor)
             raise SessionError(msg + "; the search space may be exhausted: widen the Choices or stop")
         self.store.set_iteration_status(self.run_id, number, "waiting", actor=actor)
