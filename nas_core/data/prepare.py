@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 FRACTIONS = (0.7, 0.2, 0.1)  # train / validation / test, as DESIGN.md fixes them
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors: == would be ambiguous; identity is the useful equality
 class PreparedData:
     """A data set decoded, labelled, grouped and split: what the evaluator trains on.
 

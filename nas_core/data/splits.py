@@ -29,7 +29,7 @@ import numpy as np
 from nas_core.data.index import UNKNOWN, DataError, DatasetIndex
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: == would be ambiguous; identity is the useful equality
 class Split:
     """Disjoint train/validation/test row indices covering every row once.
 

@@ -157,3 +157,9 @@ def test_subset_index_keeps_rows_aligned():
     assert sub.ids == ("i7", "i2") and sub.labels == (idx.labels[7], idx.labels[2])
     assert sub.attribute("age") == (idx.attribute("age")[7], idx.attribute("age")[2])
     assert sub.problems[-1] == "picked"
+
+
+def test_split_is_hashable_and_compares_by_identity():
+    split = make_split([0, 1, 0, 1], None, 0)
+    assert split == split and split != make_split([0, 1, 0, 1], None, 0)
+    assert {split: 1}[split] == 1
