@@ -793,6 +793,9 @@ class Store:
 
     def claim_job(self, worker_id: str, kinds: Iterable[str] | None = None) -> JobRecord | None:
         """Atomically take the oldest queued job (of ``kinds``), or None when there is none."""
+        # A lock-free look first: an idle worker polling must not take the write lock every second.
+        if self.conn.execute("SELECT 1 FROM jobs WHERE status='queued' LIMIT 1").fetchone() is None:
+            return None
         with self.transaction():
             sql, params = "SELECT id FROM jobs WHERE status='queued'", []
             if kinds is not None:
@@ -990,6 +993,9 @@ class Store:
         return self.get_job(job_id)
 
     def _requeue(self, job: JobRecord, reason: str, actor: str, count_attempt: bool) -> None:
+        if job.cancel_requested:  # a person asked to cancel it: do not run it again
+            self._end_cancelled(job, actor)
+            return
         attempts = job.attempts if count_attempt else max(0, job.attempts - 1)
         now = _now()
         if attempts >= job.max_attempts:

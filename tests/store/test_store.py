@@ -315,6 +315,15 @@ def test_fail_cancel_and_requeue(store):
     store.requeue_stale(10)
     j2f = store.get_job(j2.id)
     assert j2f.status == "failed" and "gave up after 2" in j2f.error
+    # a job whose cancellation was requested is not requeued when its worker dies
+    run3 = store.create_run("r3", "x", None, {})
+    c3 = store.add_candidate(run3.id, 1, Proposal(default_spec(), "x"))
+    j3 = store.approve(c3.id, "a", "evaluate", {})
+    store.claim_job("doomed")
+    store.cancel_job(j3.id, "ann")
+    store.conn.execute("UPDATE jobs SET heartbeat_at = heartbeat_at - 100 WHERE id=?", (j3.id,))
+    store.requeue_stale(10)
+    assert store.get_job(j3.id).status == "cancelled" and store.get_candidate(c3.id).status == "cancelled"
     # a clean stop does not use up an attempt
     run2 = store.create_run("r2", "x", None, {})
     c = store.add_candidate(run2.id, 1, Proposal(default_spec(), "x"))
