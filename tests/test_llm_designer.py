@@ -15,6 +15,7 @@ from nas_core.designers.llm.client import LlmClient, LlmError, LlmSettings, reda
 from nas_core.designers.llm.designer import LlmDesigner, LlmDesignError
 from nas_core.designers.llm.parse import AnswerError, parse_answer
 from nas_core.designers.llm.prompt import PromptError, PromptParts
+from nas_core.settings import TrainSettings
 from nas_core.space import BlockSpec, Choices, default_spec, validate
 from tests.designers.fakes import make_candidate, make_metrics
 from tests.llm_server import FakeLlmServer, reply, status
@@ -196,3 +197,69 @@ def test_endpoint_failure_after_a_proposal_keeps_the_proposal():
     with FakeLlmServer([reply(answer()), status(500, headers={"retry-after-ms": "5"})]) as srv:
         props = designer(srv, calls, http_retries=0).propose(ctx(n=2))
     assert [p.spec for p in props] == [OTHER] and "HTTP 500" in calls[-1].error
+
+
+# ---- every scripted case through a real session and store: a candidate, or a failure on the iteration
+
+def _session_case(tmp_path, script, llm_kw=None, measured=None):
+    from nas_core.runconfig import RunConfig
+    from nas_core.session import Session
+    from nas_core.store import Store
+
+    db = tmp_path / "case.db"
+    with FakeLlmServer(script) as srv, Store.open(db) as store:
+        settings = LlmSettings(base_url=srv.base_url, model="fake", max_retries=1, http_retries=1,
+                               **(llm_kw or {"timeout_s": 5}))
+        cfg = RunConfig(name="c", dataset="/x", n_classes=2, dataset_summary="x", engine="llm", llm=settings,
+                        choices=Choices.default(), train=TrainSettings(image_size=32))
+        s = Session.create_run(store, cfg, api_key=KEY)
+        if measured is not None:
+            from nas_core.records import Proposal
+
+            c = store.add_candidate(s.run_id, 0, Proposal(spec=measured, origin="human"))
+            store.set_metrics(c.id, make_metrics())
+            store.transition(c.id, ["proposed"], "done", "test")
+        try:
+            cands, error = s.propose(), ""
+        except Exception as exc:  # noqa: BLE001 - the case decides what is expected
+            cands, error = [], str(exc)
+        it = store.list_iterations(s.run_id)[-1]
+        calls = store.list_llm_calls(s.run_id)
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("case.db*"))
+    assert KEY.encode() not in data, "the API key reached the database file"
+    return cands, error, it, calls
+
+
+BROKEN = '{"architecture": {"blocks": [ oops'
+OUTSIDE = json.dumps({"architecture": {**OTHER.to_dict(), "stem": {"out_channels": 1000, "kernel": 3,
+                                                                    "stride": 1}}})
+CODE = "```python\nimport os\nos.system('touch /tmp/equinas_pwned_marker')\n```"
+
+CASES = {
+    "valid json": ([reply(answer())], {}, None, None),
+    "prose and fences": ([reply("Here:\n```json\n" + answer() + "\n```\nthanks")], {}, None, None),
+    "broken json": ([reply(BROKEN)], {}, None, "no valid JSON"),
+    "outside the choices": ([reply(OUTSIDE)], {}, None, "stem.out_channels = 1000 is not allowed"),
+    "python code": ([reply(CODE)], {}, None, "no valid JSON"),
+    "2 MB answer": ([reply("y" * 2_000_000)], {}, None, "limit is 65,536"),
+    "429 then success": ([status(429, headers={"retry-after-ms": "10"}), reply(answer())], {}, None, None),
+    "timeout": ([reply(answer(), delay_s=2.0)], {"timeout_s": 0.3}, None, "did not answer within 0.3 s"),
+    "already measured": ([reply(answer())], {}, OTHER, "already proposed or measured"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_scripted_case_ends_in_a_candidate_or_a_recorded_failure(case, tmp_path):
+    script, llm_kw, measured, expected_error = CASES[case]
+    marker = Path("/tmp/equinas_pwned_marker")
+    marker.unlink(missing_ok=True)
+    cands, error, it, calls = _session_case(tmp_path, script, llm_kw or None, measured)
+    assert calls, "every call is recorded"
+    if expected_error is None:
+        assert len(cands) == 1 and cands[0].spec == OTHER and it.status == "waiting", error
+        assert calls[-1].error == "" and calls[-1].raw_answer
+    else:
+        assert not cands and it.status == "failed" and expected_error in it.error, (it.status, it.error)
+        assert expected_error in error
+    assert not marker.exists()
+    assert all(len(c.raw_answer) <= 64 * 1024 for c in calls)
