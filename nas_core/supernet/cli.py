@@ -76,7 +76,7 @@ def register_cli(subparsers: Any) -> None:
     m.add_argument(
         "--split", default="val", choices=["val", "test"], help="val while searching, test to report"
     )
-    m.add_argument("--calib-batches", type=int, default=8, help="training batches for BN recalibration")
+    m.add_argument("--calib-batches", type=int, default=4, help="training batches for BN recalibration")
     m.add_argument("--seed", type=int, default=0, help="seed for 'random'")
     m.add_argument("--json", action="store_true", help="print the Metrics record as JSON")
     m.set_defaults(func=_measure)

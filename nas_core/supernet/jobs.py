@@ -109,7 +109,7 @@ class MeasureRequest:
     env: Env = field(default_factory=Env)  # where hardware costs are measured
     dataset_hash: str = ""  # the hash make_payload saw; checked again when measuring
     split: str = "val"  # val while searching; test for the final report
-    calib_batches: int = 8  # training batches for BN recalibration
+    calib_batches: int = 4  # training batches for BN recalibration
     cache_dir: str | None = None  # decoded-image cache folder (None = default)
 
     def __post_init__(self) -> None:
@@ -154,7 +154,7 @@ class MeasureRequest:
             env=Env.from_dict(data.get("env") or {}),
             dataset_hash=str(data.get("dataset_hash") or ""),
             split=str(data.get("split", "val")),
-            calib_batches=int(data.get("calib_batches", 8)),
+            calib_batches=int(data.get("calib_batches", 4)),
             cache_dir=data.get("cache_dir"),
         )
 
@@ -239,7 +239,7 @@ def make_payload(
     checkpoint: str | Path | None = None,
     store: Any = None,
     split: str = "val",
-    calib_batches: int = 8,
+    calib_batches: int = 4,
 ) -> dict[str, Any]:
     """The ``supernet_measure`` payload of one candidate of a run in super-network mode.
 

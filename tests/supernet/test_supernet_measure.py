@@ -90,6 +90,7 @@ def test_measure_subnet_gives_an_estimate_that_matches_its_predictions(trained, 
     cfg = sample_config(TINY, random.Random(4))
     m = measure_subnet(net, cfg, tiny_prepared, ENV, calib_batches=2, calib_batch_size=32, n_bootstrap=20)
     assert m.estimate and m.train_loss is None and "[super-network estimate]" in m.to_text()
+    assert m.val_acc == m.test_acc and m.val_loss is None and m.epochs == 0
     assert m.hardware.params == count_subnet_params(cfg, TINY, len(tiny_prepared.class_names))
     assert {g.attribute for g in m.fairness.groups} == {"sex", "age"}
     # Recompute the validation accuracy by hand from the same recalibrated sub-network.
