@@ -653,11 +653,13 @@ def _supernet_jobs() -> Any:
 
 
 def _resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
-    """A registered data set's name (or id) becomes its folder; a missing default says how to make it."""
+    """An existing folder becomes absolute; a registered data set's name its folder; a missing default
+    says how to make it."""
     from pathlib import Path
 
     if Path(config.dataset).exists():
-        return config
+        # Absolute, so a worker started from another folder finds it too.
+        return config.replace(dataset=str(Path(config.dataset).expanduser().resolve()))
     ds = store.find_dataset(config.dataset)
     if ds is not None:
         # An imported zip is extracted; its folder is the config's root, not the upload's path.
