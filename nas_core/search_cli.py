@@ -346,13 +346,20 @@ def _run_of(store: Any, cid: int) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Approve proposals (queues their evaluation); with --wait, evaluate them now."""
-    out = []
+    from nas_core.errors import UserError
+
+    out, errors = [], []
     with _open(args) as store:
         sessions = {}
         for cid in args.candidates:
-            run_id = _run_of(store, cid)
-            s = sessions.setdefault(run_id, _session(store, run_id))
-            job = s.approve(cid, actor=args.actor)
+            # One refusal must not hide the approvals before and after it.
+            try:
+                run_id = _run_of(store, cid)
+                s = sessions.setdefault(run_id, _session(store, run_id))
+                job = s.approve(cid, actor=args.actor)
+            except UserError as exc:
+                errors.append(f"#{cid}: {exc}")
+                continue
             out.append({"candidate_id": cid, "job_id": job.id, "kind": job.kind})
         if args.wait:
             drain = _drain(args, store)
@@ -361,8 +368,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
             for o in out:
                 c = store.get_candidate(o["candidate_id"])
                 o.update(status=c.status, error=c.error)
-    emit(args, out, "\n".join(f"#{o['candidate_id']} queued as job {o['job_id']} ({o['kind']})"
-                              + (f" -> {o['status']}" if "status" in o else "") for o in out))
+    if out or args.json:
+        emit(args, out, "\n".join(f"#{o['candidate_id']} queued as job {o['job_id']} ({o['kind']})"
+                                  + (f" -> {o['status']}" if "status" in o else "") for o in out))
+    if errors:
+        raise CliError("; ".join(errors))
     return 0
 
 
