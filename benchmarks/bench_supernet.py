@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--scratch-epochs", type=int, default=None, help="from-scratch epochs (default: the run's 10)"
     )
+    p.add_argument(
+        "--n-timed", type=int, default=None, help="sub-networks whose measurement is timed (default 10)"
+    )
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--budget", type=int, default=None)
     p.add_argument("--population", type=int, default=None)
