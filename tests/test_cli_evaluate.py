@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from nas_core.cli import main
 from nas_core.records import FairnessReport, HardwareMetrics, Metrics
@@ -30,8 +31,9 @@ def spec_file(tmp_path):
     return path
 
 
-def test_json_output_has_every_field(common, spec_file, capsys):
-    assert main([*common, "--arch", str(spec_file), "--json"]) == 0
+def test_json_output_has_every_field(common, spec_file, tmp_path, capsys):
+    weights = tmp_path / "best.pt"
+    assert main([*common, "--arch", str(spec_file), "--json", "--weights-out", str(weights)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {f.name for f in dataclasses.fields(Metrics)}
     assert set(out["fairness"]) == {f.name for f in dataclasses.fields(FairnessReport)}
@@ -41,6 +43,9 @@ def test_json_output_has_every_field(common, spec_file, capsys):
     assert len(m.class_names) == 8 and len(m.per_class_recall) == 8
     assert {g.attribute for g in m.fairness.groups} == {"sex", "age"}
     assert m.fairness.unfairness is not None and m.fairness.n_bootstrap == 20
+    state = torch.load(weights, weights_only=True)
+    assert sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k) == (
+        m.hardware.params)
 
 
 def test_text_output_is_the_paper_form_plus_a_group_table(common, capsys):
