@@ -56,6 +56,7 @@ from torch import nn
 
 from nas_core.data.index import AttributeSpec
 from nas_core.errors import UserError
+from nas_core.jobs import JobStopped
 from nas_core.metrics.fairness import (
     balanced_accuracy,
     confusion_matrix,
@@ -82,8 +83,11 @@ class EvalError(UserError):
     """An evaluation request that cannot run as given (the message says which field and why)."""
 
 
-class Cancelled(Exception):  # noqa: N818 - the name says what happened, as the worker reports it
-    """The evaluation was stopped through ``should_stop``; no result exists."""
+class Cancelled(JobStopped):
+    """The evaluation was stopped through ``should_stop``; no result exists.
+
+    A :class:`nas_core.jobs.JobStopped`, so the worker treats it as a requested stop.
+    """
 
 
 @dataclass(frozen=True)
@@ -642,7 +646,15 @@ def run_request(
     progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """The worker's ``"evaluate"`` job handler: ``EvalRequest.to_dict()`` in, ``Metrics.to_dict()`` out."""
+    """The worker's ``"evaluate"`` job handler: ``EvalRequest.to_dict()`` in, ``Metrics.to_dict()`` out.
+
+    Progress dicts are :meth:`EpochProgress.to_dict` plus ``fraction`` (epochs done / max epochs;
+    early stopping may end the job before 1).
+    """
     request = EvalRequest.from_dict(payload)
-    forward = None if progress is None else (lambda rec: progress(rec.to_dict()))
+
+    def forward(rec: EpochProgress) -> None:
+        if progress is not None:
+            progress({**rec.to_dict(), "fraction": rec.epoch / rec.max_epochs})
+
     return evaluate(request, forward, should_stop).to_dict()

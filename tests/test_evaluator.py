@@ -138,6 +138,9 @@ def test_early_stopping_stops_and_keeps_the_best_weights():
 
 
 def test_cancellation_raises_and_reports_no_further_progress(prepared):
+    from nas_core.jobs import JobStopped
+
+    assert issubclass(Cancelled, JobStopped)  # the worker's "stop requested" exception
     seen = []
     polls_after_epoch_1 = []
 
@@ -159,7 +162,7 @@ def test_run_request_is_the_worker_handler(prepared, monkeypatch):
     progress = []
     out = run_request(request(max_epochs=1).to_dict(), progress.append, lambda: False)
     assert isinstance(out, dict) and progress and isinstance(progress[0], dict)
-    assert progress[0]["epoch"] == 1
+    assert progress[0]["epoch"] == 1 and progress[0]["fraction"] == 1.0
     m = Metrics.from_dict(out)
     assert m.epochs == 1 and m.hardware.params > 0
 
