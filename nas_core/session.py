@@ -45,6 +45,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nas_core.designers.base import DesignContext, Designer
@@ -110,6 +111,14 @@ def make_designer(
         return linas_designers.LinasDesigner(LinasSettings(algorithm=config.algorithm))
     # NSGA-II keeps at most `population` parents; the run's population is its generation size.
     return linas_designers.Nsga2Designer(Nsga2Settings(population=max(2, config.population)))
+
+
+def weights_path(store: Any, run_id: int, candidate_id: int) -> Path:
+    """Where a candidate's trained weights (its best-validation state_dict) are written.
+
+    Beside the database (``weights/run<R>/candidate<C>.pt``), so a run's files travel together.
+    """
+    return Path(store.path).expanduser().resolve().parent / "weights" / f"run{run_id}" / f"candidate{candidate_id}.pt"
 
 
 def baseline_spec(name: str) -> ArchSpec:
@@ -451,7 +460,8 @@ class Session:
             from nas_core.evaluator import EvalRequest
 
             arch: Any = f"baseline:{candidate.baseline}" if candidate.origin == "baseline" else candidate.spec
-            req = EvalRequest(dataset=cfg.dataset, arch=arch, train=cfg.train, env=cfg.env, device=cfg.device)
+            req = EvalRequest(dataset=cfg.dataset, arch=arch, train=cfg.train, env=cfg.env, device=cfg.device,
+                              weights_out=str(weights_path(self.store, self.run_id, candidate.id)))
             return "evaluate", req.to_dict()
         jobs = _supernet_jobs()
         return "supernet_measure", dict(jobs.make_payload(self.run, candidate.spec, store=self.store))

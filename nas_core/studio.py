@@ -53,11 +53,6 @@ def fast_mode() -> bool:
     return os.environ.get("EQUINAS_FAST", "") not in ("", "0", "false")
 
 
-def weights_dir() -> Path:
-    """Where trained weights of candidates are kept (beside the database)."""
-    return db_path().parent / "weights"
-
-
 def open_store(path: str | os.PathLike[str] | None = None) -> Any:
     """Open (and migrate) the app's store.
 
@@ -400,18 +395,15 @@ def comparison(sess: Any) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- export
 
 
-def weights_path(run_id: int, candidate_id: int) -> Path:
-    """Where the trained weights of a candidate are written by its evaluation."""
-    return weights_dir() / f"run{run_id}" / f"candidate{candidate_id}.pt"
-
-
 def _trained_model(store: Any, c: Candidate) -> Any:
     from nas_core.models import build_model
     from nas_core.models.export import load_state
 
     sess = session(store, c.run_id)
     cfg = sess.config
-    path = weights_path(c.run_id, c.id)
+    from nas_core.session import weights_path
+
+    path = weights_path(store, c.run_id, c.id)
     if not path.exists():
         raise UserError(f"candidate #{c.id} has no trained weights on disk ({path}); only candidates trained "
                         "from scratch by this app have them. Fine-tune a super-network estimate first.")
@@ -461,7 +453,9 @@ def export_candidate(store: Any, candidate_id: int, fmt: str) -> tuple[str, byte
         return f"{stem}_model.py", generate_source(c.spec, cfg.input_shape, cfg.n_classes or 8).encode()
     model, cfg = _trained_model(store, c)
     if fmt == "weights":
-        return f"{stem}_weights.pt", weights_path(c.run_id, c.id).read_bytes()
+        from nas_core.session import weights_path
+
+        return f"{stem}_weights.pt", weights_path(store, c.run_id, c.id).read_bytes()
     from nas_core.models import export as ex
 
     with tempfile.TemporaryDirectory() as tmp:
