@@ -106,7 +106,6 @@ class LiveTensorMemory(TorchDispatchMode):
         self.peak_bytes = 0
         # storage id -> weak reference whose callback releases its bytes; the dict keeps the refs alive.
         self._refs: dict[int, weakref.ref] = {}
-        self._pinned: list[torch.UntypedStorage] = []
         for t in tree_leaves(list(already_live)):
             if isinstance(t, torch.Tensor):
                 self._track(t)
