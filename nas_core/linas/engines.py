@@ -301,6 +301,7 @@ class LinasSettings:
     predictors: tuple[str, ...] = PREDICTOR_NAMES  # candidates chosen per objective by CV Kendall tau
     cv_folds: int = 3  # folds of the Kendall-tau selection
     min_train: int = 8  # fewer measured configs than this: propose at random
+    exact_features: bool = False  # add cheap exact objectives (log) as features; hurt SVR on cora
     exact_rerank: int = 3  # non-cheap exact objectives: compute them for this many x n picks, re-rank
 
 
@@ -328,7 +329,7 @@ class LinasEngine:
         """Choose and fit one predictor per expensive metric; score every candidate out of sample."""
         s = self.settings
         X, V, batches = measured_arrays(space, objectives, history)
-        feats = space.features(X)
+        feats = self.features(space, X)
         newest = batches.max() if len(batches) else 0
         old, new = batches < newest, batches == newest
         scores: list[PredictorScore] = []
@@ -348,9 +349,19 @@ class LinasEngine:
             iteration=iteration, n_train=len(X), n_test=n_test, scores=tuple(scores)
         )
 
+    def features(self, space: SearchSpace, X: np.ndarray) -> np.ndarray:
+        """Gene features, plus the log of every cheap exact objective (known for free, and
+        informative: parameters say much about latency and capacity)."""
+        F = space.features(X)
+        if not (self.settings.exact_features and space.exact_is_cheap and space.exact_names):
+            return F
+        ex = space.exact_array(X)
+        cols = [np.log1p(np.maximum(np.asarray(ex[m], dtype=float), 0.0)) for m in space.exact_names]
+        return np.column_stack([F, *cols])
+
     def predict(self, space: SearchSpace, objectives: Objectives, models: dict[str, Any], X: np.ndarray):
         """Predicted (or exact, where cheap) values of every metric for gene rows."""
-        feats = space.features(X)
+        feats = self.features(space, X)
         vals = {m: mdl.predict(feats) for m, mdl in models.items()}
         missing = [m for m in objectives.metrics if m not in vals]
         if missing:

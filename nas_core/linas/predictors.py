@@ -27,6 +27,10 @@ class _Standardized:
     def fit(self, X: np.ndarray, y: np.ndarray) -> Any:
         """Fit on features ``X`` (n, d) and targets ``y`` (n,); returns self."""
         y = np.asarray(y, dtype=float)
+        # positive, skewed targets (latency, parameters) are multiplicative in the genes: fit logs
+        self.log_ = bool(len(y) and y.min() > 0 and y.max() / y.min() > 5)
+        if self.log_:
+            y = np.log(y)
         self.mean_ = float(y.mean())
         self.scale_ = float(y.std()) or 1.0
         self._fit(np.asarray(X, dtype=float), (y - self.mean_) / self.scale_)
@@ -34,7 +38,8 @@ class _Standardized:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for every row of ``X``."""
-        return self._predict(np.asarray(X, dtype=float)) * self.scale_ + self.mean_
+        z = self._predict(np.asarray(X, dtype=float)) * self.scale_ + self.mean_
+        return np.exp(z) if self.log_ else z
 
     def _fit_predict(self, X: np.ndarray, y: np.ndarray, Xt: np.ndarray) -> np.ndarray:
         return self.fit(X, y).predict(Xt)

@@ -72,3 +72,14 @@ def test_tracker_adds_one_evaluation_at_a_time():
     assert len(hv.front) == 3
     assert hv.evaluations_to_reach(0.3) == 4
     assert hv.evaluations_to_reach(0.5) is None
+
+
+def test_skewed_positive_targets_are_fitted_in_log_space():
+    X, _ = _data(80)
+    y = np.exp(4 * X[:, 0] + 2 * X[:, 1])  # multiplicative, spans ~400x
+    p = RidgePredictor().fit(X[:60], y[:60])
+    assert p.log_ is True
+    pred = p.predict(X[60:])
+    assert np.all(pred > 0)
+    assert mape(y[60:], pred) < 0.05  # exact in log space; a linear fit of y itself is far off
+    assert RidgePredictor().fit(X, X[:, 0] - 0.5).log_ is False
