@@ -139,7 +139,7 @@ def upscale_copy(src: Path, dst: Path, size: tuple[int, int] = (1024, 768)) -> P
 
 def bench_pipelines(root: Path, label: str, cache_dir: Path, batch: int, workers: int, epochs: int) -> float:
     from nas_core.data.prepare import prepare
-    from nas_core.evaluator import InputTransform, make_optimizer, train_epoch
+    from nas_core.evaluator import CHANNELS_LAST, InputTransform, make_optimizer, train_epoch
     from nas_core.models import build_model
     from nas_core.settings import TrainSettings
     from nas_core.space import default_spec
@@ -150,11 +150,14 @@ def bench_pipelines(root: Path, label: str, cache_dir: Path, batch: int, workers
     settings = TrainSettings(batch_size=batch, image_size=64)
     device = torch.device("cpu")
     tr = torch.as_tensor(prepared.split.train.copy())
-    transform = InputTransform.for_data(prepared, device)
+    cl = CHANNELS_LAST["cpu"]  # the evaluator's own setting, applied to both pipelines
+    transform = InputTransform.for_data(prepared, device, cl)
 
     def fresh():
         torch.manual_seed(0)
         model = build_model(default_spec(), (3, 64, 64), len(prepared.class_names))
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
         return model, make_optimizer(model, settings)
 
     model, opt = fresh()
@@ -178,6 +181,8 @@ def bench_pipelines(root: Path, label: str, cache_dir: Path, batch: int, workers
         t = time.perf_counter()
         model.train()
         for x, y in loader:
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
@@ -193,7 +198,8 @@ def bench_pipelines(root: Path, label: str, cache_dir: Path, batch: int, workers
     cached_data = time.perf_counter() - t
 
     c, j = min(cached), min(jpeg)
-    print(f"  {label}: {len(tr)} training images, batch {batch}, DataLoader workers {workers}")
+    print(f"  {label}: {len(tr)} training images, batch {batch}, DataLoader workers {workers}, "
+          f"channels_last {cl}")
     print(f"    cache build (once per data set and size): {build:.2f} s")
     print(f"    epoch, cached tensors : {c:7.3f} s  (data part alone {cached_data:.3f} s)")
     print(f"    epoch, JPEG DataLoader: {j:7.3f} s  (data part alone {jpeg_data:.3f} s)")
