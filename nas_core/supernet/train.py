@@ -305,6 +305,8 @@ def train_supernet(
                     f"super-network training stopped during epoch {epoch + 1}; "
                     f"{epoch} epoch(s) are saved in {checkpoint} and training resumes from there"
                 )
+            if len(y) < 2:
+                continue  # batch norm cannot train on one image; it is seen again next epoch
             if settings.augment:
                 x = _augment(x, gen)
                 # (flip decisions come from the CPU generator so they resume identically on any device)
