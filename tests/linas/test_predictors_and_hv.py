@@ -81,5 +81,8 @@ def test_skewed_positive_targets_are_fitted_in_log_space():
     assert p.log_ is True
     pred = p.predict(X[60:])
     assert np.all(pred > 0)
-    assert mape(y[60:], pred) < 0.05  # exact in log space; a linear fit of y itself is far off
+    from sklearn.linear_model import Ridge
+
+    raw = Ridge(alpha=1e-3).fit(X[:60], y[:60]).predict(X[60:])  # a linear fit of y itself
+    assert mape(y[60:], pred) < 0.5 * mape(y[60:], raw)
     assert RidgePredictor().fit(X, X[:, 0] - 0.5).log_ is False
