@@ -101,17 +101,27 @@ class _EngineDesigner:
             except SpecError:
                 continue
         rng = np.random.default_rng([int(ctx.seed), int(ctx.iteration)])
-        batch = self._run(self._engine(), space, objectives, history, ctx.n, rng, frozenset(exclude))
-        self.last_report = batch.report
-        known = ctx.known_keys
+        known = set(ctx.known_keys)
         out: list[Proposal] = []
-        rationale = self._rationale(batch)
-        for i, genes in enumerate(batch.genes):
-            spec = space.decode(genes)
-            if spec.key in known:  # ids and keys agree; this guards the contract anyway
-                continue
-            predicted = batch.predicted[i] if batch.predicted else ()
-            out.append(Proposal(spec=spec, origin=self.name, rationale=rationale, predicted=predicted))
+        self.last_report = None
+        # a spec over the run's parameter/MAC cap is invalid (DESIGN.md): drop it and ask again;
+        # after two engine rounds the rest is topped up at random (cheap), so a tight cap cannot stall
+        for round_ in range(50):
+            engine = self._engine() if round_ < 2 else RandomEngine()
+            batch = self._run(engine, space, objectives, history, ctx.n - len(out), rng, frozenset(exclude))
+            if self.last_report is None:
+                self.last_report = batch.report
+            rationale = self._rationale(batch)
+            for i, genes in enumerate(batch.genes):
+                spec = space.decode(genes)
+                exclude.add(space.ids(np.asarray(genes)[None, :])[0])
+                if spec.key in known or space.cap_errors(spec):
+                    continue
+                known.add(spec.key)
+                predicted = batch.predicted[i] if batch.predicted else ()
+                out.append(Proposal(spec=spec, origin=self.name, rationale=rationale, predicted=predicted))
+            if len(out) >= ctx.n or batch.exhausted:
+                break
         return out
 
     def _rationale(self, batch: Batch) -> str:
@@ -178,6 +188,8 @@ class LinasDesigner(_EngineDesigner):
         return LinasEngine(self.settings)
 
     def _run(self, engine, space, objectives, history, n, rng, exclude) -> Batch:
+        if not isinstance(engine, LinasEngine):
+            return super()._run(engine, space, objectives, history, n, rng, exclude)
         iteration = max((o.batch for o in history), default=-1) + 1
         return engine.propose(
             space, objectives, history, n, rng, exclude, self.on_progress, iteration=iteration

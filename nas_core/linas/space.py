@@ -363,6 +363,14 @@ class CnnSpace(SearchSpace):
             return ()
         return ("params", "macs")
 
+    def cap_errors(self, spec: Any) -> list[str]:
+        """Why ``spec``'s network breaks the Choices' parameter/MAC caps (empty: fits, or no builder)."""
+        if not self.exact_names or (self.choices.max_params is None and self.choices.max_macs is None):
+            return []
+        from nas_core.models import check_budget
+
+        return check_budget(spec, self.choices, self.input_shape, self.n_classes)
+
     def encode(self, config: Any) -> np.ndarray:
         """Genes of an ArchSpec (raises SpecError if it breaks the Choices)."""
         return np.array(self._sp.encode(config, self.choices), dtype=np.int64)
@@ -415,20 +423,17 @@ class CnnSpace(SearchSpace):
         return ok
 
     def exact_objectives(self, configs: Sequence[Any]) -> dict[str, np.ndarray]:
-        """Exact parameters and MACs by building each model once (cached by key)."""
+        """Exact parameters and MACs (``nas_core.models.spec_costs``: arithmetic, no model built)."""
         if not self.exact_names:
             return {}
-        from nas_core.models import build_model, count_macs, count_params
+        from nas_core.models import spec_costs
 
         params, macs = [], []
         for spec in configs:
             k = spec.key
             if k not in self._exact_cache:
-                model = build_model(spec, self.input_shape, self.n_classes)
-                self._exact_cache[k] = (
-                    float(count_params(model)),
-                    float(count_macs(model, self.input_shape)),
-                )
+                p, m = spec_costs(spec, self.input_shape, self.n_classes)
+                self._exact_cache[k] = (float(p), float(m))
             p, m = self._exact_cache[k]
             params.append(p)
             macs.append(m)

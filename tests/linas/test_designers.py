@@ -141,3 +141,12 @@ def test_params_are_computed_exactly_not_predicted():
     # params is still predicted inside the inner search (building 20,000 models is too slow), then
     # the shortlist is re-ranked on exact values
     assert {s.objective for s in d.last_report.scores} == {"accuracy", "params"}
+
+
+def test_proposals_respect_the_parameter_cap():
+    models = pytest.importorskip("nas_core.models")
+    tight = Choices(max_params=60_000, max_macs=None)
+    ctx = DesignContext(choices=tight, input_shape=SHAPE, n_classes=8, n=6, seed=1, objectives=OBJ)
+    props = RandomSearchDesigner().propose(ctx)
+    assert len(props) == 6
+    assert all(models.spec_costs(p.spec, SHAPE, 8)[0] <= 60_000 for p in props)

@@ -44,8 +44,22 @@ def test_true_front_dominates_the_whole_table(cora):
 
 
 def test_bench_search_cli_json(capsys):
-    code = main(["bench-search", "--space", "nasbench-graph:cora", "--engines", "random,nsga2", "--budget", "120",
-                 "--seeds", "2", "--population", "40", "--json"])
+    code = main(
+        [
+            "bench-search",
+            "--space",
+            "nasbench-graph:cora",
+            "--engines",
+            "random,nsga2",
+            "--budget",
+            "120",
+            "--seeds",
+            "2",
+            "--population",
+            "40",
+            "--json",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["engines"]) == {"random", "nsga2"}
