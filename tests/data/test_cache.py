@@ -162,3 +162,15 @@ def test_unreadable_cache_file_says_what_to_do(tiny_dataset, tmp_path):
     shutil.copy(os.path.join(info.path, "meta.json"), info.images_path)  # garbage in the array file
     with pytest.raises(DataError, match="delete"):
         load_cache(info)
+
+
+def test_data_modules_do_not_import_torch():
+    # Decoding workers and the CLI's make-default must start fast: torch only when tensors are made.
+    import subprocess
+    import sys
+
+    code = ("import sys, nas_core.data.cache, nas_core.data.splits, nas_core.data.isic2019, "
+            "nas_core.data.groups, nas_core.data.synthetic, nas_core.data.prepare; "
+            "sys.exit('torch' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert subprocess.run([sys.executable, "-c", code], check=False, cwd=root).returncode == 0
