@@ -124,7 +124,7 @@ def _values(c: Candidate) -> tuple[tuple[str, float | None], ...]:
 
 def comparison_table(session: Any, top: int = 3) -> ComparisonTable:
     """The run's ``top`` best searched candidates (by its priorities) and its baselines."""
-    searched = session.ranked()[:top]
+    searched = session.ranked(top)
     bases = session.baselines()
     done_bases = [b for b in bases if b.metrics is not None]
     missing = tuple(name for name in session.config.baselines

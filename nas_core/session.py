@@ -250,9 +250,9 @@ class Session:
         """GetBestMetrics over the searched candidates, by the run's priorities."""
         return best_candidate(self.searched(), self.config.priorities)
 
-    def ranked(self) -> list[Candidate]:
-        """Measured searched candidates, best first."""
-        return rank_candidates(self.searched(), self.config.priorities)
+    def ranked(self, limit: int | None = None) -> list[Candidate]:
+        """Measured searched candidates (or the first ``limit``), best first."""
+        return rank_candidates(self.searched(), self.config.priorities, limit)
 
     def _latest_iteration(self) -> Any:
         its = self.store.list_iterations(self.run_id)

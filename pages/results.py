@@ -53,7 +53,8 @@ st.plotly_chart(pareto_scatter(front, x, y), key="pareto_chart")
 
 labels = dict(zip(measured["candidate_id"], measured["label"]))
 ids = list(labels)
-default = ids[:1] + [i for i in ids[1:] if i == sess.poll().best_id]
+best_id = sess.poll().best_id
+default = [best_id] if best_id in labels else ids[:1]
 chosen = st.multiselect("Candidates to compare", ids, default, format_func=labels.get, key="compare_ids")
 cands = [store.get_candidate(i) for i in chosen]
 if cands:

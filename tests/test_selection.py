@@ -139,3 +139,16 @@ def test_non_dominated_and_front():
 def test_candidate_front():
     cs = [cand(1, acc=0.9, params=10), cand(2, acc=0.8, params=5), cand(3, acc=0.7, params=7)]
     assert [c.id for c in candidate_front(cs, ["accuracy", "params"])] == [1, 2]
+
+
+def test_rank_limit_returns_the_same_head_as_the_full_ranking():
+    import random
+
+    from tests.factories import make_candidate, make_metrics
+
+    rng = random.Random(1)
+    cands = [make_candidate(i, make_metrics(acc=rng.random(), unfairness=rng.random() * 0.1,
+                                            params=rng.randint(1, 10**6))) for i in range(60)]
+    for prio in (Priorities(), Priorities(mode="weighted")):
+        full = rank_candidates(cands, prio)
+        assert [c.id for c in rank_candidates(cands, prio, limit=3)] == [c.id for c in full[:3]]

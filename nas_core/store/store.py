@@ -121,6 +121,10 @@ def redact(text: str) -> str:
     return text
 
 
+#: database path -> (spec cache, metrics cache); see Store._candidate.
+_PARSED: dict[str, tuple[dict, dict]] = {}
+
+
 def _now() -> float:
     return time.time()
 
@@ -512,7 +516,9 @@ class Store:
 
     def _candidate(self, row: sqlite3.Row) -> Candidate:
         d = dict(row)
-        caches = self.__dict__.setdefault("_parsed", ({}, {}))
+        # Process-wide (per database file): the app opens a new Store on every rerun, and parsed
+        # specs/metrics never change under the same (id, key) / (metrics id, written at).
+        caches = _PARSED.setdefault(str(self.path), ({}, {}))
         specs: dict[tuple[int, str], ArchSpec] = caches[0]
         metrics_cache: dict[tuple[int, float], Metrics] = caches[1]
         if len(specs) > self._CACHE_MAX or len(metrics_cache) > self._CACHE_MAX:

@@ -1,0 +1,41 @@
+"""``python -m benchmarks [--quick] [NAME ...]``: run the benchmarks (``make bench``).
+
+Each benchmark prints its figures and the ratio against what it compares with,
+measured in the same run. Names: evaluator, cache, store, search, supernet, app.
+``--quick`` passes ``--quick`` to the benchmarks that have a short form.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+ORDER = ("evaluator", "cache", "store", "app", "search", "supernet")
+HAS_QUICK = {"evaluator", "search", "supernet", "app"}
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    names = [a for a in argv if not a.startswith("-")] or list(ORDER)
+    unknown = [n for n in names if n not in ORDER]
+    if unknown:
+        sys.stderr.write(f"unknown benchmark(s) {unknown}; known: {', '.join(ORDER)}\n")
+        return 2
+    failed = []
+    for name in names:
+        sys.stdout.write(f"\n===== {name} =====\n")
+        sys.stdout.flush()
+        start = time.perf_counter()
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        code = module.main(["--quick"] if quick and name in HAS_QUICK else [])
+        if isinstance(code, int) and code != 0:
+            failed.append(name)
+        sys.stdout.write(f"({name}: {time.perf_counter() - start:.0f} s)\n")
+    if failed:
+        sys.stderr.write(f"benchmarks that reported a failure: {', '.join(failed)}\n")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
