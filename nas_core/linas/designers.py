@@ -16,6 +16,7 @@ when set, receives 0..1 during the inner search (for ``st.progress``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -32,7 +33,7 @@ from nas_core.linas.engines import (
     RandomEngine,
 )
 from nas_core.linas.predictors import PredictorReport
-from nas_core.linas.space import CnnSpace, Objectives, SearchError
+from nas_core.linas.space import CnnSpace, Constraint, Objectives, SearchError
 from nas_core.records import OBJECTIVES, Proposal
 from nas_core.space import SpecError
 
@@ -93,6 +94,14 @@ class _EngineDesigner:
         if ctx.n < 1:
             return []
         space = CnnSpace(ctx.choices, ctx.input_shape, ctx.n_classes)
+        caps = []
+        if space.exact_names:
+            # the run's caps are constraints, so the search steers clear of models it cannot propose
+            if ctx.choices.max_params is not None:
+                caps.append(Constraint("params", "<=", float(ctx.choices.max_params)))
+            if ctx.choices.max_macs is not None:
+                caps.append(Constraint("macs", "<=", float(ctx.choices.max_macs)))
+        objectives = dataclasses.replace(objectives, constraints=objectives.constraints + tuple(caps))
         history = observations_of(ctx, space, objectives)
         exclude = set()
         for c in ctx.history:
@@ -108,11 +117,16 @@ class _EngineDesigner:
         # after two engine rounds the rest is topped up at random (cheap), so a tight cap cannot stall
         for round_ in range(50):
             engine = self._engine() if round_ < 2 else RandomEngine()
-            batch = self._run(engine, space, objectives, history, ctx.n - len(out), rng, frozenset(exclude))
+            # engine rounds ask for spares (the next-best picks) so caps rarely force random ones
+            need = ctx.n - len(out)
+            ask = 2 * need if round_ < 2 and space.exact_names else need
+            batch = self._run(engine, space, objectives, history, ask, rng, frozenset(exclude))
             if self.last_report is None:
                 self.last_report = batch.report
             rationale = self._rationale(batch)
             for i, genes in enumerate(batch.genes):
+                if len(out) >= ctx.n:
+                    break
                 spec = space.decode(genes)
                 exclude.add(space.ids(np.asarray(genes)[None, :])[0])
                 if spec.key in known or space.cap_errors(spec):

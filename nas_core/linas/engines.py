@@ -128,23 +128,72 @@ def survive(F: np.ndarray, CV: np.ndarray, n: int) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def spread(F: np.ndarray, k: int) -> np.ndarray:
+def survive_against(F: np.ndarray, CV: np.ndarray, n: int, measured: np.ndarray) -> np.ndarray:
+    """Like :func:`survive`, but ranks the candidates together with the measured feasible points.
+
+    A candidate predicted to be dominated by something already measured brings nothing, so the
+    fronts are computed over candidates and ``measured`` together and only candidates are taken.
+    Within the front that does not fit whole, the measured points of that front are anchors of
+    :func:`spread`, so the picks fill the gaps of the measured front instead of crowding it.
+    """
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+    measured = np.asarray(measured, dtype=float).reshape(-1, F.shape[1])
+    if len(measured) == 0:
+        return survive(F, CV, n)
+    n = min(n, len(F))
+    m = len(measured)
+    feas = np.flatnonzero(CV <= 0)
+    infeas = np.flatnonzero(CV > 0)
+    out: list[int] = []
+    if len(feas):
+        F_all = np.vstack([measured, F[feas]])
+        for front in NonDominatedSorting().do(F_all, n_stop_if_ranked=n + m):
+            cand = feas[front[front >= m] - m]
+            if len(cand) == 0:
+                continue
+            anchors = F_all[front[front < m]]
+            k = n - len(out)
+            if len(cand) <= k:
+                out.extend(cand[spread(F[cand], len(cand), anchors)].tolist())
+            else:
+                out.extend(cand[spread(F[cand], k, anchors)].tolist())
+            if len(out) >= n:
+                break
+    if len(out) < n:
+        out.extend(infeas[np.argsort(CV[infeas], kind="stable")][: n - len(out)].tolist())
+    return np.array(out, dtype=np.int64)
+
+
+def spread(F: np.ndarray, k: int, anchors: np.ndarray | None = None) -> np.ndarray:
     """``k`` indices of ``F`` spread over objective space: the extremes, then farthest-point picks.
 
     One crowding pass would pick neighbours on an evenly spaced front (equal distances tie);
     greedy max-min distance in normalized objective space does not.
     """
     n = len(F)
-    if k >= n:
-        return np.arange(n)
-    span = F.max(axis=0) - F.min(axis=0)
-    Z = (F - F.min(axis=0)) / np.where(span > 0, span, 1.0)
-    chosen = list(dict.fromkeys(int(i) for i in np.argmin(Z, axis=0)))[:k]
-    dist = np.min(np.linalg.norm(Z[:, None, :] - Z[None, chosen, :], axis=2), axis=1)
+    k = min(k, n)
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    has_anchors = anchors is not None and len(anchors) > 0
+    both = np.vstack([F, anchors]) if has_anchors else F
+    lo, span = both.min(axis=0), both.max(axis=0) - both.min(axis=0)
+    span = np.where(span > 0, span, 1.0)
+    Z = (F - lo) / span
+    if has_anchors:
+        # points already measured on this front count as chosen: fill the gaps between them
+        A = (np.asarray(anchors) - lo) / span
+        chosen: list[int] = []
+        dist = np.min(np.linalg.norm(Z[:, None, :] - A[None, :, :], axis=2), axis=1)
+    else:
+        chosen = list(dict.fromkeys(int(i) for i in np.argmin(Z, axis=0)))[:k]
+        dist = np.min(np.linalg.norm(Z[:, None, :] - Z[None, chosen, :], axis=2), axis=1)
+    dist[chosen] = -1.0
     while len(chosen) < k:
         i = int(np.argmax(dist))
         chosen.append(i)
         dist = np.minimum(dist, np.linalg.norm(Z - Z[i], axis=1))
+        dist[i] = -1.0
     return np.array(chosen, dtype=np.int64)
 
 
@@ -301,6 +350,7 @@ class LinasSettings:
     predictors: tuple[str, ...] = PREDICTOR_NAMES  # candidates chosen per objective by CV Kendall tau
     cv_folds: int = 3  # folds of the Kendall-tau selection
     min_train: int = 8  # fewer measured configs than this: propose at random
+    rank_against_measured: bool = True  # rank picks together with the measured front (fill its gaps)
     exact_features: bool = False  # add cheap exact objectives (log) as features; hurt SVR on cora
     exact_rerank: int = 3  # non-cheap exact objectives: compute them for this many x n picks, re-rank
 
@@ -400,7 +450,9 @@ class LinasEngine:
         A, ids = A[first], ids[first]
         new = np.array([i not in seen for i in ids], dtype=bool)
         A, ids = A[new], ids[new]
-        picks = self._pick(space, objectives, models, A, n)
+        Fm, CVm = objectives.to_min(V), objectives.violation(V, len(X))
+        anchors = Fm[CVm <= 0] if s.rank_against_measured else Fm[:0]
+        picks = self._pick(space, objectives, models, A, n, anchors)
         Xo = A[picks]
         seen |= set(ids[picks].tolist())
         Xo, exhausted = _fill_random(space, rng, n, Xo, seen)
@@ -420,20 +472,20 @@ class LinasEngine:
             progress(1.0)
         return _batch(Xo, predicted, report, exhausted)
 
-    def _pick(self, space, objectives, models, A: np.ndarray, n: int) -> np.ndarray:
+    def _pick(self, space, objectives, models, A: np.ndarray, n: int, measured: np.ndarray) -> np.ndarray:
         if len(A) == 0:
             return np.zeros(0, dtype=np.int64)
         vals = self.predict(space, objectives, models, A)
         F, CV = objectives.to_min(vals), objectives.violation(vals, len(A))
         rerank = [m for m in objectives.metrics if m in space.exact_names and not space.exact_is_cheap]
         if not rerank:
-            return survive(F, CV, n)
+            return survive_against(F, CV, n, measured)
         # exact objectives too slow for the whole archive: shortlist by prediction, re-rank exactly
-        short = survive(F, CV, self.settings.exact_rerank * n)
+        short = survive_against(F, CV, self.settings.exact_rerank * n, measured)
         exact = space.exact_array(A[short])
         sub = {m: (exact[m] if m in rerank else np.asarray(vals[m])[short]) for m in objectives.metrics}
         Fs, CVs = objectives.to_min(sub), objectives.violation(sub, len(short))
-        return short[survive(Fs, CVs, n)]
+        return short[survive_against(Fs, CVs, n, measured)]
 
     def _inner_search(self, space, objectives, models, X, V, rng, seed, progress) -> np.ndarray:
         """Run the pymoo algorithm on the predictors; return every gene row it evaluated."""
