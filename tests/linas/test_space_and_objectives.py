@@ -85,3 +85,13 @@ def test_known_metric_directions_come_from_records():
     obj = Objectives.create(["accuracy", "params"])
     assert obj.directions == ("max", "min")
     assert obj.to_min(np.array([[0.9, 100.0]])).tolist() == [[-0.9, 100.0]]
+
+
+def test_the_package_docstring_example_runs(capsys):
+    import nas_core.linas as linas
+
+    block = linas.__doc__.split("::\n\n", 1)[1]
+    code = "\n".join(line[4:] for line in block.splitlines() if line.startswith("    ") or not line.strip())
+    exec(compile(code, "nas_core.linas docstring", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("120 ")  # the whole budget, on the user's own space and objectives
