@@ -87,8 +87,13 @@ def test_known_metric_directions_come_from_records():
     assert obj.to_min(np.array([[0.9, 100.0]])).tolist() == [[-0.9, 100.0]]
 
 
-def test_the_package_docstring_example_runs(capsys):
+def test_the_package_docstring_example_runs(capsys, monkeypatch):
     import nas_core.linas as linas
+    from nas_core.linas import engines
+
+    # same code path, a smaller inner search so the test stays quick
+    real = engines.make_engine
+    monkeypatch.setattr(engines, "make_engine", lambda name: real(name, inner_evaluations=1000))
 
     block = linas.__doc__.split("::\n\n", 1)[1]
     code = "\n".join(line[4:] for line in block.splitlines() if line.startswith("    ") or not line.strip())
