@@ -20,7 +20,10 @@ What it measures, on the default data set (or ``--dataset``) at 64 px:
 
 Measurements of one sub-network are deterministic (fixed calibration images), so the
 search runs share a cache of them: a sub-network two runs propose is measured once.
-Only CPU threads given by ``--threads`` are used.
+Only ``--threads`` CPU threads are used (default 1): on a machine shared with other jobs, two
+OpenMP threads on two busy cores wait on each other at every operation and ran 5-8x *slower*
+than one (measured while writing this benchmark); on a dedicated 2-core machine use
+``--threads 2``.
 
 Usage::
 
@@ -54,6 +57,9 @@ from nas_core.supernet.jobs import TrainRequest, checkpoint_path, run_training  
 from nas_core.supernet.measure import measure_subnet  # noqa: E402
 from nas_core.supernet.space import SupernetSpace, SupernetSpaceConfig, sample_config, to_arch_spec  # noqa: E402
 from nas_core.supernet.train import SupernetTrainSettings, load_trained  # noqa: E402
+
+#: Where hardware costs are measured; threads set from --threads in main().
+ENV = Env()
 
 
 def _log(msg: str) -> None:
@@ -126,7 +132,7 @@ def _from_scratch(cfg, space, prepared, train: TrainSettings) -> dict[str, float
     )
     t0 = time.perf_counter()
     result = train_model(model, prepared, train, torch.device("cpu"))
-    m = evaluate_model(model, prepared, Env(), training=result, n_bootstrap=50, seed=train.seed)
+    m = evaluate_model(model, prepared, ENV, training=result, n_bootstrap=50, seed=train.seed)
     return {
         "test_acc": m.test_acc,
         "val_acc": float(m.val_acc or 0.0),
@@ -149,7 +155,7 @@ class CachedSource:
             key = self.space.key(cfg)
             if key not in self.cache:
                 t0 = time.perf_counter()
-                m = measure_subnet(self.net, cfg, self.prepared, Env(), n_bootstrap=20, measure_costs=False)
+                m = measure_subnet(self.net, cfg, self.prepared, ENV, n_bootstrap=20, measure_costs=False)
                 self.seconds += time.perf_counter() - t0
                 self.cache[key] = {
                     "accuracy": m.test_acc,
@@ -242,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="use/resume this super-network checkpoint")
     p.add_argument("--db", default=None, help="register the checkpoint and its Kendall tau in this store")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: see the note on shared machines)"
+    )
     p.add_argument("--supernet-epochs", type=int, default=None)
     p.add_argument("--patience", type=int, default=5)
     p.add_argument(
@@ -264,19 +272,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     q = args.quick
-    args.supernet_epochs = args.supernet_epochs or (3 if q else 30)
-    args.n_subnets = args.n_subnets or (6 if q else 20)
+    args.supernet_epochs = args.supernet_epochs or (6 if q else 30)
+    args.n_subnets = args.n_subnets or (8 if q else 20)
     args.n_timed = args.n_timed or (5 if q else 10)
-    args.scratch_epochs = args.scratch_epochs or (2 if q else TrainSettings().max_epochs)
+    args.scratch_epochs = args.scratch_epochs or (6 if q else TrainSettings().max_epochs)
     args.seeds = args.seeds or (2 if q else 5)
-    args.budget = args.budget or (24 if q else 60)
+    args.budget = args.budget or (30 if q else 60)
     args.population = args.population or (6 if q else 10)
     args.n_random = args.n_random if args.n_random is not None else (1 if q else 2)
-    args.subsample = args.subsample or (1500 if q else None)
+    args.subsample = args.subsample or (2000 if q else None)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="bench_supernet_")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    global ENV
+    ENV = Env(threads=args.threads)
     import os
 
     os.environ.setdefault("EQUINAS_CACHE_DIR", str(Path(args.workdir) / "cache"))
@@ -315,11 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     # Timing on the full data set (its 20% validation split), whatever the super-network was trained on:
     # the time of a measurement depends on the architecture and the image count, not on the weights.
     full = load_prepared(str(dataset), TrainSettings(image_size=args.image_size, seed=0))
-    measure_subnet(net, configs[0], full, Env())  # warm the caches (input transform, calibration batches)
+    measure_subnet(net, configs[0], full, ENV)  # warm the caches (input transform, calibration batches)
     times = []
     for cfg in configs[: args.n_timed]:
         t0 = time.perf_counter()
-        measure_subnet(net, cfg, full, Env())
+        measure_subnet(net, cfg, full, ENV)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     _log(
@@ -334,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     n_full_train = len(full.split.train)
     del full
-    estimates = [measure_subnet(net, cfg, prepared, Env(), measure_costs=False).test_acc for cfg in configs]
+    estimates = [measure_subnet(net, cfg, prepared, ENV, measure_costs=False).test_acc for cfg in configs]
 
     scratch_train = TrainSettings(
         image_size=args.image_size, seed=0, max_epochs=args.scratch_epochs, subsample=args.subsample
