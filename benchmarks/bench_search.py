@@ -72,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 lm, _, _, lr = ls.median_iqr(i, budget)
                 bm, _, _, br = bs.median_iqr(i, base_budget)
                 # unreached seeds count as budget + 1: a median past the budget is a bound
+                if lm > budget and bm > base_budget:
+                    entry["ratios"][f"linas/{name}@{target}"] = {"ratio": None, "bound": "neither reached"}
+                    parts.append(f"HV>={target}: n/a (neither median reached)")
+                    continue
                 prefix = ">=" if lm > budget else ("<=" if bm > base_budget else "")
                 r = lm / bm
                 entry["ratios"][f"linas/{name}@{target}"] = {"ratio": r, "bound": prefix}
