@@ -56,6 +56,12 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--out", default=None, help="checkpoint file (default: data/checkpoints/supernets/...)")
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     t.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (use 1 on a machine busy with other work)",
+    )
+    t.add_argument(
         "--fresh", action="store_true", help="start over instead of resuming an existing checkpoint"
     )
     t.add_argument("--queue", action="store_true", help="queue a job for the worker instead of training here")
@@ -78,6 +84,7 @@ def register_cli(subparsers: Any) -> None:
     )
     m.add_argument("--calib-batches", type=int, default=4, help="training batches for BN recalibration")
     m.add_argument("--seed", type=int, default=0, help="seed for 'random'")
+    m.add_argument("--threads", type=int, default=None, help="torch CPU threads (also used for latency)")
     m.add_argument("--json", action="store_true", help="print the Metrics record as JSON")
     m.set_defaults(func=_measure)
 
@@ -110,10 +117,20 @@ def _open_store(db: str) -> Any:
     return Store.open(db)
 
 
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise CliError(f"--threads must be at least 1, got {n}")
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _train(args: argparse.Namespace) -> int:
     from nas_core.supernet.jobs import TrainRequest, run_training
     from nas_core.supernet.train import Stopped, SupernetTrainSettings
 
+    _set_threads(args.threads)
     settings = SupernetTrainSettings(
         max_epochs=args.epochs,
         patience=args.patience,
@@ -231,6 +248,7 @@ def _measure(args: argparse.Namespace) -> int:
     from nas_core.supernet.jobs import load_prepared
     from nas_core.supernet.measure import measure_subnet
 
+    _set_threads(args.threads)
     checkpoint = args.checkpoint
     if checkpoint is None:
         if args.db is None:
@@ -260,8 +278,9 @@ def _measure(args: argparse.Namespace) -> int:
     prepared = load_prepared(dataset, train)
     check_usable(meta, dataset_hash=prepared.dataset_hash, image_size=meta.image_size, path=str(checkpoint))
     config = _parse_config(args.config, meta.space_config, args.seed)
+    env = Env(threads=args.threads) if args.threads else Env()
     metrics = measure_subnet(
-        loaded.net, config, prepared, Env(), split=args.split, calib_batches=args.calib_batches
+        loaded.net, config, prepared, env, split=args.split, calib_batches=args.calib_batches
     )
     from nas_core.supernet.space import to_arch_spec
 

@@ -24,7 +24,19 @@ def _json(capsys):
 def test_train_status_measure(env, tiny_dataset, capsys):
     db = str(env / "x.db")
     args = ["supernet", "train", "--db", db, "--dataset", str(tiny_dataset), "--space", "tiny"]
-    args += ["--epochs", "1", "--image-size", "32", "--batch-size", "48", "--n-random", "1", "--json"]
+    args += [
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "48",
+        "--n-random",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert main(args) == 0
     out = _json(capsys)
     assert out["complete"] and out["epoch"] == 1 and out["stopped_reason"] == "max epochs"
