@@ -3,7 +3,7 @@
 import streamlit as st
 
 from nas_core import studio
-from ui.common import get_store, guarded, select_run, worker_badge
+from ui.common import get_store, guarded, open_run, worker_badge
 
 store = get_store()
 worker_badge(store)
@@ -20,8 +20,7 @@ with right:
         with st.spinner("Creating the demo run (generating the default data set the first time)…"):
             run_id = guarded(studio.create_demo_run, store)
         if run_id is not None:
-            select_run(run_id)
-            st.switch_page("pages/search.py")
+            open_run("pages/search.py", run_id)
     if st.button("New run…", key="new_run"):
         st.switch_page("pages/setup.py")
     if st.button("Bring a data set…", key="to_data"):
@@ -45,8 +44,6 @@ with left:
                             format_func=lambda i: f"#{i} {runs.set_index('run').loc[i, 'name']}")
         c1, c2 = st.columns(2)
         if c1.button("Go to Search", key="open_search"):
-            select_run(pick)
-            st.switch_page("pages/search.py")
+            open_run("pages/search.py", pick)
         if c2.button("Go to Results", key="open_results"):
-            select_run(pick)
-            st.switch_page("pages/results.py")
+            open_run("pages/results.py", pick)

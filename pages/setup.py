@@ -7,7 +7,7 @@ import streamlit as st
 
 from nas_core import studio
 from nas_core.errors import UserError
-from ui.common import get_store, select_run, worker_badge
+from ui.common import get_store, open_run, worker_badge
 
 store = get_store()
 worker_badge(store)
@@ -141,5 +141,4 @@ if st.button("Create run", key="create_run", type="primary"):
     else:
         if api_key:
             st.session_state[f"api_key_{run_id}"] = api_key
-        select_run(run_id)
-        st.switch_page("pages/search.py")
+        open_run("pages/search.py", run_id)

@@ -23,7 +23,7 @@ def run_picker(store, label: str = "Run", key: str = "run_picker") -> int | None
     runs = store.list_runs()
     if not runs:
         return None
-    ids = [r.id for r in reversed(runs)]
+    ids = [r.id for r in runs]  # newest first
     names = {r.id: f"#{r.id} {r.name} ({r.engine})" for r in runs}
     wanted = st.query_params.get("run")
     current = int(wanted) if wanted and wanted.isdigit() and int(wanted) in names else ids[0]
@@ -33,10 +33,10 @@ def run_picker(store, label: str = "Run", key: str = "run_picker") -> int | None
     return chosen
 
 
-def select_run(run_id: int) -> None:
-    """Make ``run_id`` the current run (for links from Home and Setup)."""
-    st.query_params["run"] = str(run_id)
+def open_run(page: str, run_id: int) -> None:
+    """Go to ``page`` with ``run_id`` as the current run (kept in the URL)."""
     st.session_state.pop("run_picker", None)
+    st.switch_page(page, query_params={"run": str(run_id)})
 
 
 def worker_badge(store) -> None:
