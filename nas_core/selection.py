@@ -295,14 +295,18 @@ def non_dominated(points: Sequence[Sequence[float | None]], directions: Sequence
         rows.append(row)
     if not rows:
         return []
-    # Larger is better in every column now. Vectorized in blocks: the UI sorts 5,000+ points.
+    # Larger is better in every column now. Sweep in descending lexicographic order: a point can only
+    # be dominated by one that comes before it, and if it is, some non-dominated one dominates it, so
+    # each point is checked against the front so far only (the UI sorts 5,000+ points).
     a = np.asarray(rows, dtype=float)
-    flags = np.ones(len(a), dtype=bool)
-    for start in range(0, len(a), 512):
-        block = a[start:start + 512]  # points that might be dominated
-        geq = (a[None, :, :] >= block[:, None, :]).all(axis=2)
-        gt = (a[None, :, :] > block[:, None, :]).any(axis=2)
-        flags[start:start + 512] = ~(geq & gt).any(axis=1)
+    flags = np.zeros(len(a), dtype=bool)
+    front = np.empty((0, a.shape[1]))
+    for i in np.lexsort(-a.T[::-1]):
+        p = a[i]
+        if len(front) and ((front >= p).all(axis=1) & (front > p).any(axis=1)).any():
+            continue
+        flags[i] = True
+        front = np.vstack([front, p])
     return flags.tolist()
 
 

@@ -152,3 +152,21 @@ def test_rank_limit_returns_the_same_head_as_the_full_ranking():
     for prio in (Priorities(), Priorities(mode="weighted")):
         full = rank_candidates(cands, prio)
         assert [c.id for c in rank_candidates(cands, prio, limit=3)] == [c.id for c in full[:3]]
+
+
+def test_non_dominated_equals_the_definition_on_random_points_with_ties_and_gaps():
+    import random
+
+    from nas_core.selection import non_dominated
+
+    def brute(pts, dirs):
+        rows = [[(-1e300 if v is None else (v if d == "max" else -v)) for v, d in zip(p, dirs)] for p in pts]
+        return [not any(all(y >= x for x, y in zip(a, b)) and any(y > x for x, y in zip(a, b))
+                        for j, b in enumerate(rows) if j != i) for i, a in enumerate(rows)]
+
+    rng = random.Random(0)
+    for k in (2, 3, 4):
+        for _ in range(40):
+            pts = [[rng.choice([0.1, 0.2, None, rng.random()]) for _ in range(k)] for _ in range(rng.randint(1, 50))]
+            dirs = [rng.choice(["max", "min"]) for _ in range(k)]
+            assert non_dominated(pts, dirs) == brute(pts, dirs)
