@@ -269,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--population", type=int, default=None)
     p.add_argument("--engines", default="linas,nsga2,random")
     p.add_argument("--skip-search", action="store_true")
+    p.add_argument(
+        "--skip-kendall", action="store_true", help="skip the timing, Kendall tau and per-hour parts"
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     q = args.quick
@@ -314,94 +317,95 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint": str(ckpt),
     }
 
-    # 1 + 2: estimates (timed, every metric) and from-scratch accuracy of the same sub-networks.
-    rng = random.Random(12345)
-    configs, seen = [], set()
-    while len(configs) < args.n_subnets:
-        cfg = sample_config(space, rng)
-        if cfg.key not in seen:
-            seen.add(cfg.key)
-            configs.append(cfg)
-    # Timing on the full data set (its 20% validation split), whatever the super-network was trained on:
-    # the time of a measurement depends on the architecture and the image count, not on the weights.
-    full = load_prepared(str(dataset), TrainSettings(image_size=args.image_size, seed=0))
-    measure_subnet(net, configs[0], full, ENV)  # warm the caches (input transform, calibration batches)
-    times = []
-    for cfg in configs[: args.n_timed]:
-        t0 = time.perf_counter()
-        measure_subnet(net, cfg, full, ENV)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
-    _log(
-        f"measurement on {len(full.split.val)} validation images: median {med:.2f}s per sub-network "
-        f"(every metric incl. latency/memory), max {max(times):.2f}s [target <= 3 s]"
-    )
-    figures["measure_seconds"] = {
-        "median": med,
-        "max": max(times),
-        "all": times,
-        "n_val": len(full.split.val),
-    }
-    n_full_train = len(full.split.train)
-    del full
-    estimates = [measure_subnet(net, cfg, prepared, ENV, measure_costs=False).test_acc for cfg in configs]
-
-    scratch_train = TrainSettings(
-        image_size=args.image_size, seed=0, max_epochs=args.scratch_epochs, subsample=args.subsample
-    )
-    scratch = []
-    for i, cfg in enumerate(configs):
-        r = _from_scratch(cfg, space, prepared, scratch_train)
-        scratch.append(r)
+    if not args.skip_kendall:
+        # 1 + 2: estimates (timed, every metric) and from-scratch accuracy of the same sub-networks.
+        rng = random.Random(12345)
+        configs, seen = [], set()
+        while len(configs) < args.n_subnets:
+            cfg = sample_config(space, rng)
+            if cfg.key not in seen:
+                seen.add(cfg.key)
+                configs.append(cfg)
+        # Timing on the full data set (its 20% validation split), whatever the super-network was trained on:
+        # the time of a measurement depends on the architecture and the image count, not on the weights.
+        full = load_prepared(str(dataset), TrainSettings(image_size=args.image_size, seed=0))
+        measure_subnet(net, configs[0], full, ENV)  # warm the caches (input transform, calibration batches)
+        times = []
+        for cfg in configs[: args.n_timed]:
+            t0 = time.perf_counter()
+            measure_subnet(net, cfg, full, ENV)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
         _log(
-            f"  from scratch {i + 1}/{len(configs)}: test acc {r['test_acc']:.3f} (estimate {estimates[i]:.3f}), "
-            f"{r['seconds']:.0f}s"
+            f"measurement on {len(full.split.val)} validation images: median {med:.2f}s per sub-network "
+            f"(every metric incl. latency/memory), max {max(times):.2f}s [target <= 3 s]"
         )
-    from scipy.stats import kendalltau
+        figures["measure_seconds"] = {
+            "median": med,
+            "max": max(times),
+            "all": times,
+            "n_val": len(full.split.val),
+        }
+        n_full_train = len(full.split.train)
+        del full
+        estimates = [measure_subnet(net, cfg, prepared, ENV, measure_costs=False).test_acc for cfg in configs]
 
-    tau_test = float(kendalltau(estimates, [r["test_acc"] for r in scratch]).statistic)
-    tau_val = float(kendalltau(estimates, [r["val_acc"] for r in scratch]).statistic)
-    tau_store = None if np.isnan(tau_test) else tau_test
-    update_meta(ckpt, kendall_tau=tau_store, kendall_n=len(configs))
-    if args.db:
-        from nas_core.store import Store
-        from nas_core.supernet.registry import register
+        scratch_train = TrainSettings(
+            image_size=args.image_size, seed=0, max_epochs=args.scratch_epochs, subsample=args.subsample
+        )
+        scratch = []
+        for i, cfg in enumerate(configs):
+            r = _from_scratch(cfg, space, prepared, scratch_train)
+            scratch.append(r)
+            _log(
+                f"  from scratch {i + 1}/{len(configs)}: test acc {r['test_acc']:.3f} (estimate {estimates[i]:.3f}), "
+                f"{r['seconds']:.0f}s"
+            )
+        from scipy.stats import kendalltau
 
-        store = Store.open(args.db)
-        register(store, ckpt, read_meta(ckpt))
-        store.close()
-    _log(
-        f"Kendall tau (estimate vs from-scratch test accuracy, {len(configs)} sub-networks, "
-        f"{args.scratch_epochs} epochs): {tau_test:.3f}  (vs from-scratch val accuracy: {tau_val:.3f})"
-    )
-    figures["kendall"] = {
-        "tau_test": tau_test,
-        "tau_val": tau_val,
-        "n": len(configs),
-        "scratch_epochs": args.scratch_epochs,
-        "estimates": estimates,
-        "scratch_test": [r["test_acc"] for r in scratch],
-    }
+        tau_test = float(kendalltau(estimates, [r["test_acc"] for r in scratch]).statistic)
+        tau_val = float(kendalltau(estimates, [r["val_acc"] for r in scratch]).statistic)
+        tau_store = None if np.isnan(tau_test) else tau_test
+        update_meta(ckpt, kendall_tau=tau_store, kendall_n=len(configs))
+        if args.db:
+            from nas_core.store import Store
+            from nas_core.supernet.registry import register
 
-    per_epoch = statistics.median(r["seconds"] / max(r["epochs"], 1) for r in scratch)
-    # The run's settings train every candidate up to TrainSettings().max_epochs on the full training split;
-    # a quick run trains fewer epochs on a subsample, so its figure is scaled up to those settings.
-    full_train = n_full_train
-    scale = full_train / max(len(prepared.split.train), 1)
-    scratch_full = per_epoch * scale * TrainSettings().max_epochs
-    per_hour_sn, per_hour_scratch = 3600 / med, 3600 / scratch_full
-    _log(
-        f"measurements per hour: super-network {per_hour_sn:.0f}, from scratch {per_hour_scratch:.1f} "
-        f"({scratch_full:.0f}s per candidate at {TrainSettings().max_epochs} epochs on {full_train} training "
-        f"images, from {per_epoch:.1f}s per measured epoch on {len(prepared.split.train)}) "
-        f"-> {per_hour_sn / per_hour_scratch:.0f}x"
-    )
-    figures["per_hour"] = {
-        "supernet": per_hour_sn,
-        "scratch": per_hour_scratch,
-        "scratch_seconds_per_candidate": scratch_full,
-        "scratch_seconds_per_epoch_measured": per_epoch,
-    }
+            store = Store.open(args.db)
+            register(store, ckpt, read_meta(ckpt))
+            store.close()
+        _log(
+            f"Kendall tau (estimate vs from-scratch test accuracy, {len(configs)} sub-networks, "
+            f"{args.scratch_epochs} epochs): {tau_test:.3f}  (vs from-scratch val accuracy: {tau_val:.3f})"
+        )
+        figures["kendall"] = {
+            "tau_test": tau_test,
+            "tau_val": tau_val,
+            "n": len(configs),
+            "scratch_epochs": args.scratch_epochs,
+            "estimates": estimates,
+            "scratch_test": [r["test_acc"] for r in scratch],
+        }
+
+        per_epoch = statistics.median(r["seconds"] / max(r["epochs"], 1) for r in scratch)
+        # The run's settings train every candidate up to TrainSettings().max_epochs on the full training split;
+        # a quick run trains fewer epochs on a subsample, so its figure is scaled up to those settings.
+        full_train = n_full_train
+        scale = full_train / max(len(prepared.split.train), 1)
+        scratch_full = per_epoch * scale * TrainSettings().max_epochs
+        per_hour_sn, per_hour_scratch = 3600 / med, 3600 / scratch_full
+        _log(
+            f"measurements per hour: super-network {per_hour_sn:.0f}, from scratch {per_hour_scratch:.1f} "
+            f"({scratch_full:.0f}s per candidate at {TrainSettings().max_epochs} epochs on {full_train} training "
+            f"images, from {per_epoch:.1f}s per measured epoch on {len(prepared.split.train)}) "
+            f"-> {per_hour_sn / per_hour_scratch:.0f}x"
+        )
+        figures["per_hour"] = {
+            "supernet": per_hour_sn,
+            "scratch": per_hour_scratch,
+            "scratch_seconds_per_candidate": scratch_full,
+            "scratch_seconds_per_epoch_measured": per_epoch,
+        }
 
     if not args.skip_search:
         _log(
