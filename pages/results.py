@@ -11,7 +11,7 @@ from ui.charts import (
     parallel_coordinates,
     pareto_scatter,
 )
-from ui.common import get_store, run_picker, worker_badge
+from ui.common import fmt, get_store, run_picker, worker_badge
 
 store = get_store()
 worker_badge(store)
@@ -71,8 +71,8 @@ if cands:
     for c in cands:
         attrs, pairs = studio.fairness_frames(c)
         fr = c.metrics.fairness
-        st.markdown(f"**{studio.candidate_label(c)}** — Unfairness {fr.unfairness}, EODD {fr.eodd}, "
-                    f"EOPP1 {fr.eopp1}, EOPP2 {fr.eopp2}" + (" *(super-network estimate)*" if c.metrics.estimate else ""))
+        st.markdown(f"**{studio.candidate_label(c)}** — Unfairness {fmt(fr.unfairness)}, EODD {fmt(fr.eodd)}, "
+                    f"EOPP1 {fmt(fr.eopp1)}, EOPP2 {fmt(fr.eopp2)}" + (" *(super-network estimate)*" if c.metrics.estimate else ""))
         t1, t2 = st.columns(2)
         t1.dataframe(attrs, hide_index=True, key=f"attrs_{c.id}")
         t2.dataframe(pairs, hide_index=True, key=f"pairs_{c.id}")
