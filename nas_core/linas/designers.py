@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +51,15 @@ def objectives_of(ctx: DesignContext, algorithm: str = "auto") -> Objectives:
     return Objectives.create(
         ctx.objectives, constraints=ctx.constraints, known=list(OBJECTIVES), algorithm=algorithm
     )
+
+
+def _space_of(ctx: DesignContext) -> Any:
+    """The search space of the run: the CNN Template, or the super-network's sub-networks."""
+    if getattr(ctx, "evaluation", "scratch") == "supernet":
+        from nas_core.supernet.space import SubnetSpecSpace
+
+        return SubnetSpecSpace(n_classes=ctx.n_classes, image_size=ctx.input_shape[-1])
+    return CnnSpace(ctx.choices, ctx.input_shape, ctx.n_classes)
 
 
 def observations_of(ctx: DesignContext, space: CnnSpace, objectives: Objectives) -> tuple[Observation, ...]:
@@ -93,7 +103,7 @@ class _EngineDesigner:
         objectives = objectives_of(ctx, self.algorithm)
         if ctx.n < 1:
             return []
-        space = CnnSpace(ctx.choices, ctx.input_shape, ctx.n_classes)
+        space = _space_of(ctx)
         caps = []
         if space.exact_names:
             # the run's caps are constraints, so the search steers clear of models it cannot propose

@@ -33,7 +33,7 @@ import numpy as np
 
 from nas_core.errors import UserError
 from nas_core.linas.space import Gene, SearchSpace
-from nas_core.space import ArchSpec, BlockSpec, Choices, HeadSpec, StemSpec
+from nas_core.space import ArchSpec, BlockSpec, Choices, HeadSpec, SpecError, StemSpec
 
 #: Bump when the checkpoint layout or the meaning of a config changes; older checkpoints are refused.
 SCHEMA_VERSION = 1
@@ -758,3 +758,45 @@ class SupernetSpace(SearchSpace):
     def from_spec(self, spec: ArchSpec) -> SubnetConfig:
         """The config of a sub-network spec (see :func:`spec_to_config`)."""
         return spec_to_config(spec, self.space)
+
+
+class SubnetSpecSpace:
+    """A :class:`SupernetSpace` that speaks ArchSpec, for the session's designers.
+
+    The LINAS/NSGA-II/random designers encode measured candidates and decode their
+    picks as ArchSpecs; in a super-network run those must be sub-networks, so the
+    designers search this space instead of the general CNN space (where most picks
+    would not be sub-networks and would be filtered out). Everything but the spec
+    conversion is the wrapped space's.
+    """
+
+    def __init__(self, space: SupernetSpaceConfig | None = None, n_classes: int = 8, image_size: int = 64):
+        self._cfg = space or SupernetSpaceConfig()
+        self._inner = SupernetSpace(self._cfg, n_classes=n_classes, image_size=image_size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def encode(self, spec: ArchSpec) -> np.ndarray:
+        """Genes of a sub-network spec.
+
+        Raises:
+            SpecError: the spec is not a sub-network of this super-network.
+        """
+        try:
+            config = spec_to_config(spec, self._cfg)
+        except SubnetError as exc:
+            raise SpecError(list(exc.errors)) from exc
+        return self._inner.encode(config)
+
+    def decode(self, x: Sequence[int] | np.ndarray) -> ArchSpec:
+        """The sub-network of a gene row, as an ArchSpec."""
+        return to_arch_spec(self._inner.decode(x), self._cfg)
+
+    def key(self, spec: ArchSpec) -> str:
+        """The spec's canonical key (the wrapped space keys sub-networks the same way)."""
+        return spec.key
+
+    def cap_errors(self, spec: ArchSpec) -> list[str]:
+        """Sub-networks are bounded by the super-network itself; no further caps apply."""
+        return []
