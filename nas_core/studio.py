@@ -602,3 +602,44 @@ def build_config(base: RunConfig, **fields: Any) -> RunConfig:
         if isinstance(exc, UserError):
             raise
         raise UserError(f"invalid setting: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------- super-network
+
+
+def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 30, subsample: int | None = None) -> int:
+    """Queue a ``supernet_train`` job for the run settings' data set, resolution and split seed.
+
+    The worker trains it (resuming a stopped training) and registers the checkpoint in the
+    store after every epoch. Returns the job id.
+    """
+    from nas_core.supernet.jobs import TrainRequest
+    from nas_core.supernet.train import SupernetTrainSettings
+
+    train = replace(config.train, subsample=subsample) if subsample else config.train
+    req = TrainRequest(dataset=config.dataset, train=train,
+                       settings=SupernetTrainSettings(max_epochs=int(epochs), seed=config.train.seed),
+                       db=str(Path(store.path).expanduser().resolve()),
+                       device="cuda" if config.device == "cuda" else "cpu")
+    return store.enqueue_job("supernet_train", req.to_dict(), actor="app").id
+
+
+def supernet_overview(store: Any) -> pd.DataFrame:
+    """Registered super-networks with their training state and weight-sharing quality (Kendall tau)."""
+    from nas_core.supernet.registry import list_supernets
+
+    rows = [{"data set": Path(r.dataset).name or r.dataset, "image size": r.image_size, "seed": r.seed,
+             "status": r.status, "epoch": r.epoch, "best val loss": r.best_val_loss,
+             "Kendall tau vs scratch": r.kendall_tau, "sub-networks compared": r.kendall_n}
+            for r in list_supernets(store)]
+    return pd.DataFrame(rows, columns=["data set", "image size", "seed", "status", "epoch", "best val loss",
+                                       "Kendall tau vs scratch", "sub-networks compared"])
+
+
+def supernet_training_jobs(store: Any) -> list[dict[str, Any]]:
+    """Super-network trainings that are queued or running, with their progress."""
+    out = []
+    for job in store.list_jobs(status=("queued", "running")):
+        if job.kind == "supernet_train":
+            out.append({"job": job.id, "status": job.status, **(job.progress or {})})
+    return out

@@ -31,10 +31,6 @@ engine = c2.selectbox("Engine", list(ENGINES), format_func=ENGINES.get, key="cfg
 evaluation = c2.radio("Evaluation", ["scratch", "supernet"], horizontal=True, key="cfg_eval",
                       format_func={"scratch": "train every candidate from scratch",
                                    "supernet": "super-network estimates (seconds each)"}.get)
-if evaluation == "supernet":
-    st.info("Super-network mode measures sub-networks of one elastic network trained once on this data set "
-            "(train it with `python -m nas_core supernet train --db DB --dataset PATH`). Its numbers are "
-            "estimates and are labelled so; fine-tune the candidates you like.")
 
 tabs = st.tabs(["Search space", "Env", "Training", "Priorities", "Prompt", "LLM endpoint", "LINAS"])
 with tabs[0]:
@@ -125,6 +121,32 @@ try:
 except (UserError, ValueError) as exc:
     st.error(f"Fix this before creating the run: {exc}")
     st.stop()
+
+if evaluation == "supernet":
+    with st.container(border=True):
+        st.markdown("**Super-network.** Sub-networks of one elastic network, trained once on this data set, "
+                    "are measured in seconds. Their numbers are estimates and are labelled so; the Kendall tau "
+                    "below says how well they rank against training from scratch. Fine-tune the ones you like.")
+        overview = studio.supernet_overview(store)
+        if overview.empty:
+            st.info("No super-network trained yet. Train one for this data set (the worker does it; minutes "
+                    "per epoch on a CPU, use a subsample or a GPU to go faster).")
+        else:
+            st.dataframe(overview, hide_index=True, key="supernets")
+        for job in studio.supernet_training_jobs(store):
+            epoch, total = job.get("epoch"), job.get("max_epochs")
+            st.progress(min(epoch / total, 1.0) if epoch and total else 0.0,
+                        text=f"training job {job['job']}: {job['status']}" + (f", epoch {epoch}/{total}" if epoch else ""))
+        s1, s2, s3 = st.columns(3)
+        sn_epochs = s1.number_input("Epochs", 1, 500, 30, key="sn_epochs")
+        sn_sub = s2.number_input("Subsample (0 = all images)", 0, 10**6, 0, key="sn_subsample")
+        if s3.button("Train the super-network", key="sn_train"):
+            try:
+                job_id = studio.queue_supernet_training(store, config, int(sn_epochs), int(sn_sub) or None)
+            except (UserError, ValueError) as exc:
+                st.error(str(exc))
+            else:
+                st.toast(f"Super-network training queued (job {job_id}); the worker runs it.")
 
 with st.expander("Rendered prompt (exactly what the LLM designer would receive first)",
                  expanded=engine == "llm"):

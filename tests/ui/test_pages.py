@@ -152,3 +152,16 @@ def test_home_demo_run_creates_a_proposal(env):
     runs = store.list_runs()
     assert len(runs) == 1 and runs[0].engine == "heuristic"
     assert [c.status for c in store.list_candidates(runs[0].id)] == ["proposed"]
+
+
+def test_setup_queues_a_super_network_training(env):
+    at = _run("pages/setup.py")
+    at.radio(key="cfg_eval").set_value("supernet").run()
+    _no_exception(at)
+    assert any("No super-network trained yet" in i.value for i in at.info)
+    at.number_input(key="sn_epochs").set_value(2).run()
+    at.button(key="sn_train").click().run()
+    _no_exception(at)
+    store = studio.open_store()
+    (job,) = store.list_jobs(status="queued")
+    assert job.kind == "supernet_train" and job.payload["settings"]["max_epochs"] == 2
