@@ -127,7 +127,7 @@ def _set_threads(n: int | None) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nas_core.supernet.jobs import TrainRequest, run_training
+    from nas_core.supernet.jobs import TrainRequest, outcome_summary, run_training
     from nas_core.supernet.train import Stopped, SupernetTrainSettings
 
     _set_threads(args.threads)
@@ -190,16 +190,7 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         store.close()
     meta = outcome.meta
-    payload = {
-        "checkpoint": outcome.checkpoint,
-        "epoch": meta.epoch,
-        "best_epoch": meta.best_epoch,
-        "best_val_loss": meta.best_val_loss,
-        "complete": meta.complete,
-        "stopped_reason": meta.stopped_reason,
-        "resumed_from_epoch": outcome.resumed_from_epoch,
-        "train_seconds": meta.train_seconds,
-    }
+    payload = outcome_summary(outcome)
     text = (
         f"super-network trained: {meta.epoch} epoch(s) ({meta.stopped_reason or 'not finished'}), "
         f"best largest-network validation loss {meta.best_val_loss:.4f} at epoch {meta.best_epoch}\n"

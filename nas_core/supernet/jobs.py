@@ -413,6 +413,11 @@ def train(
         outcome = run_training(req, progress, should_stop)
     except Stopped as exc:
         raise _stop_error(str(exc)) from exc
+    return outcome_summary(outcome)
+
+
+def outcome_summary(outcome: Any) -> dict[str, Any]:
+    """JSON-able summary of a finished (or stopped) training: the job result and the CLI's --json."""
     meta = outcome.meta
     return {
         "checkpoint": outcome.checkpoint,
@@ -423,6 +428,7 @@ def train(
         "stopped_reason": meta.stopped_reason,
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "dataset_hash": meta.dataset_hash,
+        "train_seconds": meta.train_seconds,
     }
 
 
