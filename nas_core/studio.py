@@ -643,3 +643,8 @@ def supernet_training_jobs(store: Any) -> list[dict[str, Any]]:
         if job.kind == "supernet_train":
             out.append({"job": job.id, "status": job.status, **(job.progress or {})})
     return out
+
+
+def choices_json(choices: Any) -> str:
+    """The Choices as JSON with one field per line (lists kept on their line) for the editor."""
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in choices.to_dict().items()) + "\n}"

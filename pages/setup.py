@@ -36,7 +36,7 @@ tabs = st.tabs(["Search space", "Env", "Training", "Priorities", "Prompt", "LLM 
 with tabs[0]:
     st.caption("Choices: the allowed values of every field of the Template, and the block-count range. "
                "A spec over max_params or max_macs is invalid.")
-    choices_json = st.text_area("Choices (JSON)", json.dumps(base.choices.to_dict(), indent=1), height=320,
+    choices_json = st.text_area("Choices (JSON)", studio.choices_json(base.choices), height=420,
                                 key="cfg_choices")
 with tabs[1]:
     e1, e2, e3 = st.columns(3)

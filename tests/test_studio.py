@@ -124,3 +124,13 @@ def test_column_mapping_checks_age_bins():
         studio.column_mapping(age_bins="65,30")
     with pytest.raises(UserError, match="numbers"):
         studio.column_mapping(age_bins="thirty")
+
+
+def test_choices_editor_text_round_trips():
+    import json
+
+    from nas_core.space import Choices
+
+    text = studio.choices_json(Choices.default())
+    assert Choices.from_dict(json.loads(text)) == Choices.default()
+    assert '"kernel": [3, 5, 7]' in text
