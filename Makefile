@@ -8,7 +8,7 @@ DB ?= data/equinas.db
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: run test bench lint install install-dev browser data clean
+.PHONY: run test bench lint install install-dev browser data clean screenshots
 
 $(VENV)/.stamp-run: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(VENV)/.stamp-dev browser
 
 bench: $(VENV)/.stamp-dev data
 	$(PY) -m benchmarks
+
+# Refresh the README's screenshots (taken by the browser tests).
+screenshots: $(VENV)/.stamp-dev browser
+	EQUINAS_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/e2e -k heuristic
 
 lint: $(VENV)/.stamp-dev
 	$(PY) -m ruff check .
