@@ -121,6 +121,22 @@ def redact(text: str) -> str:
     return text
 
 
+def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL, retrying while another process does the same.
+
+    SQLite answers "database is locked" at once, without the busy handler, when two
+    connections change the journal mode of a new file at the same moment.
+    """
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 + 0.01 * (attempt % 5))
+
+
 #: database path -> (spec cache, metrics cache); see Store._candidate.
 _PARSED: dict[str, tuple[dict, dict]] = {}
 
@@ -197,7 +213,7 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             # Refuse a newer database before anything below writes to it.
             version = schema.check_not_newer(conn, spath)
-            conn.execute("PRAGMA journal_mode = WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             if migrate:
