@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import tempfile
 import zipfile
@@ -32,8 +31,6 @@ from nas_core.records import OBJECTIVES, Candidate, direction
 from nas_core.runconfig import RunConfig
 from nas_core.selection import non_dominated
 from nas_core.space import ArchSpec, diff
-
-log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 

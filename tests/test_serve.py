@@ -8,13 +8,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 from nas_core.store import Store
 from nas_core.store_cli import serve
 from nas_core.worker import worker_status
+from tests.store.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,13 +26,7 @@ def _free_port() -> int:
 
 
 def _wait(cond, timeout=60.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+    return wait_until(cond, timeout, step)
 
 
 def _children(pid: int) -> list[int]:

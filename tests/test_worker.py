@@ -17,7 +17,7 @@ from nas_core.records import Proposal
 from nas_core.space import default_spec
 from nas_core.store import Store
 from nas_core.worker import Worker, start_worker_process, worker_status
-from tests.store.helpers import proposals
+from tests.store.helpers import proposals, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HANDLER = "sleep=tests.store.handlers:sleep"
@@ -44,13 +44,7 @@ def _queue(store, n, payload, seed=0, max_attempts=3, kind="sleep"):
 
 
 def _wait(cond, timeout=30.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+    return wait_until(cond, timeout, step)
 
 
 def test_local_worker_runs_results_failures_and_unknown_kinds(tmp_path):

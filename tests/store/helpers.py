@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
+from typing import Any
 
 from nas_core.records import FairnessReport, GroupMetrics, HardwareMetrics, Metrics, Proposal
 from nas_core.space import Choices, sample
@@ -37,3 +40,14 @@ def proposals(n: int, seed: int = 0, origin: str = "random") -> list[Proposal]:
             keys.add(spec.key)
             out.append(Proposal(spec=spec, origin=origin, rationale="because"))
     return out
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, step: float) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned) or ``timeout`` seconds pass (fails)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
