@@ -230,12 +230,57 @@ CREATE INDEX idx_candidates_board ON candidates(run_id, id, iteration, origin, s
     )
 
 
+def _v5(conn: sqlite3.Connection) -> None:
+    """Successive-halving rungs (every finished rung of a candidate, nas_core.rungs) and seed re-measurements."""
+    conn.executescript(
+        """
+CREATE TABLE IF NOT EXISTS rungs (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id) ON DELETE CASCADE,
+    rung INTEGER NOT NULL,
+    final INTEGER NOT NULL DEFAULT 0,
+    fidelity TEXT NOT NULL DEFAULT '',
+    settings_json TEXT NOT NULL DEFAULT '{}',
+    job_id INTEGER,
+    score REAL,
+    val_acc REAL,
+    test_acc REAL,
+    unfairness REAL,
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    decision TEXT NOT NULL DEFAULT '',
+    decided_by TEXT NOT NULL DEFAULT '',
+    seconds REAL,
+    cpu_s REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (candidate_id, rung)
+);
+CREATE INDEX IF NOT EXISTS idx_rungs_run ON rungs(run_id, rung);
+CREATE TABLE IF NOT EXISTS remeasures (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id) ON DELETE CASCADE,
+    job_id INTEGER,
+    seed INTEGER NOT NULL,
+    val_acc REAL,
+    test_acc REAL,
+    unfairness REAL,
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_remeasures_candidate ON remeasures(candidate_id);
+"""
+    )
+
+
 #: Ordered migrations: (version, description, apply). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "first schema", _v1),
     (2, "workers table and timeline indexes", _v2),
     (3, "supernets table (trained super-network checkpoints)", _v3),
     (4, "covering indexes for the leaderboard", _v4),
+    (5, "successive-halving rungs and seed re-measurements", _v5),
 )
 
 #: The schema version this code writes.
