@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from nas_core.data.index import AttributeSpec
+from nas_core.data.ref import DatasetRef
 from nas_core.errors import UserError
 from nas_core.jobs import JobStopped
 from nas_core.metrics.fairness import (
@@ -143,7 +144,8 @@ class EvalRequest:
     """Everything one evaluation needs; travels to the worker as :meth:`to_dict`.
 
     Attributes:
-        dataset: path of the data set folder.
+        dataset: the run's :class:`~nas_core.data.ref.DatasetRef` (how every job reads its data), or a
+            data set folder (format detected; the ``evaluate`` CLI and old payloads).
         arch: an :class:`ArchSpec` (a spec dict is parsed into one) or ``"baseline:NAME"``.
         train: the run's fixed training settings (image size, seed, epochs, ...).
         env: the deployment target on which hardware costs are measured.
@@ -153,7 +155,7 @@ class EvalRequest:
         cache_dir: decoded-image cache folder, or None for the default.
     """
 
-    dataset: str
+    dataset: DatasetRef | str
     arch: ArchSpec | str
     train: TrainSettings = field(default_factory=TrainSettings)
     env: Env = field(default_factory=Env)
@@ -163,6 +165,10 @@ class EvalRequest:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.dataset, Mapping):
+            object.__setattr__(self, "dataset", DatasetRef.from_dict(self.dataset))
+        elif not isinstance(self.dataset, DatasetRef):
+            object.__setattr__(self, "dataset", str(self.dataset))
         arch = self.arch
         if isinstance(arch, Mapping):
             object.__setattr__(self, "arch", ArchSpec.from_dict(arch))
@@ -186,7 +192,7 @@ class EvalRequest:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; ``arch`` is a spec dict or ``"baseline:NAME"``."""
         return {
-            "dataset": self.dataset,
+            "dataset": self.dataset.to_dict() if isinstance(self.dataset, DatasetRef) else self.dataset,
             "arch": self.arch if isinstance(self.arch, str) else self.arch.to_dict(),
             "train": self.train.to_dict(),
             "env": self.env.to_dict(),
@@ -213,7 +219,7 @@ class EvalRequest:
                 raise EvalError(f"evaluation request: field {required!r} is missing")
         attrs = data.get("attributes")
         return cls(
-            dataset=str(data["dataset"]),
+            dataset=data["dataset"],  # a DatasetRef dict (validated) or a folder path
             arch=data["arch"],
             train=TrainSettings.from_dict(data.get("train") or {}),
             env=Env.from_dict(data.get("env") or {}),
@@ -237,10 +243,11 @@ def load_prepared(request: EvalRequest) -> Any:
     from nas_core.data.prepare import prepare
 
     t = request.train
+    dataset = request.dataset
     key = (
-        os.path.abspath(request.dataset),
+        dataset if isinstance(dataset, DatasetRef) else os.path.abspath(dataset),
         t.image_size,
-        t.seed,
+        t.split_seed,
         t.subsample,
         request.attributes,
         request.cache_dir,
@@ -250,9 +257,9 @@ def load_prepared(request: EvalRequest) -> Any:
             _prepared_cache.move_to_end(key)
             return _prepared_cache[key]
     prepared = prepare(
-        request.dataset,
+        dataset,
         image_size=t.image_size,
-        seed=t.seed,
+        seed=t.split_seed,  # the split is the run's, whatever the init seed
         cache_dir=request.cache_dir,
         subsample=t.subsample,
         attributes=request.attributes,

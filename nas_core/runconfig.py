@@ -1,6 +1,7 @@
 """Every setting of a search run, as one frozen record that the store keeps as JSON.
 
-Owns :class:`RunConfig`: the data set, the engine and how candidates are measured,
+Owns :class:`RunConfig`: the data set (what the user named, and the
+:class:`~nas_core.data.ref.DatasetRef` every job reads it through), the engine and how candidates are measured,
 the search space (Choices), the training settings and target Env, the metric
 priorities, the prompt parts and LLM endpoint settings (never the key), the
 multi-objective engines' objectives/constraints/population/algorithm, the budget,
@@ -16,10 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas_core.data.ref import DatasetRef
 from nas_core.designers.llm.client import LlmSettings
 from nas_core.designers.llm.prompt import PromptParts
 from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES
+from nas_core.rungs import HalvingSettings
 from nas_core.selection import Priorities
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import Choices
@@ -40,7 +43,10 @@ class RunConfig:
     """Every setting of one run (see the field comments for the defaults' reasons)."""
 
     name: str = "search"  # shown in lists; need not be unique
-    dataset: str = "data/default"  # data set folder (or a registered data set's name)
+    dataset: str = "data/default"  # what the user picked: a data set folder or a registered data set's name
+    # How the data are read (folder, format, mapping, excluded rows, attributes, content hash); filled
+    # from ``dataset`` when the run is created, and the only thing jobs read the data through.
+    dataset_ref: DatasetRef | None = None
     engine: str = "heuristic"  # llm | heuristic | random | linas | nsga2; heuristic needs no endpoint
     evaluation: str = "scratch"  # scratch = train every candidate; supernet = slice a trained super-network
     choices: Choices = field(default_factory=Choices.default)  # the search space
@@ -62,6 +68,8 @@ class RunConfig:
     device: str = "auto"  # where candidates train: cpu | cuda | auto
     n_classes: int | None = None  # filled from the data set when the run is created
     dataset_summary: str = ""  # filled from the data set when the run is created (for the prompt)
+    # Successive halving (nas_core.rungs): a cheap preliminary rung first, the best go on to full training.
+    halving: HalvingSettings = field(default_factory=HalvingSettings)
 
     def __post_init__(self) -> None:
         if not str(self.name).strip():
@@ -106,6 +114,8 @@ class RunConfig:
             raise RunConfigError(f"budget must be a whole number of at least 1 or empty, got {self.budget!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise RunConfigError(f"device {self.device!r} is not supported; use cpu, cuda or auto")
+        if self.dataset_ref is not None and not isinstance(self.dataset_ref, DatasetRef):
+            raise RunConfigError(f"dataset_ref must be a DatasetRef, got {type(self.dataset_ref).__name__}")
         if self.n_classes is not None and self.n_classes < 2:
             raise RunConfigError(f"a classification data set needs at least 2 classes, got {self.n_classes}")
 
@@ -142,8 +152,10 @@ class RunConfig:
         d = dict(data)
         parts: dict[str, type] = {
             "choices": Choices, "train": TrainSettings, "env": Env,
-            "priorities": Priorities, "prompt": PromptParts, "llm": LlmSettings,
+            "priorities": Priorities, "prompt": PromptParts, "llm": LlmSettings, "halving": HalvingSettings,
         }
+        if d.get("dataset_ref") is not None and not isinstance(d["dataset_ref"], DatasetRef):
+            d["dataset_ref"] = DatasetRef.from_dict(d["dataset_ref"])
         for name, kind in parts.items():
             if name in d and not isinstance(d[name], kind):
                 if not isinstance(d[name], Mapping):

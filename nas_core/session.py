@@ -48,6 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas_core.data.prepare import load_index
+from nas_core.data.ref import DatasetRef
+from nas_core.data.ref import resolve as resolve_ref
 from nas_core.designers.base import DesignContext, Designer
 from nas_core.designers.llm.prompt import PromptParts, check_parts
 from nas_core.designers.validation import spec_problems
@@ -190,7 +193,10 @@ class Session:
                 from nas_core.supernet.space import choices_for_supernet
 
                 config = config.replace(choices=choices_for_supernet())
-        run = store.create_run(config.name, config.engine, config.dataset, config.to_dict(), actor=actor)
+        ref = config.dataset_ref
+        # Linked by name when registered (the run then lists under its data set), else the text given.
+        run = store.create_run(config.name, config.engine, ref.name if ref and ref.name else config.dataset,
+                               config.to_dict(), actor=actor)
         return cls(store, run.id, api_key=api_key, designer=designer)
 
     # ------------------------------------------------------------------ reading
@@ -202,8 +208,25 @@ class Session:
 
     @property
     def config(self) -> RunConfig:
-        """The run's settings."""
-        return RunConfig.from_dict(self.run.config)
+        """The run's settings.
+
+        A run stored before runs kept a :class:`~nas_core.data.ref.DatasetRef` (only a folder path)
+        gets one here, from its registered data set or its folder, written back once; when its data
+        cannot be read any more it stays path-only and its jobs report the reader's message.
+        """
+        run = self.run
+        cfg = RunConfig.from_dict(run.config)
+        if cfg.dataset_ref is not None:
+            return cfg
+        try:
+            ref = _ref_of_stored_run(self.store, run, cfg)
+        except UserError as exc:
+            log.debug("run %d keeps its path-only data set %r: %s", self.run_id, cfg.dataset, exc)
+            return cfg
+        cfg = cfg.replace(dataset_ref=ref)
+        self.store.update_run(self.run_id, config=cfg.to_dict(), actor="migration",
+                              detail=f"data set reference added: {ref.describe()}")
+        return cfg
 
     def update_settings(self, actor: str = "", **changes: Any) -> RunConfig:
         """Change run settings between steps (e.g. the prompt parts or the priorities).
@@ -233,6 +256,8 @@ class Session:
             changes["priorities"] = Priorities.from_dict(changes["priorities"])
         if "prompt" in changes:
             check_parts(changes["prompt"])
+        if "dataset" in changes and "dataset_ref" not in changes:
+            changes["dataset_ref"] = resolve_ref(self.store, changes["dataset"])
         new = cfg.replace(**changes)
         self.store.update_run(self.run_id, config=new.to_dict(), actor=actor,
                               detail="settings changed: " + ", ".join(sorted(changes)))
@@ -460,7 +485,7 @@ class Session:
             from nas_core.evaluator import EvalRequest
 
             arch: Any = f"baseline:{candidate.baseline}" if candidate.origin == "baseline" else candidate.spec
-            req = EvalRequest(dataset=cfg.dataset, arch=arch, train=cfg.train, env=cfg.env, device=cfg.device,
+            req = EvalRequest(dataset=cfg.dataset_ref or cfg.dataset, arch=arch, train=cfg.train, env=cfg.env, device=cfg.device,
                               weights_out=str(weights_path(self.store, self.run_id, candidate.id)))
             return "evaluate", req.to_dict()
         jobs = _supernet_jobs()
@@ -479,6 +504,11 @@ class Session:
                 + (" (it was already approved)" if c.status in IN_FLIGHT + ("done", "failed") else "")
             )
         kind, payload = self.job_for(c)
+        if kind == "evaluate" and c.origin != "baseline":
+            from nas_core import rungs  # successive halving: a cheap, preliminary rung first
+
+            if rungs.active(self.config):
+                kind, payload = rungs.rung_job(self.config, payload, 0)
         job = self.store.approve(cid, actor or "user", kind, payload)
         self._update_iteration(c.iteration, actor)
         return job
@@ -663,25 +693,34 @@ def _supernet_jobs() -> Any:
 
 
 def _resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
-    """An existing folder becomes absolute; a registered data set's name its folder; a missing default
-    says how to make it."""
-    from pathlib import Path
-
+    """``config`` with its :class:`~nas_core.data.ref.DatasetRef`: from the registered data set it names
+    (its stored mapping, excluded rows and attributes) or from its folder (made absolute, so a worker
+    started elsewhere finds it); a missing default says how to make it."""
+    if config.dataset_ref is not None:
+        return config
     if Path(config.dataset).exists():
-        # Absolute, so a worker started from another folder finds it too.
-        return config.replace(dataset=str(Path(config.dataset).expanduser().resolve()))
-    ds = store.find_dataset(config.dataset)
-    if ds is not None:
-        # An imported zip is extracted; its folder is the config's root, not the upload's path.
-        for folder in (ds.config.get("root") if isinstance(ds.config, dict) else None, ds.source):
-            if folder and Path(folder).is_dir():
-                return config.replace(dataset=str(folder))
-    if config.n_classes is None and Path(config.dataset).name == "default":
-        raise SessionError(
-            f"the default data set {config.dataset} does not exist yet; create it with "
-            "`python -m nas_core datasets make-default`, or give --dataset PATH"
-        )
-    return config
+        config = config.replace(dataset=str(Path(config.dataset).expanduser().resolve()))
+    elif store.find_dataset(config.dataset) is None:
+        if config.n_classes is not None and config.dataset_summary:
+            # The caller states the data set's facts for a folder this machine cannot see (a remote
+            # worker's, a test's): the run keeps the path, and its jobs read that folder where they run.
+            log.info("data set %s is not here; the run keeps its path only", config.dataset)
+            return config
+        if Path(config.dataset).name == "default":
+            raise SessionError(
+                f"the default data set {config.dataset} does not exist yet; create it with "
+                "`python -m nas_core datasets make-default`, or give --dataset PATH"
+            )
+    return config.replace(dataset_ref=resolve_ref(store, config.dataset))
+
+
+def _ref_of_stored_run(store: Any, run: Any, config: RunConfig) -> DatasetRef:
+    """The ref of a run stored with a folder path only: its linked data set, else its folder."""
+    if run.dataset_id is not None:
+        record = store.find_dataset(int(run.dataset_id))
+        if record is not None:
+            return DatasetRef.from_registered(record)
+    return resolve_ref(store, config.dataset)
 
 
 def fill_dataset_facts(config: RunConfig) -> RunConfig:
@@ -692,9 +731,7 @@ def fill_dataset_facts(config: RunConfig) -> RunConfig:
     """
     if config.n_classes is not None and config.dataset_summary:
         return config
-    from nas_core.data.prepare import load_index
-
-    index = load_index(config.dataset)
+    index = config.dataset_ref.load_index() if config.dataset_ref is not None else load_index(config.dataset)
     n = len(index)
     counts: dict[str, int] = {}
     for lab in index.labels:

@@ -287,12 +287,18 @@ def test_settings_that_keep_candidates_comparable_can_change(store):
     assert s.config.train.image_size == 32
 
 
-def test_registered_data_set_name_resolves_to_its_folder(store, tiny_dataset):
+def test_registered_data_set_name_becomes_its_dataset_ref(store, tiny_dataset):
     store.register_dataset(name="tiny", format="isic2019", source=str(tiny_dataset), content_hash="h",
                            columns=[], counts={}, config={"root": str(tiny_dataset)}, cache_path="")
     s = Session.create_run(store, RunConfig(name="n", dataset="tiny", train=TrainSettings(image_size=32)))
-    assert s.config.dataset == str(tiny_dataset) and s.config.n_classes == 8
+    ref = s.config.dataset_ref
+    assert s.config.dataset == "tiny" and s.config.n_classes == 8
+    assert ref is not None and ref.name == "tiny" and ref.root == str(Path(tiny_dataset).resolve())
+    assert ref.content_hash == "h" and ref.attribute_names == ("sex", "age")
+    assert s.run.dataset_id == store.find_dataset("tiny").id and s.run.dataset_hash == "h"
     assert "sex groups:" in s.config.dataset_summary
+    job = s.approve(s.propose()[0].id)
+    assert job.payload["dataset"] == ref.to_dict()  # the worker reads the data through the ref
 
 
 def test_concurrent_proposals_are_refused(store, tmp_path):

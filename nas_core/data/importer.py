@@ -2,7 +2,8 @@
 
 Owns :func:`import_dataset` (the one call the CLI and the app make), :func:`inspect_source`
 (the validation report of a folder or zip without importing it) and :func:`load_registered`
-(the index of an imported data set, as the cache and split need it).
+(the index of an imported data set, as the cache and split need it; runs read it through
+:class:`nas_core.data.ref.DatasetRef`).
 
 Decisions:
 
@@ -38,6 +39,7 @@ from typing import Any
 from nas_core.data import cache, formats, zipsafe
 from nas_core.data.generic import ColumnMapping, Loaded, show
 from nas_core.data.index import DataError, DatasetIndex
+from nas_core.data.ref import DatasetRef
 from nas_core.data.report import ValidationReport, build_report
 
 log = logging.getLogger(__name__)
@@ -277,15 +279,13 @@ def import_dataset(
 def load_registered(record: Any) -> DatasetIndex:
     """The index of an imported data set, exactly as it was cached (left-out rows dropped again).
 
+    The same as ``DatasetRef.from_registered(record).load_index()``: a run reads its data set
+    through that ref (:mod:`nas_core.data.ref`), so both always agree.
+
     Args:
         record: a ``DatasetRecord`` from the store.
 
     Raises:
         DataError: the data folder is gone or changed so that it no longer reads.
     """
-    config = record.config
-    mapping = ColumnMapping.from_dict(config["mapping"]) if config.get("mapping") else None
-    loaded = formats.read(config["root"], config.get("format"), mapping)
-    excluded = set(config.get("excluded", ()))
-    drop = {i for i, rid in enumerate(loaded.index.ids) if rid in excluded}
-    return _without(loaded.index, drop, "")
+    return DatasetRef.from_registered(record).load_index()

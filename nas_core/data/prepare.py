@@ -1,6 +1,7 @@
 """The one call that turns a data set into training-ready tensors: :func:`prepare`.
 
-Owns the order of the data steps every evaluation shares: read the index (format detected),
+Owns the order of the data steps every evaluation shares: read the index (through the run's
+:class:`~nas_core.data.ref.DatasetRef`, or a folder with its format detected),
 optionally draw a balanced subsample, decode through the cache, then split. Same inputs give the
 same :class:`PreparedData`, byte for byte, so every candidate of a run sees the same split.
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from nas_core.data.cache import build_cache, load_cache
 from nas_core.data.index import AttributeSpec, DataError, DatasetIndex
+from nas_core.data.ref import DatasetRef
 from nas_core.data.splits import Split, balanced_subsample, make_split, strata_of, subset_index
 
 if TYPE_CHECKING:
@@ -71,13 +73,16 @@ class PreparedData:
         raise KeyError(f"no attribute {name!r}; have: {[n for n, _ in self.attributes]}")
 
 
-def load_index(path: str | Path, attributes: Sequence[AttributeSpec] | None = None) -> DatasetIndex:
-    """Read the data set at ``path``: through :mod:`nas_core.data.formats` when it exists
-    (every format), else as ISIC 2019.
+def load_index(path: str | Path | DatasetRef, attributes: Sequence[AttributeSpec] | None = None) -> DatasetIndex:
+    """Read a data set: a :class:`DatasetRef` exactly as stored (its mapping, attributes and
+    excluded rows; ``attributes`` is then ignored), or a folder through
+    :mod:`nas_core.data.formats` (format detected).
 
     Raises:
         DataError: the folder is not a data set this tool can read.
     """
+    if isinstance(path, DatasetRef):
+        return path.load_index()
     path = Path(path)
     if not path.exists():
         raise DataError(f"data set path {path} does not exist")
@@ -116,7 +121,7 @@ def _dataset_hash(content_hash: str, index: DatasetIndex, fractions: Sequence[fl
 
 
 def prepare(
-    dataset: str | Path | DatasetIndex,
+    dataset: str | Path | DatasetRef | DatasetIndex,
     image_size: int = 64,
     seed: int = 0,
     cache_dir: str | Path | None = None,
@@ -129,14 +134,15 @@ def prepare(
     """Read, subsample, decode (cached) and split a data set.
 
     Args:
-        dataset: a data set folder (format detected) or an index already read.
+        dataset: a :class:`DatasetRef` (what runs and jobs pass), a data set folder (format
+            detected) or an index already read.
         image_size: side of the square training images.
         seed: seeds the subsample and the split (not the cache, which has no randomness).
         cache_dir: where decoded images are kept; default ``data/cache`` (see
             :func:`nas_core.data.cache.default_cache_dir`).
         subsample: if given, draw this many rows balanced across demographic groups first.
-        attributes: demographic attributes to derive when reading a path (ignored for an index,
-            which carries its own).
+        attributes: demographic attributes to derive when reading a path (ignored for a ref or an
+            index, which carry their own).
         progress: called with (images decoded, total) while the cache is built.
         skip_corrupt: leave undecodable images out (listed in ``index.problems``) instead of failing.
         workers: decoding processes (see :func:`nas_core.data.cache.build_cache`).

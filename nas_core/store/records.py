@@ -62,6 +62,7 @@ class RunRecord:
     config_json: str
     created_at: float
     updated_at: float
+    dataset_hash: str = ""  # content hash of the config's DatasetRef (migration 6); "" for path-only runs
 
     @property
     def config(self) -> dict[str, Any]:

@@ -274,6 +274,19 @@ CREATE INDEX IF NOT EXISTS idx_remeasures_candidate ON remeasures(candidate_id);
     )
 
 
+def _v6(conn: sqlite3.Connection) -> None:
+    """``runs.dataset_hash``: the content hash of the run's DatasetRef (nas_core.data.ref).
+
+    Runs stored before keep ``''``; their config holds only a folder path, and
+    :attr:`nas_core.session.Session.config` adds the DatasetRef (and this column) the first
+    time the run is read, because making a ref reads the data set's files, which SQL cannot.
+    """
+    cols = {row[1] for row in conn.execute("PRAGMA table_info(runs)").fetchall()}
+    if "dataset_hash" not in cols:
+        conn.execute("ALTER TABLE runs ADD COLUMN dataset_hash TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_runs_dataset_hash ON runs(dataset_hash)")
+
+
 #: Ordered migrations: (version, description, apply). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "first schema", _v1),
@@ -281,6 +294,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = 
     (3, "supernets table (trained super-network checkpoints)", _v3),
     (4, "covering indexes for the leaderboard", _v4),
     (5, "successive-halving rungs and seed re-measurements", _v5),
+    (6, "runs.dataset_hash: content hash of the run's DatasetRef", _v6),
 )
 
 #: The schema version this code writes.

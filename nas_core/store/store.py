@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets as _secrets
 import socket
 import sqlite3
@@ -39,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
 from nas_core.records import CANDIDATE_STATUSES, OBJECTIVES, Candidate, Metrics, Proposal
+from nas_core.redact import is_secret_name
+from nas_core.redact import redact as _redact
 from nas_core.space import ArchSpec, BlockSpec, HeadSpec, StemSpec
 from nas_core.store import schema
 from nas_core.store.records import (
@@ -60,6 +61,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds a connection waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
+def _ref_hash(config: Mapping[str, Any]) -> str:
+    """The content hash of a run config's DatasetRef (``''`` for a path-only config)."""
+    ref = config.get("dataset_ref") if isinstance(config, Mapping) else None
+    return str(ref.get("content_hash") or "") if isinstance(ref, Mapping) else ""
 
 
 class StoreError(UserError):
@@ -94,12 +101,9 @@ class StaleJob(StoreError):
     """A worker tried to finish a job that is no longer its own (it was requeued or cancelled)."""
 
 
-_SECRET_KEY = re.compile(r"(^|[_\-.])(api_?key|apikey|secret|token|password|passwd|credentials?)($|[_\-.])", re.I)
-
-
 def is_secret_key(name: str) -> bool:
     """True for mapping keys that name a secret (api_key, client_secret, access_token, password ...)."""
-    return bool(_SECRET_KEY.search(str(name))) or str(name).lower() in {"key", "auth", "authorization"}
+    return is_secret_name(name)
 
 
 def scrub_secrets(value: Any) -> Any:
@@ -112,13 +116,8 @@ def scrub_secrets(value: Any) -> Any:
 
 
 def redact(text: str) -> str:
-    """Remove the values of secret-named environment variables from free text."""
-    if not text:
-        return text
-    for name, val in os.environ.items():
-        if len(val) >= 8 and is_secret_key(name) and val in text:
-            text = text.replace(val, "[redacted]")
-    return text
+    """Every stored free text passes here: see :func:`nas_core.redact.redact` (known keys and key shapes)."""
+    return _redact(text)
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
@@ -429,6 +428,7 @@ class Store:
                     "dataset_ref": ds.name if ds else ("" if dataset_ref is None else str(dataset_ref)),
                     "status": "created",
                     "config_json": _dumps(scrub_secrets(config)),
+                    "dataset_hash": _ref_hash(config),
                     "created_at": now,
                     "updated_at": now,
                 },
@@ -460,8 +460,8 @@ class Store:
             run = self.get_run(run_id)
             if config is not None:
                 self.conn.execute(
-                    "UPDATE runs SET config_json=?, updated_at=? WHERE id=?",
-                    (_dumps(scrub_secrets(config)), _now(), run.id),
+                    "UPDATE runs SET config_json=?, dataset_hash=?, updated_at=? WHERE id=?",
+                    (_dumps(scrub_secrets(config)), _ref_hash(config), _now(), run.id),
                 )
             if status is not None and status != run.status:
                 self.conn.execute("UPDATE runs SET status=?, updated_at=? WHERE id=?", (status, _now(), run.id))
