@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets as _secrets
 import socket
 import sqlite3
@@ -38,8 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
 from nas_core.records import CANDIDATE_STATUSES, OBJECTIVES, Candidate, Metrics, Proposal
-from nas_core.redact import is_secret_name
-from nas_core.redact import redact as _redact
 from nas_core.space import ArchSpec, BlockSpec, HeadSpec, StemSpec
 from nas_core.store import schema
 from nas_core.store.records import (
@@ -101,9 +100,12 @@ class StaleJob(StoreError):
     """A worker tried to finish a job that is no longer its own (it was requeued or cancelled)."""
 
 
+_SECRET_KEY = re.compile(r"(^|[_\-.])(api_?key|apikey|secret|token|password|passwd|credentials?)($|[_\-.])", re.I)
+
+
 def is_secret_key(name: str) -> bool:
     """True for mapping keys that name a secret (api_key, client_secret, access_token, password ...)."""
-    return is_secret_name(name)
+    return bool(_SECRET_KEY.search(str(name))) or str(name).lower() in {"key", "auth", "authorization"}
 
 
 def scrub_secrets(value: Any) -> Any:
@@ -116,8 +118,13 @@ def scrub_secrets(value: Any) -> Any:
 
 
 def redact(text: str) -> str:
-    """Every stored free text passes here: see :func:`nas_core.redact.redact` (known keys and key shapes)."""
-    return _redact(text)
+    """Remove the values of secret-named environment variables from free text."""
+    if not text:
+        return text
+    for name, val in os.environ.items():
+        if len(val) >= 8 and is_secret_key(name) and val in text:
+            text = text.replace(val, "[redacted]")
+    return text
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
