@@ -247,7 +247,7 @@ def load_prepared(request: EvalRequest) -> Any:
     key = (
         dataset if isinstance(dataset, DatasetRef) else os.path.abspath(dataset),
         t.image_size,
-        t.split_seed,
+        t.seed,
         t.subsample,
         request.attributes,
         request.cache_dir,
@@ -259,7 +259,7 @@ def load_prepared(request: EvalRequest) -> Any:
     prepared = prepare(
         dataset,
         image_size=t.image_size,
-        seed=t.split_seed,  # the split is the run's, whatever the init seed
+        seed=t.seed,
         cache_dir=request.cache_dir,
         subsample=t.subsample,
         attributes=request.attributes,
