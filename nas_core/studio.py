@@ -77,15 +77,19 @@ def default_config(dataset: str | os.PathLike[str] | None = None, **changes: Any
 
 def create_run(store: Any, config: RunConfig, api_key: str | None = None) -> int:
     """Create a run and return its id (see :meth:`nas_core.session.Session.create_run`)."""
+    from nas_core.redact import register_secret
     from nas_core.session import Session
 
+    register_secret(api_key)  # a key held in memory is removed from everything stored
     return Session.create_run(store, config, actor="app", api_key=api_key).run_id
 
 
 def session(store: Any, run_id: int, api_key: str | None = None) -> Any:
     """The :class:`nas_core.session.Session` of a run."""
+    from nas_core.redact import register_secret
     from nas_core.session import Session
 
+    register_secret(api_key)
     return Session(store, run_id, api_key=api_key)
 
 
@@ -169,15 +173,48 @@ def inspect_dataset(source: str | os.PathLike[str], fmt: str | None = None, mapp
     return inspect_source(source, fmt=fmt, mapping=mapping)
 
 
-def save_upload(name: str, data: bytes) -> Path:
-    """Keep an uploaded zip on disk (under the uploads folder) so it can be inspected and imported."""
-    from nas_core.data.importer import safe_name, uploads_dir
+def save_upload(store: Any, name: str, data: bytes, key: str = "") -> Path:
+    """Keep an uploaded zip beside the database (``uploads/incoming``); delete it with :func:`discard_upload`."""
+    from nas_core.data.uploads import save_upload as _save
 
-    folder = uploads_dir() / "incoming"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (safe_name(Path(name).stem) + ".zip")
-    path.write_bytes(data)
-    return path
+    return _save(store, name, data, key)
+
+
+def discard_upload(path: str | os.PathLike[str] | None) -> None:
+    """Delete an uploaded zip once it was refused or imported."""
+    from nas_core.data.uploads import discard_upload as _discard
+
+    _discard(path)
+
+
+def inspect_upload(store: Any, name: str, data: bytes, fmt: str | None = None, mapping: Any = None,
+                   key: str = "") -> Any:
+    """Validation report of an uploaded zip; the zip and its extraction are deleted before returning."""
+    from nas_core.data.uploads import holding_upload
+
+    with holding_upload(store, name, data, key) as path:
+        return inspect_dataset(path, fmt, mapping)
+
+
+def import_upload(store: Any, file_name: str, data: bytes, key: str = "", **kwargs: Any) -> Any:
+    """Import an uploaded zip (extracted beside the database); the zip itself is deleted afterwards."""
+    from nas_core.data.uploads import holding_upload
+
+    with holding_upload(store, file_name, data, key) as path:
+        if not kwargs.get("name"):
+            kwargs["name"] = Path(file_name).stem
+        return import_dataset(store, path, **kwargs)
+
+
+def server_folder(path: str) -> Path:
+    """The real path of a server folder the Data page may read.
+
+    Raises:
+        UserError: outside the allowed data roots (links resolved first); the message says how to allow it.
+    """
+    from nas_core.data.uploads import allowed_roots, check_server_folder
+
+    return check_server_folder(path, allowed_roots(db_path()))
 
 
 def import_dataset(store: Any, source: str | os.PathLike[str], **kwargs: Any) -> Any:
@@ -212,11 +249,15 @@ def sample_images(source: str | os.PathLike[str], n: int = 12, seed: int = 0) ->
     return out
 
 
-def class_group_counts(source: str | os.PathLike[str]) -> pd.DataFrame:
-    """Rows (class, attribute, group, count) of a data set folder."""
+def class_group_counts(source: Any) -> pd.DataFrame:
+    """Rows (class, attribute, group, count) of a data set folder, or of an inspection already read.
+
+    An inspection's own index is used, so an uploaded zip whose extraction is already gone still counts.
+    """
     from nas_core.data.formats import load_index
 
-    index = load_index(source)
+    loaded = getattr(source, "loaded", None)
+    index = loaded.index if loaded is not None else load_index(source)
     rows = []
     for name, values in index.attributes:
         df = pd.DataFrame({"class": [index.class_names[y] for y in index.labels], "group": list(values)})

@@ -16,6 +16,7 @@ st.caption("Bring ISIC 2019, HAM10000, or any folder or zip of images with a CSV
 source_kind = st.radio("Source", ["Default data set", "Folder on this server", "Upload a zip"],
                        horizontal=True, key="data_source")
 source = None
+upload = None  # (file name, bytes, id) of an uploaded zip: kept on disk only while a call needs it
 if source_kind == "Default data set":
     path = studio.default_dataset()
     if not (path / "ISIC_2019_Training_GroundTruth.csv").exists():
@@ -31,11 +32,18 @@ if source_kind == "Default data set":
 elif source_kind == "Folder on this server":
     folder = st.text_input("Folder path", key="data_folder",
                            placeholder="/data/ISIC_2019 or /data/HAM10000 (read in place, nothing copied)")
-    source = folder.strip() or None
+    st.caption("Only folders inside the app's data folders can be read (the database's folder and those "
+               "given with `serve --data-root` or EQUINAS_DATA_ROOTS).")
+    if folder.strip():
+        real = guarded(studio.server_folder, folder.strip())
+        if real is None:
+            st.stop()
+        source = str(real)
 else:
     up = st.file_uploader("Zip of images with a CSV", type=["zip"], key="data_zip")
     if up is not None:
-        source = str(studio.save_upload(up.name, up.getvalue()))
+        upload = (up.name, up.getvalue(), str(getattr(up, "file_id", "") or ""))
+        source = f"upload:{up.name}:{upload[2]}"
 
 if source is None:
     st.stop()
@@ -43,7 +51,7 @@ if source is None:
 with st.expander("Format and column mapping (detected automatically; override if needed)",
                  expanded=source_kind != "Default data set"):
     fmt = st.selectbox("Format", ["detect", "isic2019", "ham10000", "generic", "folder"], key="data_fmt")
-    headers = studio.csv_columns(source)
+    headers = {} if upload else studio.csv_columns(source)
     cols = sorted({c for h in headers.values() for c in h})
     c1, c2, c3 = st.columns(3)
     csv_name = c1.selectbox("Metadata CSV", [""] + list(headers), key="map_csv")
@@ -66,13 +74,16 @@ fmt_arg = None if fmt == "detect" else fmt
 if st.button("Check the data set", key="inspect", type="primary") or st.session_state.get("inspected") == source:
     st.session_state["inspected"] = source
     with st.spinner("Reading the metadata and checking every image…"):
-        inspection = guarded(studio.inspect_dataset, source, fmt_arg, mapping)
+        if upload:
+            inspection = guarded(studio.inspect_upload, store, upload[0], upload[1], fmt_arg, mapping, upload[2])
+        else:
+            inspection = guarded(studio.inspect_dataset, source, fmt_arg, mapping)
     if inspection is None:
         st.stop()
     report = inspection.report
     st.subheader("Validation report")
     st.code(report.to_text(), language=None)
-    counts = studio.class_group_counts(inspection.root)
+    counts = studio.class_group_counts(inspection)
     if not counts.empty:
         st.subheader("Classes by group")
         attr = st.selectbox("Attribute", sorted(counts["attribute"].unique()), key="counts_attr")
@@ -98,7 +109,11 @@ if st.button("Check the data set", key="inspect", type="primary") or st.session_
             def progress(stage: str, done: int, total: int) -> None:
                 bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
 
-            rec = guarded(studio.import_dataset, store, source, name=name or None, fmt=fmt_arg, mapping=mapping,
-                          allow_corrupt=allow, progress=progress)
+            if upload:
+                rec = guarded(studio.import_upload, store, upload[0], upload[1], upload[2], name=name or None,
+                              fmt=fmt_arg, mapping=mapping, allow_corrupt=allow, progress=progress)
+            else:
+                rec = guarded(studio.import_dataset, store, source, name=name or None, fmt=fmt_arg,
+                              mapping=mapping, allow_corrupt=allow, progress=progress)
             if rec is not None:
                 st.success(f"Imported “{rec.name}”. Choose it on the Setup page for a new run.")

@@ -85,7 +85,7 @@ def _column_flags(p: argparse.ArgumentParser) -> None:
                    help="groups with fewer expected test samples are reported as too small (default 10)")
     g.add_argument("--max-pixels", type=int, help="pixel cap per image (default PIL's, about 89 million)")
     g.add_argument("--max-zip-bytes", type=int, default=zipsafe.DEFAULT_MAX_TOTAL_BYTES,
-                   help="most uncompressed bytes a zip may declare (zip bomb guard; default 20 GiB)")
+                   help="most uncompressed bytes a zip may hold, declared and inflated (zip bomb guard; default $EQUINAS_MAX_UPLOAD_BYTES or 4 GiB)")
     g.add_argument("--max-zip-files", type=int, default=zipsafe.DEFAULT_MAX_FILES,
                    help=f"most entries a zip may hold (default {zipsafe.DEFAULT_MAX_FILES})")
     g.add_argument("--workers", type=int, help="processes for checking and decoding (default all CPUs)")
