@@ -1,4 +1,4 @@
-"""CLI commands of the store and worker: ``worker``, ``serve`` and ``db``.
+"""CLI commands of the store and worker: ``worker``, ``serve`` and ``db`` (info, jobs, cancel, backup, check, events).
 
 Owns the argument wiring of those commands and :func:`serve` (the app plus a
 worker beside it, which ``make run`` calls). The work itself lives in
@@ -83,6 +83,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
     s.add_argument("--no-worker", action="store_true", help="do not start a worker")
     s.add_argument("--executor", choices=["local", "ray"], default="local")
     s.add_argument("--ray-address", default=None)
+    s.add_argument("--data-root", action="append", default=[], metavar="FOLDER",
+                   help="a server folder the Data page may read data sets from (repeatable); the database's "
+                        "folder is always allowed, more come from $EQUINAS_DATA_ROOTS")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("db", help="inspect the store: schema, counts, workers, jobs; cancel a job")
@@ -102,6 +105,16 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
     cancel.add_argument("--actor", default=os.environ.get("USER", "cli"))
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(func=cmd_db_cancel)
+    backup = dsub.add_parser("backup", help="copy the database with SQLite's online backup API (safe while "
+                                             "the app and workers run)")
+    _add_db(backup)
+    backup.add_argument("dest", help="the new file to write (must not exist)")
+    backup.add_argument("--json", action="store_true")
+    backup.set_defaults(func=cmd_db_backup)
+    check = dsub.add_parser("check", help="PRAGMA integrity_check of the whole file")
+    _add_db(check)
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_db_check)
     events = dsub.add_parser("events", help="the latest state changes")
     _add_db(events)
     events.add_argument("--run", type=int, default=None)
@@ -155,10 +168,12 @@ def serve(
     worker_args: Sequence[str] = (),
     app_cmd: Sequence[str] | None = None,
     max_worker_restarts: int = 5,
+    data_roots: Sequence[str] = (),
 ) -> int:
     """Run the Streamlit app and a worker; stop the worker when the app exits or on Ctrl-C/SIGTERM.
 
-    A worker that dies is restarted (at most ``max_worker_restarts`` times).
+    A worker that dies is restarted (at most ``max_worker_restarts`` times). ``data_roots`` are
+    server folders the Data page may read, besides the database's folder (``$EQUINAS_DATA_ROOTS``).
     Returns the app's exit code (0 after Ctrl-C).
     """
     db_abs = str(Path(db).expanduser().resolve())
@@ -168,6 +183,12 @@ def serve(
         raise CliError(f"app script {app_path} not found; pass --app PATH")
     env = {**os.environ, "EQUINAS_DB": db_abs,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if data_roots:
+        for root in data_roots:
+            if not Path(root).expanduser().is_dir():
+                raise CliError(f"--data-root {root} is not a folder on this server")
+        roots = [str(Path(r).expanduser().resolve()) for r in data_roots]
+        env["EQUINAS_DATA_ROOTS"] = os.pathsep.join(filter(None, [*roots, os.environ.get("EQUINAS_DATA_ROOTS")]))
     cmd = list(app_cmd) if app_cmd else [
         # ui.launch is the streamlit CLI with app.py's st.navigation in charge from the first request.
         sys.executable, "-m", "ui.launch", "run", str(app_path), "--server.address", address,
@@ -230,7 +251,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.ray_address:
         worker_args += ["--ray-address", args.ray_address]
     return serve(_db_path(args, create_default_folder=True), args.port, args.address, args.app,
-                 worker=not args.no_worker, worker_args=worker_args)
+                 worker=not args.no_worker, worker_args=worker_args, data_roots=args.data_root)
 
 
 # ---------------------------------------------------------------------------- db
@@ -278,6 +299,23 @@ def cmd_db_cancel(args: argparse.Namespace) -> int:
             else f"job {job.id}: cancellation requested; the worker stops it shortly")
     emit(args, {"id": job.id, "status": job.status, "cancel_requested": job.cancel_requested}, text)
     return 0
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    """``db backup DEST``: an online, consistent copy."""
+    with Store.open(_db_path(args)) as store:
+        dest = store.backup(args.dest)
+        size = dest.stat().st_size
+    emit(args, {"path": str(dest), "bytes": size}, f"backed up to {dest} ({size} bytes)")
+    return 0
+
+
+def cmd_db_check(args: argparse.Namespace) -> int:
+    """``db check``: the full integrity check (``open`` runs the quicker quick_check)."""
+    with Store.open(_db_path(args)) as store:
+        result = store.integrity_check()
+    emit(args, {"path": store.path, "integrity": result}, f"{store.path}: integrity {result}")
+    return 0 if result == "ok" else 1
 
 
 def cmd_db_events(args: argparse.Namespace) -> int:

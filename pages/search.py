@@ -8,7 +8,7 @@ import streamlit as st
 from nas_core import studio
 from nas_core.errors import UserError
 from ui.charts import progress_lines
-from ui.common import fmt, get_store, guarded, run_picker, worker_badge
+from ui.common import act, flash, fmt, get_store, run_picker, show_flash, worker_badge
 from ui.spec_view import blocks_table, diagram_dot
 
 store = get_store()
@@ -19,7 +19,9 @@ if run_id is None:
     st.info("No run yet. Create one on **Setup**, or press **One-click demo run** on **Home**.")
     st.stop()
 
-sess = studio.session(store, run_id, api_key=st.session_state.get(f"api_key_{run_id}"))
+# The key typed on Setup, for this browser session only (never stored).
+api_key = st.session_state.get(f"api_key_{run_id}") or st.session_state.get("llm_api_key")
+sess = studio.session(store, run_id, api_key=api_key)
 cfg = sess.config
 state = sess.poll()
 if cfg.engine == "heuristic":
@@ -40,27 +42,65 @@ best = sess.best()
 if best is not None and best.metrics is not None:
     st.caption(f"Best so far: #{best.id} — {best.metrics.to_text()}")
 
-# ----------------------------------------------------------------------------- propose
-c1, c2, c3 = st.columns([1, 1, 2])
-if c1.button("Propose", key="propose", type="primary", disabled=not state.can_propose,
-             help=state.reason or "Ask the engine for the next candidate(s)."):
-    with st.spinner("Asking the engine…"):
-        proposed = guarded(sess.propose, "app")
+# ----------------------------------------------------------------------------- actions
+# Every action is an on_click callback that leaves its message in st.session_state (ui.common.act):
+# callbacks run before the page draws, so no st.rerun() is needed, no message is wiped, and a click
+# that lands while the live fragment refreshes is never lost (see ui.common.act).
+
+
+def _propose() -> None:
+    proposed = act(sess.propose, "app")
     if proposed:
-        st.toast(f"{len(proposed)} proposal(s) ready for review")
-        st.rerun()
+        flash("success", f"{len(proposed)} proposal(s) ready for review")
+
+
+def _approve(cid: int) -> None:
+    act(sess.approve, cid, "app", success=f"#{cid} queued for evaluation")
+
+
+def _approve_all(ids: list[int]) -> None:
+    st.session_state["_flash"] = []
+    queued = [cid for cid in ids if act(sess.approve, cid, "app", clear=False) is not None]
+    failed = len(ids) - len(queued)
+    flash("success" if not failed else "warning",
+          f"{len(queued)} candidate(s) queued for evaluation" + (f"; {failed} could not be (see above)" if failed else ""))
+
+
+def _reject(cid: int) -> None:
+    reason = (st.session_state.get(f"reason_{cid}") or "").strip()
+    if not reason:
+        st.session_state["_flash"] = []
+        flash("error", f"#{cid} not rejected. Write a reason first: it is kept with the run"
+                      + (" and the designer learns from it." if uses_reasons else "."))
+        return
+    act(sess.reject, cid, reason, "app", success=f"#{cid} rejected")
+
+
+def _edit(cid: int) -> None:
+    spec, problems = studio.check_spec(sess, st.session_state.get(f"edit_text_{cid}", ""))
+    if spec is None:
+        st.session_state["_flash"] = []
+        flash("error", f"#{cid} not edited: " + "; ".join(problems))
+        return
+    act(sess.edit, cid, spec, "app", st.session_state.get(f"edit_note_{cid}", ""), success=f"#{cid} edited")
+
+
+def _auto(n: int) -> None:
+    st.session_state["auto_left"] = n
+
+
+show_flash()
+c1, c2, c3 = st.columns([1, 1, 2])
+c1.button("Propose", key="propose", type="primary", disabled=not state.can_propose,
+          help=state.reason or "Ask the engine for the next candidate(s).", on_click=_propose)
 auto_n = c2.number_input("Auto-approve iterations", 0, 100, 0, key="auto_n",
                          help="Approve and run this many iterations without asking (unattended).")
-if c3.button("Run unattended", key="auto_start", disabled=auto_n == 0):
-    st.session_state["auto_left"] = int(auto_n)
-    st.rerun()
+c3.button("Run unattended", key="auto_start", disabled=auto_n == 0, on_click=_auto, args=(int(auto_n),))
 if state.reason and not state.pending:
     st.info(state.reason)
 if st.session_state.get("auto_left"):
     st.warning(f"Unattended: {st.session_state['auto_left']} iteration(s) to go.")
-    if st.button("Stop unattended", key="auto_stop"):
-        st.session_state["auto_left"] = 0
-        st.rerun()
+    st.button("Stop unattended", key="auto_stop", on_click=_auto, args=(0,))
 with st.expander("Next prompt (exactly what the LLM designer would receive)", expanded=False):
     try:
         st.code(sess.next_prompt().text, language=None)
@@ -71,10 +111,9 @@ with st.expander("Next prompt (exactly what the LLM designer would receive)", ex
 pending = [store.get_candidate(cid) for cid in state.pending]
 if pending:
     st.subheader(f"Proposals of iteration {state.iteration}")
-    if len(pending) > 1 and st.button(f"Approve all {len(pending)}", key="approve_all"):
-        for c in pending:
-            guarded(sess.approve, c.id, "app")
-        st.rerun()
+    if len(pending) > 1:
+        st.button(f"Approve all {len(pending)}", key="approve_all", on_click=_approve_all,
+                  args=([c.id for c in pending],))
 for c in pending:
     view = studio.candidate_view(sess, c, best)
     with st.container(border=True, key=f"card_{c.id}"):
@@ -95,25 +134,19 @@ for c in pending:
             for p in view.problems:
                 st.error(p)
         a, r, e = st.columns(3)
-        if a.button("Approve", key=f"approve_{c.id}", type="primary"):
-            if guarded(sess.approve, c.id, "app", success=f"#{c.id} queued for evaluation") is not None:
-                st.rerun()
+        a.button("Approve", key=f"approve_{c.id}", type="primary", on_click=_approve, args=(c.id,))
         with r.popover("Reject…"):
-            reason = st.text_area("Why? (the next prompt carries it)", key=f"reason_{c.id}")
-            if st.button("Reject", key=f"reject_{c.id}"):
-                if not reason.strip():
-                    st.error("Write a reason: the designer learns from it.")
-                elif guarded(sess.reject, c.id, reason.strip(), "app") is not None:
-                    st.rerun()
+            st.text_area("Why? (the next prompt carries it)" if uses_reasons else "Why? (kept in the run's record)",
+                         key=f"reason_{c.id}")
+            st.button("Reject", key=f"reject_{c.id}", on_click=_reject, args=(c.id,),
+                      help="Write a reason first: the designer learns from it.")
         with e.popover("Edit…"):
             text = st.text_area("Spec (JSON)", studio.spec_json(c.spec), height=300, key=f"edit_text_{c.id}")
-            note = st.text_input("Note (optional)", key=f"edit_note_{c.id}")
+            st.text_input("Note (optional)", key=f"edit_note_{c.id}")
             spec, problems = studio.check_spec(sess, text)
+            st.button("Save edit", key=f"edit_{c.id}", disabled=spec is None, on_click=_edit, args=(c.id,))
             for p in problems:
                 st.error(p)
-            if st.button("Save edit", key=f"edit_{c.id}", disabled=spec is None):
-                if guarded(sess.edit, c.id, spec, "app", note) is not None:
-                    st.rerun()
 
 
 # ----------------------------------------------------------------------------- live progress
@@ -130,11 +163,11 @@ def live() -> None:
             st.toast(f"Evaluation of #{cid} finished: {store.get_candidate(cid).status}")
         st.rerun(scope="app")
     if st.session_state.get("auto_left") and not now.in_flight:
-        step = studio.session(store, run_id).step_auto("auto")
+        step = studio.session(store, run_id, api_key=api_key).step_auto("auto")
         if step.action in ("proposed", "finished", "failed"):
             st.session_state["auto_left"] = 0 if step.action != "proposed" else st.session_state["auto_left"] - 1
         if step.action == "failed":
-            st.error(step.message)
+            flash("error", step.message)
         st.rerun(scope="app")
     if not now.in_flight:
         return

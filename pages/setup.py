@@ -82,6 +82,11 @@ with tabs[5]:
     st.caption(f"API key: {key_source}. A key typed below stays in this browser session's memory only; it is "
                "never stored, logged or shown again.")
     api_key = st.text_input("API key", type="password", key="cfg_api_key")
+    if api_key:  # the widget forgets its value when the page changes; this browser session does not
+        st.session_state["llm_api_key"] = api_key
+    api_key = api_key or st.session_state.get("llm_api_key", "")
+    if api_key and not st.session_state.get("cfg_api_key"):
+        st.caption("Using the API key typed earlier in this browser session.")
 with tabs[6]:
     objectives = st.multiselect("Objectives (2 to 5)", studio.objective_names(), list(base.objectives),
                                 key="cfg_objectives")

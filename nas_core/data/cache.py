@@ -20,9 +20,11 @@ Decisions:
 - **Streaming.** Workers of a process pool decode chunks of images and return small uint8 arrays;
   the parent writes them into a memory-mapped ``.npy``. No more than a few chunks are in flight,
   so full-resolution images never pile up in memory.
-- **Atomicity.** Everything is written into a temporary folder next to the final one and renamed
-  into place at the end (a folder rename is atomic on one file system), so an interrupted build
-  leaves only a ``.tmp-*`` folder that no lookup ever matches.
+- **Atomicity.** Everything is written into a temporary folder next to the final one, synced, and
+  renamed into place at the end (a folder rename is atomic on one file system), so an interrupted
+  build leaves only a ``.tmp-*`` folder that no lookup ever matches; any error removes it.
+- **Full disk.** The array's blocks are reserved (``posix_fallocate``) before decoding starts, so a
+  full disk is a clear :class:`DataError` at once, never a SIGBUS inside the memory map.
 - **Corrupt images** (truncated, not an image, over PIL's decompression-bomb limit) raise a
   :class:`DataError` naming them, unless ``skip_corrupt=True``: then they are left out and listed
   in :attr:`CacheInfo.skipped`, and :attr:`CacheInfo.rows` says which index rows the array holds.
@@ -32,6 +34,7 @@ Layout: ``<cache_dir>/<key[:32]>-<S>px/images.npy`` (N, 3, S, S) uint8 and ``met
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -249,7 +252,12 @@ def build_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=cache_dir))
     try:
-        info = _build_into(index, image_size, tmp, key, progress, workers, skip_corrupt)
+        try:
+            info = _build_into(index, image_size, tmp, key, progress, workers, skip_corrupt)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _disk_full(cache_dir, len(index), image_size, exc) from exc
+            raise
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -265,6 +273,47 @@ def build_cache(
     return CacheInfo(**{**info.__dict__, "path": str(folder), "built": True, "seconds": seconds})
 
 
+def _reserve(path: Path) -> None:
+    """Allocate every block of ``path`` now (ENOSPC instead of a later SIGBUS in the memory map)."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without fallocate: write zeros
+            os.lseek(fd, 0, os.SEEK_SET)
+            block = b"\0" * (1 << 20)
+            left = size
+            while left > 0:
+                left -= os.write(fd, block[: min(left, len(block))])
+        else:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _disk_full(cache_dir: Path, n: int, image_size: int, exc: OSError) -> DataError:
+    need = n * 3 * image_size * image_size / 1024**2
+    return DataError(f"the disk is full: the image cache ({need:.0f} MB for {n} images at {image_size} px) does not "
+                     f"fit in {cache_dir} ({exc.strerror}); nothing was kept. Free some space, or point "
+                     "EQUINAS_CACHE_DIR at a disk with room, and try again")
+
+
 def _build_into(index: DatasetIndex, image_size: int, tmp: Path, key: str,
                 progress: Callable[[int, int], None] | None, workers: int | None,
                 skip_corrupt: bool) -> CacheInfo:
@@ -275,6 +324,9 @@ def _build_into(index: DatasetIndex, image_size: int, tmp: Path, key: str,
         workers = 1 if n < IN_PROCESS_BELOW else (os.cpu_count() or 1)
     images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                        shape=(n, 3, image_size, image_size))
+    # A memory map over a sparse file dies with SIGBUS when the disk fills; reserving the blocks
+    # first turns a full disk into an ordinary ENOSPC here, before any image is decoded.
+    _reserve(tmp / "images.npy")
     hashes = [""] * n
     bad: dict[int, str] = {}
     done = 0
@@ -326,7 +378,8 @@ def _build_into(index: DatasetIndex, image_size: int, tmp: Path, key: str,
             "skipped": [list(s) for s in skipped], "content_hash": content, "n_index_rows": n,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # meta.json last: a folder without it is never read as a cache, even before the rename.
-    (tmp / "meta.json").write_text(json.dumps(meta))
+    _fsync_path(tmp / "images.npy")
+    _write_synced(tmp / "meta.json", json.dumps(meta).encode())
     return CacheInfo(path=str(tmp), key=key, image_size=image_size, rows=rows, skipped=skipped,
                      content_hash=content)
 

@@ -38,11 +38,17 @@ logger = logging.getLogger(__name__)
 
 
 def save_state(model: nn.Module, path: str | pathlib.Path) -> pathlib.Path:
-    """Write ``model.state_dict()`` (on CPU) to ``path``; returns the path."""
+    """Write ``model.state_dict()`` (on CPU) to ``path`` atomically (temp + fsync + rename); returns the path.
+
+    Raises:
+        nas_core.atomic.DiskFull: the disk filled up; no truncated weights file is left.
+    """
+    from nas_core.atomic import atomic_file
+
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, path)
+    with atomic_file(path, "model weights") as fh:
+        torch.save(state, fh)
     return path
 
 

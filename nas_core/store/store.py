@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import secrets as _secrets
 import socket
 import sqlite3
@@ -39,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
 from nas_core.records import CANDIDATE_STATUSES, OBJECTIVES, Candidate, Metrics, Proposal
+from nas_core.redact import is_secret_name
+from nas_core.redact import redact as _redact
 from nas_core.space import ArchSpec, BlockSpec, HeadSpec, StemSpec
 from nas_core.store import schema
 from nas_core.store.records import (
@@ -58,8 +59,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds a connection waits for another writer before giving up.
+#: Seconds one attempt to take the write lock waits in SQLite's busy handler ($EQUINAS_BUSY_TIMEOUT_S).
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+#: Seconds a write keeps retrying (with backoff) before it gives up with StoreBusy ($EQUINAS_LOCK_WAIT_S).
+DEFAULT_LOCK_WAIT_S = 120.0
+BUSY_TIMEOUT_ENV = "EQUINAS_BUSY_TIMEOUT_S"
+LOCK_WAIT_ENV = "EQUINAS_LOCK_WAIT_S"
+_BACKOFF_MAX_S = 2.0
+
+#: (path, inode) of database files whose quick_check passed in this process (checked once per process).
+_CHECKED: set[tuple[str, int]] = set()
+
+
+def _setting(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise UserError(f"{name}={raw!r} is not a number of seconds") from exc
+    if value < 0:
+        raise UserError(f"{name}={raw!r} must not be negative")
+    return value
 
 
 def _ref_hash(config: Mapping[str, Any]) -> str:
@@ -74,6 +96,24 @@ class StoreError(UserError):
 
 class StoreOpenError(StoreError):
     """The database cannot be opened where the user pointed (missing or read-only folder, bad file)."""
+
+
+class StoreBusy(StoreError):
+    """Another program held the database's write lock for longer than this store waits; nothing was changed."""
+
+
+class StoreCorrupt(StoreOpenError):
+    """The database file is damaged (SQLite's quick_check failed or a page cannot be read)."""
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
 
 
 class NotFound(StoreError):
@@ -100,12 +140,9 @@ class StaleJob(StoreError):
     """A worker tried to finish a job that is no longer its own (it was requeued or cancelled)."""
 
 
-_SECRET_KEY = re.compile(r"(^|[_\-.])(api_?key|apikey|secret|token|password|passwd|credentials?)($|[_\-.])", re.I)
-
-
 def is_secret_key(name: str) -> bool:
     """True for mapping keys that name a secret (api_key, client_secret, access_token, password ...)."""
-    return bool(_SECRET_KEY.search(str(name))) or str(name).lower() in {"key", "auth", "authorization"}
+    return is_secret_name(name)
 
 
 def scrub_secrets(value: Any) -> Any:
@@ -118,13 +155,8 @@ def scrub_secrets(value: Any) -> Any:
 
 
 def redact(text: str) -> str:
-    """Remove the values of secret-named environment variables from free text."""
-    if not text:
-        return text
-    for name, val in os.environ.items():
-        if len(val) >= 8 and is_secret_key(name) and val in text:
-            text = text.replace(val, "[redacted]")
-    return text
+    """Every stored free text passes here: see :func:`nas_core.redact.redact` (known keys and key shapes)."""
+    return _redact(text)
 
 
 def _set_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
@@ -167,10 +199,11 @@ def looks_like_metrics(result: Mapping[str, Any]) -> bool:
 class Store:
     """Access to one EquiNAS database file. Open with :meth:`Store.open`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str):
+    def __init__(self, conn: sqlite3.Connection, path: str, lock_wait_s: float = DEFAULT_LOCK_WAIT_S):
         """Use :meth:`Store.open`; this wraps an already configured connection."""
         self.conn = conn
         self.path = path
+        self.lock_wait_s = lock_wait_s
         self._db: sqlite_utils.Database | None = None
 
     @property
@@ -190,7 +223,8 @@ class Store:
         cls,
         path: str | os.PathLike[str],
         *,
-        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        busy_timeout_s: float | None = None,
+        lock_wait_s: float | None = None,
         check_same_thread: bool = True,
         migrate: bool = True,
     ) -> Store:
@@ -198,16 +232,26 @@ class Store:
 
         Args:
             path: the SQLite file; its folder must exist and be writable.
-            busy_timeout_s: how long a write waits for another process's lock.
+            busy_timeout_s: how long one attempt at the write lock waits in SQLite's busy handler
+                (None: ``$EQUINAS_BUSY_TIMEOUT_S`` or 30 s).
+            lock_wait_s: how long a write keeps retrying, with backoff, before it gives up with
+                :class:`StoreBusy` (None: ``$EQUINAS_LOCK_WAIT_S`` or 120 s). A backup, a long reader or an
+                ``sqlite3`` shell holding the lock for less than this delays writes, never loses them.
             check_same_thread: leave True unless the caller serializes all use itself.
             migrate: apply pending migrations (False: refuse an outdated database).
 
         Raises:
             StoreOpenError: missing or read-only folder, or a file that is not a database.
+            StoreCorrupt: ``PRAGMA quick_check`` found damage (nothing is written to such a file).
             SchemaTooNew: the file was written by a newer EquiNAS (left untouched).
         """
         p = Path(path).expanduser()
         spath = str(p)
+        if busy_timeout_s is None:
+            busy_timeout_s = _setting(BUSY_TIMEOUT_ENV, DEFAULT_BUSY_TIMEOUT_S)
+        if lock_wait_s is None:
+            lock_wait_s = _setting(LOCK_WAIT_ENV, DEFAULT_LOCK_WAIT_S)
+        busy_timeout_s = min(busy_timeout_s, max(lock_wait_s, 0.0)) if lock_wait_s else busy_timeout_s
         _check_location(p)
         try:
             conn = sqlite3.connect(
@@ -217,6 +261,7 @@ class Store:
             raise StoreOpenError(f"cannot open database {spath}: {exc}; check the path and permissions") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            _quick_check(conn, p, spath)
             # Refuse a newer database before anything below writes to it.
             version = schema.check_not_newer(conn, spath)
             _set_wal(conn)
@@ -231,13 +276,19 @@ class Store:
                 )
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if _is_busy(exc):
+                raise StoreBusy(f"{spath} is locked by another program (a backup, an sqlite3 shell, another "
+                                f"EquiNAS process) for more than {lock_wait_s:g} s; nothing was changed. Close "
+                                f"that program or wait, then try again (setting {LOCK_WAIT_ENV})") from exc
+            if _is_corrupt(exc):
+                raise StoreCorrupt(_corrupt_message(spath, str(exc))) from exc
             raise StoreOpenError(
                 f"{spath} is not a usable EquiNAS database ({exc}); choose another --db path"
             ) from exc
         except BaseException:
             conn.close()
             raise
-        return cls(conn, spath)
+        return cls(conn, spath, lock_wait_s)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -271,15 +322,101 @@ class Store:
             else:
                 self.conn.execute(f"RELEASE SAVEPOINT {name}")
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             yield self
+        except sqlite3.DatabaseError as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self._raise_translated(exc)
         except BaseException:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                self._raise_translated(exc)
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, retried with backoff while another connection holds the write lock.
+
+        Each attempt waits in SQLite's own busy handler (the busy timeout); between attempts the
+        wait doubles up to 2 s, until ``lock_wait_s`` has passed. Then :class:`StoreBusy`: nothing
+        was written, so the caller may simply try again later.
+        """
+        deadline = time.monotonic() + self.lock_wait_s
+        delay = 0.05
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not _is_busy(exc) or left <= 0:
+                    self._raise_translated(exc)
+                log.info("%s is locked by another connection; retrying in %.2f s", self.path, min(delay, left))
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    def _raise_translated(self, exc: sqlite3.DatabaseError) -> None:
+        new = self._translate(exc)
+        if new is exc:
+            raise exc
+        raise new from exc
+
+    def _translate(self, exc: sqlite3.DatabaseError) -> Exception:
+        """A user-facing error for a lock held too long, a damaged file or a full disk; others unchanged."""
+        if _is_busy(exc):
+            return StoreBusy(
+                f"the database {self.path} is locked by another program (a backup, an sqlite3 shell, another "
+                f"EquiNAS process) and stayed locked for more than {self.lock_wait_s:g} s; nothing was changed. "
+                f"Try again when it is released (setting {LOCK_WAIT_ENV} says how long to wait)"
+            )
+        if _is_corrupt(exc):
+            return StoreCorrupt(_corrupt_message(self.path, str(exc)))
+        if "full" in str(exc).lower():
+            return StoreError(f"the disk holding {self.path} is full; nothing was changed. Free some space and "
+                              "try again")
+        return exc
+
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """Copy the database to ``dest`` with SQLite's online backup API (safe while others write).
+
+        Written to a temporary file beside ``dest``, synced, then renamed, so ``dest`` is never half a copy.
+
+        Raises:
+            StoreError: ``dest`` exists, its folder is missing, or the disk is full (nothing is left behind).
+        """
+        target = Path(dest).expanduser().resolve()
+        if target.exists():
+            raise StoreError(f"{target} already exists; choose a new file name for the backup")
+        if not target.parent.is_dir():
+            raise StoreError(f"folder {target.parent} does not exist; create it first")
+        if target == Path(self.path).expanduser().resolve():
+            raise StoreError("the backup must go to another file than the database itself")
+        tmp = target.with_name(f".{target.name}.tmp-{_secrets.token_hex(4)}")
+        try:
+            out = sqlite3.connect(str(tmp))
+            try:
+                self.conn.backup(out, pages=1024, sleep=0.05)
+            finally:
+                out.close()
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, sqlite3.DatabaseError):
+                translated = self._translate(exc)
+                if isinstance(translated, StoreError):
+                    raise translated from exc
+            raise StoreError(f"the backup to {target} failed ({exc}); nothing was written there") from exc
+        return target
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` ("ok" when healthy)."""
@@ -1134,6 +1271,7 @@ class Store:
         tokens_out: int | None = None,
         duration_s: float | None = None,
         error: str = "",
+        decoding: str = "",
     ) -> LLMCallRecord:
         """Store one LLM call as sent and answered (secret values are redacted from every text)."""
         with self.transaction():
@@ -1150,6 +1288,7 @@ class Store:
                     "tokens_out": tokens_out,
                     "duration_s": duration_s,
                     "error": redact(error or ""),
+                    "decoding": decoding,
                     "created_at": _now(),
                 },
             )
@@ -1285,6 +1424,34 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def _corrupt_message(path: str, detail: str) -> str:
+    return (f"the database {path} is damaged ({detail.strip()[:200]}); nothing was written to it. Restore a "
+            "backup (`python -m nas_core db backup` makes one), or try `sqlite3 OLD.db .recover | sqlite3 NEW.db` "
+            "and open NEW.db, or start a new database with another --db path")
+
+
+def _quick_check(conn: sqlite3.Connection, p: Path, spath: str) -> None:
+    """``PRAGMA quick_check`` once per file and process; StoreCorrupt when it finds damage."""
+    try:
+        st = p.stat()
+    except OSError:
+        return  # a new file: nothing to check
+    if st.st_size == 0:
+        return
+    key = (str(p.resolve()), st.st_ino)
+    if key in _CHECKED:
+        return
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        if _is_busy(exc):
+            return  # locked by a writer: the page checks happen the next time
+        raise StoreCorrupt(_corrupt_message(spath, str(exc))) from exc
+    if rows != ["ok"]:
+        raise StoreCorrupt(_corrupt_message(spath, "; ".join(rows)))
+    _CHECKED.add(key)
 
 
 def _check_location(p: Path) -> None:
