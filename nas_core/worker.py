@@ -44,7 +44,7 @@ from typing import Any
 from nas_core.errors import UserError
 from nas_core.executors import Execution, Executor, LocalExecutor
 from nas_core.jobs import handler_target
-from nas_core.store import StaleJob, Store, WorkerRecord
+from nas_core.store import StaleJob, Store, StoreBusy, WorkerRecord
 from nas_core.store.store import looks_like_metrics
 
 log = logging.getLogger(__name__)
@@ -153,30 +153,36 @@ class Worker:
             self._recover(store)
             next_beat = time.monotonic() + self.heartbeat_s
             while True:
-                queue_empty = False
-                if not self.stopping:
-                    while len(self._active) < self.executor.capacity and (max_jobs is None or claimed < max_jobs):
-                        job = store.claim_job(self.worker_id, self.kinds)
-                        if job is None:
-                            queue_empty = True
+                try:
+                    queue_empty = False
+                    if not self.stopping:
+                        while len(self._active) < self.executor.capacity and (max_jobs is None or claimed < max_jobs):
+                            job = store.claim_job(self.worker_id, self.kinds)
+                            if job is None:
+                                queue_empty = True
+                                break
+                            claimed += 1
+                            self._start(store, job.id, job.kind, job.payload)
+                    self._collect(store)
+                    if time.monotonic() >= next_beat:
+                        self._beat(store)
+                        next_beat = time.monotonic() + self.heartbeat_s
+                    if self.stopping:
+                        self._wind_down(store)
+                        if not self._active:
                             break
-                        claimed += 1
-                        self._start(store, job.id, job.kind, job.payload)
-                self._collect(store)
-                if time.monotonic() >= next_beat:
-                    self._beat(store)
-                    next_beat = time.monotonic() + self.heartbeat_s
-                if self.stopping:
-                    self._wind_down(store)
-                    if not self._active:
-                        break
-                elif not self._active:
-                    if (once and queue_empty) or (max_jobs is not None and claimed >= max_jobs):
-                        break
-                    if queue_empty:
-                        time.sleep(self.poll_s)
-                        continue
-                time.sleep(0.05)
+                    elif not self._active:
+                        if (once and queue_empty) or (max_jobs is not None and claimed >= max_jobs):
+                            break
+                        if queue_empty:
+                            time.sleep(self.poll_s)
+                            continue
+                    time.sleep(0.05)
+                except StoreBusy as exc:
+                    # Another program held the lock longer than the store waits: nothing was written,
+                    # the running handlers go on, and this pass is simply tried again.
+                    log.warning("worker %s: %s", self.worker_id, exc)
+                    time.sleep(self.poll_s)
         finally:
             for a in list(self._active.values()):  # an exception ended the loop: give the jobs back
                 a.execution.abandon()
