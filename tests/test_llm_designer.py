@@ -62,12 +62,14 @@ def test_prose_and_code_fences_are_tolerated():
     assert props[0].spec == OTHER
 
 
-def test_endpoint_without_structured_outputs_falls_back_to_plain_chat():
+def test_endpoint_without_structured_outputs_falls_back_down_the_ladder():
     calls = []
     with FakeLlmServer([reply("Answer: " + answer(), refuse_structured=True)]) as srv:
         props = designer(srv, calls).propose(ctx())
-        assert "response_format" in srv.requests[0] and "response_format" not in srv.requests[1]
-    assert props[0].spec == OTHER and calls[0].structured is False
+        assert srv.requests[0]["response_format"]["type"] == "json_schema"
+        assert srv.requests[1]["response_format"]["type"] == "json_object"  # refused too
+        assert "response_format" not in srv.requests[2] and srv.n_requests == 3
+    assert props[0].spec == OTHER and calls[0].structured is False and calls[0].decoding == "text"
 
 
 def test_broken_json_goes_back_with_the_error_then_succeeds():
@@ -88,7 +90,7 @@ def test_spec_outside_choices_is_fed_back_with_allowed_values():
     with FakeLlmServer([reply(json.dumps({"architecture": bad, "rationale": "x"})), reply(answer())]) as srv:
         props = designer(srv, calls).propose(ctx())
         fb = srv.requests[1]["messages"][-1]["content"]
-    assert "blocks[0].kernel = 4 is not allowed; allowed: [3, 5, 7]" in fb and "stem.out_channels" in fb
+    assert "blocks[0].kernel = 4 (allowed: [3, 5, 7])" in fb and "stem.out_channels = 1000" in fb
     assert validate(props[0].spec, Choices.default()) == []
 
 
@@ -239,7 +241,7 @@ CASES = {
     "valid json": ([reply(answer())], {}, None, None),
     "prose and fences": ([reply("Here:\n```json\n" + answer() + "\n```\nthanks")], {}, None, None),
     "broken json": ([reply(BROKEN)], {}, None, "no valid JSON"),
-    "outside the choices": ([reply(OUTSIDE)], {}, None, "stem.out_channels = 1000 is not allowed"),
+    "outside the choices": ([reply(OUTSIDE)], {}, None, "stem.out_channels = 1000 (allowed: [8, 16"),
     "python code": ([reply(CODE)], {}, None, "no valid JSON"),
     "2 MB answer": ([reply("y" * 2_000_000)], {}, None, "limit is 65,536"),
     "429 then success": ([status(429, headers={"retry-after-ms": "10"}), reply(answer())], {}, None, None),
@@ -263,3 +265,155 @@ def test_each_scripted_case_ends_in_a_candidate_or_a_recorded_failure(case, tmp_
         assert expected_error in error
     assert not marker.exists()
     assert all(len(c.raw_answer) <= 64 * 1024 for c in calls)
+
+
+
+# ---- constrained decoding: each rung against a server that supports only that rung (real SDK, HTTP)
+
+from nas_core.designers.llm.schema import answer_schema, proposal_schema  # noqa: E402
+from nas_core.designers.validation import spec_problems  # noqa: E402
+
+
+def _valid_and_new(props, c):
+    keys = [p.spec.key for p in props]
+    assert len(set(keys)) == len(keys) and not set(keys) & set(c.known_keys)
+    for p in props:
+        assert spec_problems(p.spec, c) == [], p.spec
+
+
+def test_schema_following_server_gets_the_choices_schema_and_gives_valid_proposals():
+    calls = []
+    c = ctx()
+    with FakeLlmServer(mode="schema", seed=3) as srv:
+        props = designer(srv, calls, max_retries=8).propose(c)
+        sent = srv.requests[0]["response_format"]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["strict"] is True
+    assert sent["json_schema"]["schema"] == answer_schema(Choices.default())
+    _valid_and_new(props, c)
+    assert {call.decoding for call in calls} == {"json_schema"} and all(call.structured for call in calls)
+
+
+def test_json_object_only_server_is_used_with_json_object_and_remembered():
+    calls = []
+    c = ctx()
+    with FakeLlmServer(mode="json_object", knows=proposal_schema(Choices.default()), seed=1) as srv:
+        d = designer(srv, calls, max_retries=8)
+        first = d.propose(c)
+        n_first = srv.n_requests
+        second = d.propose(ctx(history=tuple(make_candidate(i + 1, make_metrics(), spec=p.spec)
+                                              for i, p in enumerate(first))))
+        kinds = [r.get("response_format", {}).get("type") for r in srv.requests]
+    assert kinds[0] == "json_schema" and set(kinds[1:]) == {"json_object"}  # refused once, then remembered
+    assert srv.n_requests > n_first
+    _valid_and_new(first, c)
+    assert second[0].spec.key != first[0].spec.key
+    assert {call.decoding for call in calls} == {"json_object"}
+
+
+def test_server_without_any_response_format_gets_plain_text_and_the_json_is_extracted():
+    calls = []
+    c = ctx()
+    with FakeLlmServer(mode="text", knows=proposal_schema(Choices.default()), seed=2) as srv:
+        props = designer(srv, calls, max_retries=8).propose(c)
+        kinds = [r.get("response_format", {}).get("type") for r in srv.requests]
+    assert kinds[:3] == ["json_schema", "json_object", None] and set(kinds[3:]) <= {None}
+    _valid_and_new(props, c)
+    assert {call.decoding for call in calls} == {"text"} and "```json" in calls[-1].raw_answer
+
+
+def test_ollama_is_detected_and_gets_the_schema_as_its_native_format_field():
+    calls = []
+    c = ctx()
+    with FakeLlmServer(mode="ollama", knows=proposal_schema(Choices.default()), seed=4) as srv:
+        props = designer(srv, calls, max_retries=8).propose(c)
+        body = srv.requests[0]
+    assert body["format"] == answer_schema(Choices.default())  # the field Ollama's server reads
+    _valid_and_new(props, c)
+    assert {call.decoding for call in calls} == {"ollama"}
+
+
+def test_without_detection_ollama_would_ignore_the_schema():
+    # the same Ollama-like server, told to use json_schema only: it answers unconstrained prose
+    calls = []
+    with FakeLlmServer(mode="ollama", knows=proposal_schema(Choices.default()), seed=4) as srv:
+        designer(srv, calls, decoding="json_schema", max_retries=8).propose(ctx())
+        assert all("format" not in r for r in srv.requests)
+    assert calls[0].decoding == "json_schema" and calls[0].raw_answer.startswith("Here is my design")
+
+
+def test_a_pinned_rung_the_server_refuses_is_a_clear_error():
+    calls = []
+    with FakeLlmServer(mode="text", knows=proposal_schema(Choices.default())) as srv:
+        with pytest.raises(LlmError, match="HTTP 400.*decoding 'json_object'.*set decoding to auto"):
+            designer(srv, calls, decoding="json_object").propose(ctx())
+        assert srv.n_requests == 1
+
+
+def test_decoding_setting_is_checked_and_old_structured_settings_still_work():
+    with pytest.raises(LlmError, match="decoding must be one of auto, json_schema, ollama, json_object, text"):
+        LlmSettings(decoding="grammar")
+    assert LlmSettings(structured="off").ladder() == ("text",)
+    assert LlmSettings(structured="on").ladder() == ("json_schema",)
+    assert LlmSettings().ladder(ollama=True) == ("ollama", "json_object", "text")
+    assert LlmSettings.from_dict({"model": "m", "structured": "auto"}).decoding == "auto"  # an old run config
+
+
+def test_follow_up_lists_each_problem_once_with_allowed_values_of_only_the_wrong_fields():
+    bad = default_spec().to_dict()
+    bad["blocks"] = [dict(bad["blocks"][0], kernel=9, norm="ok", act="swish", pool="none") for _ in range(8)]
+    bad["stem"]["kernel"] = 54
+    calls = []
+    with FakeLlmServer([reply(json.dumps({"architecture": bad, "rationale": "x"})), reply(answer())]) as srv:
+        designer(srv, calls).propose(ctx())
+        fb = srv.requests[1]["messages"][-1]["content"]
+    assert len(fb) <= 900, fb
+    assert fb.count("[3, 5, 7]") == 2  # stem.kernel and blocks[].kernel, each once
+    assert fb.count("'batch', 'group'") == 1 and fb.count("'relu', 'relu6'") == 1
+    assert "blocks[0].kernel = 9, blocks[1].kernel = 9, blocks[2].kernel = 9, blocks[3].kernel = 9 and 4 more" in fb
+    # fields that were right are not listed, nor their allowed values
+    assert "out_channels" not in fb and "pool" not in fb and "[16, 24, 32" not in fb and "'max', 'avg'" not in fb
+    assert "stem.kernel = 54 (allowed: [3, 5, 7])" in fb
+
+
+def test_several_proposals_come_from_one_call_and_are_deduplicated():
+    measured = make_candidate(1, make_metrics(), spec=OTHER)
+    c = ctx(history=(measured,), n=3)
+    third = OTHER.__class__(stem=OTHER.stem, blocks=OTHER.blocks[:2], head=OTHER.head)
+    fourth = OTHER.__class__(stem=OTHER.stem, blocks=OTHER.blocks[1:], head=OTHER.head)
+    first = json.dumps({"proposals": [{"architecture": s.to_dict(), "rationale": "r"}
+                                      for s in (OTHER, GOOD, GOOD)]})  # measured, new, repeated
+    again = json.dumps({"proposals": [{"architecture": s.to_dict(), "rationale": "r"} for s in (third, fourth)]})
+    calls = []
+    with FakeLlmServer([reply(first), reply(again)]) as srv:
+        props = designer(srv, calls).propose(c)
+        schemas = [r["response_format"]["json_schema"]["schema"] for r in srv.requests]
+        fb = srv.requests[1]["messages"][-1]["content"]
+    assert [p.spec for p in props] == [GOOD, third, fourth]
+    assert schemas[0]["properties"]["proposals"]["minItems"] == 3
+    assert schemas[1]["properties"]["proposals"]["minItems"] == 2  # only the missing ones are asked for
+    assert "proposal 1: this architecture was already proposed or measured" in fb
+    assert "proposal 3: this architecture was already proposed" in fb and "give 2 new design(s)" in fb
+    assert [call.accepted for call in calls] == [1, 2]
+
+
+def test_several_proposals_against_the_schema_following_server():
+    calls = []
+    c = ctx(n=3)
+    with FakeLlmServer(mode="schema", seed=5) as srv:
+        props = designer(srv, calls, max_retries=8).propose(c)
+    assert len(props) == 3
+    _valid_and_new(props, c)
+
+
+def test_super_network_runs_ask_for_sub_networks_in_the_super_networks_shape():
+    from nas_core.supernet.space import SupernetSpaceConfig, choices_for_supernet, validate_subnet_spec
+
+    c = DesignContext(choices=choices_for_supernet(), input_shape=(3, 32, 32), n_classes=2, evaluation="supernet")
+    calls = []
+    with FakeLlmServer(mode="schema", seed=6) as srv:
+        props = designer(srv, calls, max_retries=8).propose(c)
+        body = srv.requests[0]
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema == answer_schema(None, 1, SupernetSpaceConfig()) and "subnetwork" in schema["properties"]
+    assert '"subnetwork"' in body["messages"][-1]["content"]  # the prompt explains the shape too
+    assert validate_subnet_spec(props[0].spec) == [] and spec_problems(props[0].spec, c) == []

@@ -8,13 +8,28 @@ supports them) and redaction of the key from any error text.
 
 HTTP 429 and 5xx answers and timeouts are retried by the SDK itself with
 exponential backoff (it honours ``Retry-After``/``retry-after-ms``), up to
-``http_retries`` times. Structured outputs (``response_format`` of type
-``json_schema``) are tried first in ``structured="auto"`` mode; an endpoint that
-answers 400/404/422 to them is asked again without, and remembered.
+``http_retries`` times.
+
+Constrained decoding (``LlmSettings.decoding``) is a ladder of rungs, strongest first:
+
+- ``json_schema``: ``response_format`` of type ``json_schema`` with the answer's
+  schema, strict (OpenAI, Azure OpenAI, vLLM, SGLang, llama.cpp, LM Studio);
+- ``ollama``: the schema as Ollama's native ``format`` field (sent through the
+  OpenAI-compatible endpoint in the request body) and as ``response_format``;
+- ``json_object``: ``response_format`` of type ``json_object`` (valid JSON, any shape);
+- ``text``: plain chat; the first JSON object is extracted from the answer.
+
+``auto`` (the default) asks the server once whether it is Ollama
+(``GET /api/version`` beside the ``/v1`` base URL) and starts at ``ollama`` if
+so, else at ``json_schema``; a rung the endpoint refuses (HTTP 400/404/415/422)
+is dropped for the rest of the client's life and the request is sent again one
+rung lower. A named rung is used alone (no fallback). Every :class:`ChatResult`
+says which rung produced it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -27,6 +42,11 @@ from nas_core.errors import UserError
 log = logging.getLogger(__name__)
 
 KEY_ENV_VARS = ("EQUINAS_LLM_API_KEY", "OPENAI_API_KEY")
+#: Constrained-decoding rungs, strongest first (see the module docstring).
+RUNGS = ("json_schema", "ollama", "json_object", "text")
+DECODING_MODES = ("auto",) + RUNGS
+#: HTTP statuses that mean "this request shape is not supported here" (try the next rung).
+_REFUSED = (400, 404, 415, 422)
 # Local servers (Ollama, vLLM, llama.cpp) accept any key, but the SDK insists on one.
 _PLACEHOLDER_KEY = "not-needed"
 
@@ -45,13 +65,16 @@ class LlmSettings:
     timeout_s: float = 120.0  # per HTTP request
     max_retries: int = 3  # follow-ups after an invalid answer (validation errors, duplicates)
     http_retries: int = 2  # SDK retries after 429/5xx/timeouts, with exponential backoff
-    structured: str = "auto"  # auto | on | off: JSON-schema structured outputs
+    structured: str = "auto"  # auto | on | off: kept for old run configs; on = json_schema, off = text
+    decoding: str = "auto"  # auto | json_schema | ollama | json_object | text (see the module docstring)
     history_k: int = 5  # how many recent candidates the prompt lists
     max_answer_chars: int = 64 * 1024  # answers are cut to this before parsing
 
     def __post_init__(self) -> None:
         if self.structured not in ("auto", "on", "off"):
             raise LlmError(f"structured must be auto, on or off, got {self.structured!r}")
+        if self.decoding not in DECODING_MODES:
+            raise LlmError(f"decoding must be one of {', '.join(DECODING_MODES)}, got {self.decoding!r}")
         if not self.model:
             raise LlmError("an LLM model name is needed (e.g. gpt-4o-mini, llama3.1)")
         if not self.timeout_s > 0:
@@ -63,12 +86,22 @@ class LlmSettings:
         if self.base_url is not None and not str(self.base_url).startswith(("http://", "https://")):
             raise LlmError(f"base URL must start with http:// or https://, got {self.base_url!r}")
 
+    def ladder(self, ollama: bool = False) -> tuple[str, ...]:
+        """The rungs to try, in order; ``ollama``: the endpoint was detected as Ollama."""
+        if self.decoding != "auto":
+            return (self.decoding,)
+        if self.structured == "off":
+            return ("text",)
+        if self.structured == "on":
+            return ("json_schema",)
+        return ("ollama" if ollama else "json_schema", "json_object", "text")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (no key: there is none to leak)."""
         return {
             "base_url": self.base_url, "model": self.model, "temperature": self.temperature,
             "timeout_s": self.timeout_s, "max_retries": self.max_retries, "http_retries": self.http_retries,
-            "structured": self.structured, "history_k": self.history_k, "max_answer_chars": self.max_answer_chars,
+            "structured": self.structured, "decoding": self.decoding, "history_k": self.history_k, "max_answer_chars": self.max_answer_chars,
         }
 
     @classmethod
@@ -123,7 +156,8 @@ class ChatResult:
     tokens_in: int | None
     tokens_out: int | None
     duration_s: float
-    structured: bool  # True when structured outputs were used for this call
+    structured: bool  # True when the answer was decoded under the JSON schema (json_schema or ollama)
+    decoding: str = "text"  # the rung that produced this answer (see RUNGS)
 
 
 class LlmClient:
@@ -139,7 +173,7 @@ class LlmClient:
 
         self.settings = settings
         self._key = resolve_api_key(api_key)
-        self._structured_ok: bool | None = None if settings.structured == "auto" else settings.structured == "on"
+        self._rungs: list[str] | None = None  # resolved at the first call (auto detection probes the server)
         self._openai = openai
         self._client = openai.OpenAI(
             api_key=self._key or _PLACEHOLDER_KEY,
@@ -152,35 +186,65 @@ class LlmClient:
         """Remove the key from ``text``."""
         return redact(text, self._key)
 
+    def is_ollama(self) -> bool:
+        """Whether the endpoint is an Ollama server (it answers ``GET /api/version`` beside ``/v1``)."""
+        url = self.settings.base_url
+        if not url:
+            return False
+        root = url.rstrip("/")
+        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(root + "/api/version", timeout=min(3.0, self.settings.timeout_s)) as resp:
+                body = json.loads(resp.read(4096) or b"{}")
+        except (urllib.error.URLError, OSError, ValueError):  # not Ollama, or not reachable (the chat says so)
+            return False
+        return isinstance(body, dict) and "version" in body
+
+    @property
+    def rungs(self) -> tuple[str, ...]:
+        """The rungs still in play, strongest first (resolved, with the Ollama probe, on first use)."""
+        if self._rungs is None:
+            ollama = self.settings.decoding == "auto" and self.settings.structured == "auto" and self.is_ollama()
+            self._rungs = list(self.settings.ladder(ollama=ollama))
+            log.info("LLM decoding ladder for %s: %s", self.settings.base_url or "api.openai.com", self._rungs)
+        return tuple(self._rungs)
+
     def chat(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None = None) -> ChatResult:
-        """One chat completion.
+        """One chat completion, on the strongest rung the endpoint accepts (``text`` without a schema).
 
         Raises:
             LlmError: unreachable, timed out, refused or rate-limited beyond the retries;
                 the message never contains the key.
         """
-        use_structured = schema is not None and self._structured_ok is not False
-        try:
-            return self._call(messages, schema if use_structured else None)
-        except self._openai.APIStatusError as exc:
-            if use_structured and self.settings.structured == "auto" and exc.status_code in (400, 404, 415, 422):
-                log.info("endpoint refused structured outputs (HTTP %s); using plain chat", exc.status_code)
-                self._structured_ok = False
-                try:
-                    return self._call(messages, None)
-                except self._openai.OpenAIError as exc2:
-                    raise self._wrap(exc2) from None
-            raise self._wrap(exc) from None
-        except self._openai.OpenAIError as exc:
-            raise self._wrap(exc) from None
+        while True:
+            rung = self.rungs[0] if schema is not None else "text"
+            try:
+                return self._call(messages, schema, rung)
+            except self._openai.APIStatusError as exc:
+                lower = rung != "text" and len(self.rungs) > 1 and exc.status_code in _REFUSED
+                if not lower:
+                    raise self._wrap(exc, rung) from None
+                log.info("endpoint refused %s decoding (HTTP %s: %s); trying %s", rung, exc.status_code,
+                         self.redact(str(exc))[:200], self.rungs[1])
+                assert self._rungs is not None
+                self._rungs.pop(0)
+            except self._openai.OpenAIError as exc:
+                raise self._wrap(exc, rung) from None
 
-    def _call(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None) -> ChatResult:
+    def _call(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None, rung: str) -> ChatResult:
         kwargs: dict[str, Any] = {}
-        if schema is not None:
+        if rung in ("json_schema", "ollama") and schema is not None:
             kwargs["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "architecture_proposal", "schema": dict(schema), "strict": True},
             }
+            if rung == "ollama":
+                kwargs["extra_body"] = {"format": dict(schema)}
+        elif rung == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
         start = time.perf_counter()
         resp = self._client.chat.completions.create(
             model=self.settings.model,
@@ -189,8 +253,6 @@ class LlmClient:
             **kwargs,
         )
         duration = time.perf_counter() - start
-        if schema is not None and self._structured_ok is None:
-            self._structured_ok = True
         text = ""
         if resp.choices:
             text = resp.choices[0].message.content or ""
@@ -201,10 +263,11 @@ class LlmClient:
             tokens_in=None if usage is None else usage.prompt_tokens,
             tokens_out=None if usage is None else usage.completion_tokens,
             duration_s=duration,
-            structured=schema is not None,
+            structured=rung in ("json_schema", "ollama"),
+            decoding=rung,
         )
 
-    def _wrap(self, exc: Exception) -> LlmError:
+    def _wrap(self, exc: Exception, rung: str = "text") -> LlmError:
         o = self._openai
         where = self.settings.base_url or "api.openai.com"
         tries = self.settings.http_retries + 1
@@ -223,6 +286,9 @@ class LlmClient:
                    f"and the model name {self.settings.model!r}")
         elif isinstance(exc, o.APIStatusError):
             msg = f"the LLM endpoint {where} answered HTTP {exc.status_code}: {str(exc)[:300]}"
+            if rung != "text" and exc.status_code in _REFUSED and self.settings.decoding != "auto":
+                msg += (f" (with decoding {rung!r}; set decoding to auto, or to a rung the server supports: "
+                        f"{', '.join(RUNGS)})")
         else:
             msg = f"the LLM call failed: {str(exc)[:300]}"
         return LlmError(self.redact(msg))

@@ -3,7 +3,7 @@
 Owns :func:`extract_json_object` (the first JSON object in a text: the whole
 text, a fenced code block, or an object embedded in prose) and
 :func:`parse_answer` (``{"architecture": spec, "rationale": text}`` -> spec +
-rationale). The answer is only ever read with :mod:`json`; code in it is text.
+rationale) and :func:`parse_answers` (several proposals in one answer). The answer is only ever read with :mod:`json`; code in it is text.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nas_core.designers.llm.schema import LIST_KEY, SUBNET_KEY, subnet_to_spec
 from nas_core.errors import UserError
 from nas_core.space import ArchSpec, SpecError
 
@@ -87,18 +88,10 @@ def extract_json_object(text: str) -> dict[str, Any]:
     )
 
 
-def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS) -> ParsedAnswer:
-    """Read the architecture and rationale from an answer.
-
-    Accepts ``{"architecture": spec, "rationale": ...}``, and, tolerantly, a bare
-    spec object (one with ``blocks``) or the spec under ``"arch"``/``"spec"``.
-
-    Raises:
-        AnswerError: no JSON object, no architecture in it, or a spec of the wrong shape.
-    """
+def _extract(text: str, limit: int) -> dict[str, Any]:
     capped, truncated = cap_answer(text, limit)
     try:
-        obj = extract_json_object(capped)
+        return extract_json_object(capped)
     except AnswerError as exc:
         if truncated:
             raise AnswerError(
@@ -106,6 +99,62 @@ def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS) -> ParsedAnswer:
                  "Answer with one short JSON object only"] + exc.errors
             ) from exc
         raise
+
+
+def parse_answers(
+    text: str, limit: int = MAX_ANSWER_CHARS, supernet_space: Any = None
+) -> list[ParsedAnswer | AnswerError]:
+    """Every proposal in an answer, in order: each a :class:`ParsedAnswer` or the :class:`AnswerError` of it.
+
+    Accepts ``{"proposals": [proposal, ...]}`` (also ``"architectures"``) and a single proposal;
+    see :func:`parse_answer` for the shapes of one proposal.
+
+    Raises:
+        AnswerError: the answer holds no JSON object at all.
+    """
+    obj = _extract(text, limit)
+    truncated = len(text) > limit
+    for key in (LIST_KEY, "architectures"):
+        items = obj.get(key)
+        if isinstance(items, list):
+            if not items:
+                return [AnswerError([f'"{key}" is an empty list; give the proposals asked for'])]
+            return [_parse_one(item, truncated, supernet_space) for item in items[:32]]
+    return [_parse_one(obj, truncated, supernet_space)]
+
+
+def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS, supernet_space: Any = None) -> ParsedAnswer:
+    """Read the architecture and rationale from an answer (the first proposal if it holds several).
+
+    Accepts ``{"architecture": spec, "rationale": ...}``, and, tolerantly, a bare
+    spec object (one with ``blocks``) or the spec under ``"arch"``/``"spec"``; in
+    super-network runs (``supernet_space`` given) also ``{"subnetwork": ..., "rationale": ...}``
+    in the shape of :func:`nas_core.designers.llm.schema.subnet_schema`.
+
+    Raises:
+        AnswerError: no JSON object, no architecture in it, or a spec of the wrong shape.
+    """
+    first = parse_answers(text, limit, supernet_space)[0]
+    if isinstance(first, AnswerError):
+        raise first
+    return first
+
+
+def _parse_one(obj: Any, truncated: bool, supernet_space: Any) -> ParsedAnswer | AnswerError:
+    if not isinstance(obj, Mapping):
+        return AnswerError([f"each proposal must be a JSON object, got {type(obj).__name__}"])
+    rationale = obj.get("rationale", "")
+    if not isinstance(rationale, str):
+        rationale = json.dumps(rationale)[:2000]
+    rationale = rationale.strip()[:4000]
+    if supernet_space is not None and SUBNET_KEY in obj:
+        from nas_core.supernet.space import SubnetError
+
+        try:
+            spec = subnet_to_spec(obj[SUBNET_KEY], supernet_space)
+        except SubnetError as exc:
+            return AnswerError(list(exc.errors))
+        return ParsedAnswer(spec=spec, rationale=rationale, truncated=truncated)
     arch: Any = None
     for key in ("architecture", "arch", "spec"):
         if key in obj:
@@ -114,58 +163,15 @@ def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS) -> ParsedAnswer:
     if arch is None and "blocks" in obj:
         arch = {k: v for k, v in obj.items() if k in ("stem", "blocks", "head")}
     if arch is None:
-        raise AnswerError(
-            [f'the JSON object has no "architecture" field (fields: {sorted(obj)[:10]}); '
-             'answer {"architecture": {...}, "rationale": "..."}']
+        want = SUBNET_KEY if supernet_space is not None else "architecture"
+        return AnswerError(
+            [f'the JSON object has no "{want}" field (fields: {sorted(obj)[:10]}); '
+             f'answer {{"{want}": {{...}}, "rationale": "..."}}']
         )
     if not isinstance(arch, Mapping):
-        raise AnswerError([f'"architecture" must be a JSON object, got {type(arch).__name__}'])
+        return AnswerError([f'"architecture" must be a JSON object, got {type(arch).__name__}'])
     try:
         spec = ArchSpec.from_dict(arch)
     except SpecError as exc:
-        raise AnswerError(list(exc.errors)) from exc
-    rationale = obj.get("rationale", "")
-    if not isinstance(rationale, str):
-        rationale = json.dumps(rationale)[:2000]
-    return ParsedAnswer(spec=spec, rationale=rationale.strip()[:4000], truncated=truncated)
-
-
-def answer_schema() -> dict[str, Any]:
-    """JSON schema of the answer, built from the spec records, for structured outputs.
-
-    Strict mode needs every property required and no extra properties, which the
-    spec records satisfy (every field has a value).
-    """
-    from nas_core.space import BLOCK_FIELDS, HEAD_FIELDS, STEM_FIELDS, BlockSpec, HeadSpec, StemSpec
-
-    def props(kind: type, names: tuple[str, ...]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        inst = kind()
-        for n in names:
-            v = getattr(inst, n)
-            if isinstance(v, bool):
-                out[n] = {"type": "boolean"}
-            elif isinstance(v, int):
-                out[n] = {"type": "integer"}
-            elif isinstance(v, float):
-                out[n] = {"type": "number"}
-            else:
-                out[n] = {"type": "string"}
-        return {"type": "object", "properties": out, "required": list(names), "additionalProperties": False}
-
-    arch = {
-        "type": "object",
-        "properties": {
-            "stem": props(StemSpec, STEM_FIELDS),
-            "blocks": {"type": "array", "items": props(BlockSpec, BLOCK_FIELDS)},
-            "head": props(HeadSpec, HEAD_FIELDS),
-        },
-        "required": ["stem", "blocks", "head"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {"architecture": arch, "rationale": {"type": "string"}},
-        "required": ["architecture", "rationale"],
-        "additionalProperties": False,
-    }
+        return AnswerError(list(exc.errors))
+    return ParsedAnswer(spec=spec, rationale=rationale, truncated=truncated)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_core.designers.base import DesignContext
+from nas_core.designers.llm.schema import supernet_space_of
 from nas_core.errors import UserError
 from nas_core.records import Candidate
 from nas_core.selection import Priorities, best_candidate
@@ -74,6 +75,25 @@ ANSWER_FORMAT = (
     '{"architecture": <an architecture in the Template\'s JSON shape>, '
     '"rationale": "<why this design should do better, in a few sentences>"}'
 )
+
+
+def answer_format(n: int = 1, supernet_space: Any = None, describe: bool = True) -> str:
+    """The fixed footer: one proposal (:data:`ANSWER_FORMAT`) or ``n`` of them; in super-network runs
+    with the sub-network shape (described in full unless ``describe`` is False)."""
+    from nas_core.designers.llm.schema import SUBNET_KEY, subnet_format_text
+
+    key = "architecture" if supernet_space is None else SUBNET_KEY
+    shape = "an architecture in the Template's JSON shape" if supernet_space is None else "a sub-network"
+    one = f'{{"{key}": <{shape}>, "rationale": "<why this design should do better, in a few sentences>"}}'
+    if n <= 1:
+        text = ANSWER_FORMAT if supernet_space is None else (
+            f"Answer with exactly one JSON object and nothing else: {one}")
+    else:
+        text = (f'Answer with exactly one JSON object and nothing else: {{"proposals": [...]}} holding {n} '
+                f"different designs, each {one}")
+    if supernet_space is not None and describe:
+        text = subnet_format_text(supernet_space) + "\n" + text
+    return text
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -127,6 +147,7 @@ class PromptContext:
     feedback: str
     dataset: str
     best_id: int | None = None  # candidate id of the best-so-far design, if any
+    answer_format: str = ANSWER_FORMAT  # the fixed footer (see answer_format())
 
     def values(self) -> dict[str, str]:
         """Placeholder name -> text."""
@@ -201,7 +222,7 @@ def render(parts: PromptParts, ctx: PromptContext) -> RenderedPrompt:
     values = ctx.values()
     system = _fill(parts.app, values).strip()
     user = _fill(parts.task, values).strip() + "\n\n" + _fill(parts.const, values).strip()
-    return RenderedPrompt(system=system, user=user + "\n\n" + ANSWER_FORMAT)
+    return RenderedPrompt(system=system, user=user + "\n\n" + ctx.answer_format)
 
 
 TEMPLATE_TEXT = (
@@ -298,6 +319,7 @@ def build_context(ctx: DesignContext, history_k: int = 5, priorities: Priorities
         feedback=feedback,
         dataset=ctx.dataset_summary or "an image data set with demographic metadata",
         best_id=None if best is None else best.id,
+        answer_format=answer_format(ctx.n, supernet_space_of(ctx)),
     )
 
 
