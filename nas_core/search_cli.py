@@ -231,7 +231,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
             raise CliError(f"cannot read the Choices file {args.choices}: {exc}") from exc
     llm_kw: dict[str, Any] = {}
     for flag, name in (("base_url", "base_url"), ("model", "model"), ("temperature", "temperature"),
-                       ("llm_timeout", "timeout_s"), ("llm_retries", "max_retries")):
+                       ("llm_timeout", "timeout_s"), ("llm_retries", "max_retries"), ("decoding", "decoding")):
         if getattr(args, flag) is not None:
             llm_kw[name] = getattr(args, flag)
     priorities = Priorities()
@@ -455,6 +455,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--temperature", type=float)
     p.add_argument("--llm-timeout", type=float, help="seconds per LLM request")
     p.add_argument("--llm-retries", type=int, help="follow-ups after an invalid answer")
+    p.add_argument("--decoding", choices=("auto", "json_schema", "ollama", "json_object", "text"),
+                   help="constrained decoding of LLM answers (default auto: detect, then fall back)")
     p.add_argument("--epochs", type=int, help="max training epochs per candidate")
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int)

@@ -373,6 +373,7 @@ class Session:
             self.run_id, None if it is None else it.number, call.prompt,
             [{"role": r, "content": c} for r, c in call.messages], call.raw_answer, call.model,
             call.tokens_in, call.tokens_out, call.duration_s, call.error,
+            decoding=getattr(call, "decoding", ""),
         )
 
     def propose(self, actor: str = "", *, allow_running: bool = False) -> list[Candidate]:

@@ -154,6 +154,7 @@ class LLMCallRecord:
     duration_s: float | None
     error: str
     created_at: float
+    decoding: str = ""  # constrained-decoding rung: json_schema | ollama | json_object | text ("" before v7)
 
     @property
     def messages(self) -> list[Any]:

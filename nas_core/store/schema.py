@@ -287,6 +287,13 @@ def _v6(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS idx_runs_dataset_hash ON runs(dataset_hash)")
 
 
+def _v7(conn: sqlite3.Connection) -> None:
+    """``llm_calls.decoding``: the constrained-decoding rung of each LLM call (nas_core.designers.llm.client)."""
+    cols = {row[1] for row in conn.execute("PRAGMA table_info(llm_calls)").fetchall()}
+    if "decoding" not in cols:
+        conn.execute("ALTER TABLE llm_calls ADD COLUMN decoding TEXT NOT NULL DEFAULT ''")
+
+
 #: Ordered migrations: (version, description, apply). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "first schema", _v1),
@@ -295,6 +302,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = 
     (4, "covering indexes for the leaderboard", _v4),
     (5, "successive-halving rungs and seed re-measurements", _v5),
     (6, "runs.dataset_hash: content hash of the run's DatasetRef", _v6),
+    (7, "llm_calls.decoding: the constrained-decoding rung of each LLM call", _v7),
 )
 
 #: The schema version this code writes.
