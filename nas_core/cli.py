@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "nas_core.metrics.cli",
     "nas_core.store_cli",
     "nas_core.search_cli",
+    "nas_core.rungs_cli",
     "nas_core.supernet.cli",
     "nas_core.linas.cli",
 )

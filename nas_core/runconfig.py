@@ -22,6 +22,7 @@ from nas_core.designers.llm.client import LlmSettings
 from nas_core.designers.llm.prompt import PromptParts
 from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES
+from nas_core.rungs import HalvingSettings
 from nas_core.selection import Priorities
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import Choices
@@ -67,6 +68,8 @@ class RunConfig:
     device: str = "auto"  # where candidates train: cpu | cuda | auto
     n_classes: int | None = None  # filled from the data set when the run is created
     dataset_summary: str = ""  # filled from the data set when the run is created (for the prompt)
+    # Successive halving (nas_core.rungs): a cheap preliminary rung first, the best go on to full training.
+    halving: HalvingSettings = field(default_factory=HalvingSettings)
 
     def __post_init__(self) -> None:
         if not str(self.name).strip():
@@ -149,7 +152,7 @@ class RunConfig:
         d = dict(data)
         parts: dict[str, type] = {
             "choices": Choices, "train": TrainSettings, "env": Env,
-            "priorities": Priorities, "prompt": PromptParts, "llm": LlmSettings,
+            "priorities": Priorities, "prompt": PromptParts, "llm": LlmSettings, "halving": HalvingSettings,
         }
         if d.get("dataset_ref") is not None and not isinstance(d["dataset_ref"], DatasetRef):
             d["dataset_ref"] = DatasetRef.from_dict(d["dataset_ref"])

@@ -505,6 +505,11 @@ class Session:
                 + (" (it was already approved)" if c.status in IN_FLIGHT + ("done", "failed") else "")
             )
         kind, payload = self.job_for(c)
+        if kind == "evaluate" and c.origin != "baseline":
+            from nas_core import rungs  # successive halving: a cheap, preliminary rung first
+
+            if rungs.active(self.config):
+                kind, payload = rungs.rung_job(self.config, payload, 0)
         job = self.store.approve(cid, actor or "user", kind, payload)
         self._update_iteration(c.iteration, actor)
         return job

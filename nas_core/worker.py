@@ -44,6 +44,7 @@ from typing import Any
 from nas_core.errors import UserError
 from nas_core.executors import Execution, Executor, LocalExecutor
 from nas_core.jobs import handler_target
+from nas_core.rungs import FOLLOW_UP_KINDS, after_cancel, after_result
 from nas_core.store import StaleJob, Store, StoreBusy, WorkerRecord
 from nas_core.store.store import looks_like_metrics
 
@@ -236,7 +237,10 @@ class Worker:
         try:
             if kind == "ok":
                 try:
-                    store.record_result(a.job_id, value, self.worker_id)
+                    with store.transaction():  # the result and its follow-up (next rung) land together
+                        store.record_result(a.job_id, value, self.worker_id)
+                        if a.kind in FOLLOW_UP_KINDS:
+                            after_result(store, a.job_id)
                     status = "done"
                 except (TypeError, KeyError, ValueError) as exc:
                     msg = f"the {a.kind} handler returned a result that cannot be stored: {exc}"
@@ -247,7 +251,10 @@ class Worker:
                     status = "failed"
             elif kind == "stopped" or (kind == "error" and (a.cancelling or a.stopping)):
                 if a.cancelling:
-                    store.finish_cancelled(a.job_id, self.worker_id)
+                    with store.transaction():
+                        store.finish_cancelled(a.job_id, self.worker_id)
+                        if a.kind in FOLLOW_UP_KINDS:
+                            after_cancel(store, a.job_id)  # a stopped rung keeps its preliminary result
                     status = "cancelled"
                 else:
                     store.requeue_job(a.job_id, self.worker_id, "worker stopped before the job finished")
