@@ -22,8 +22,12 @@ Decisions (DESIGN.md is silent):
   ``patience`` epochs; the weights of the best-validation epoch are restored. Reported
   train/validation numbers are those of that best epoch.
 - Determinism: the model initialisation, dropout, batch order and flips are seeded from
-  ``TrainSettings.seed``; on the CPU the same request gives identical weights and
-  identical non-timing metrics (timings are measurements and vary).
+  ``TrainSettings.seed`` (the init seed); the split (and subsample) from
+  ``TrainSettings.split_seed``, fixed for a run, so two init seeds are measured on the same
+  test set and their spread is training noise only. On the CPU the same request at the same
+  torch thread count gives identical weights and identical non-timing metrics (timings are
+  measurements and vary); another thread count changes the summation order and so the
+  numbers, which is why ``Metrics.threads`` records it.
 - channels_last: on for the CPU. Measured with :func:`train_epoch` on this 2-core machine
   at 64 px, interleaved A/B rounds: small default CNN 8.4 -> 6.9 s per epoch (faster in
   5 of 6 rounds), MobileNetV2 53 -> 31 s, ResNet-18 training step 0.43 -> 0.60 of the
@@ -59,6 +63,7 @@ from nas_core.data.ref import DatasetRef
 from nas_core.errors import UserError
 from nas_core.jobs import JobStopped
 from nas_core.metrics.fairness import (
+    MIN_GROUP_SIZE,
     balanced_accuracy,
     confusion_matrix,
     fairness_report,
@@ -247,7 +252,7 @@ def load_prepared(request: EvalRequest) -> Any:
     key = (
         dataset if isinstance(dataset, DatasetRef) else os.path.abspath(dataset),
         t.image_size,
-        t.seed,
+        t.split_seed,
         t.subsample,
         request.attributes,
         request.cache_dir,
@@ -259,7 +264,7 @@ def load_prepared(request: EvalRequest) -> Any:
     prepared = prepare(
         dataset,
         image_size=t.image_size,
-        seed=t.seed,
+        seed=t.split_seed,  # the split is the run's, whatever the init seed
         cache_dir=request.cache_dir,
         subsample=t.subsample,
         attributes=request.attributes,
@@ -509,6 +514,7 @@ def evaluate_model(
     estimate: bool = False,
     measure_costs: bool = True,
     transform: InputTransform | None = None,
+    min_group_size: int = MIN_GROUP_SIZE,
 ) -> Metrics:
     """Measure a trained model on ``prepared``'s ``split`` -> one Metrics record.
 
@@ -526,6 +532,7 @@ def evaluate_model(
         estimate: mark the result as a super-network estimate.
         measure_costs: False skips latency and memory (params/MACs/size are always measured).
         transform: the input transform used in training (default: the training split's stats).
+        min_group_size: test groups smaller than this are flagged and left out of Unfairness.
     """
     env = env or Env()
     if device is None:
@@ -559,7 +566,8 @@ def evaluate_model(
     k = len(class_names)
     cm_all = confusion_matrix(y_true_np, y_pred, k)
     attrs = [(name, np.asarray(values)[idx]) for name, values in prepared.attributes]
-    fairness = fairness_report(y_true_np, y_pred, attrs, class_names, n_bootstrap=n_bootstrap, seed=seed)
+    fairness = fairness_report(y_true_np, y_pred, attrs, class_names, n_bootstrap=n_bootstrap, seed=seed,
+                               min_group_size=min_group_size)
     confusion = [("all", "all", _rows(cm_all))]
     for name, values in attrs:
         for g in fairness.groups:
@@ -590,6 +598,7 @@ def evaluate_model(
         estimate=estimate,
         class_names=class_names,
         confusion=tuple(confusion),
+        threads=torch.get_num_threads(),
     )
 
 
@@ -645,6 +654,7 @@ def evaluate(
         device=device,
         n_bootstrap=request.train.n_bootstrap,
         seed=request.train.seed,
+        min_group_size=request.train.min_group_size,
     )
 
 

@@ -45,7 +45,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                    help=f"optimizer (default {d.optimizer})")
     p.add_argument("--image-size", type=int, default=d.image_size,
                    help=f"training resolution in px (default {d.image_size})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds split, initialisation and batch order")
+    p.add_argument("--seed", type=int, default=d.seed, help="init seed: initialisation, batch order, flips")
+    p.add_argument("--split-seed", type=int, default=d.split_seed,
+                   help=f"seeds the train/val/test split and the subsample (default {d.split_seed})")
+    p.add_argument("--min-group", type=int, default=d.min_group_size,
+                   help=f"test groups with fewer images are flagged and left out of Unfairness "
+                        f"(default {d.min_group_size})")
     p.add_argument("--subsample", type=int, default=None, help="balanced subsample of this many images")
     p.add_argument("--bootstrap", type=int, default=d.n_bootstrap,
                    help=f"bootstrap resamples for the intervals (default {d.n_bootstrap})")
@@ -108,14 +113,20 @@ def group_table(m: Metrics) -> str:
     for g in m.fairness.groups:
         acc = "n/a" if g.accuracy is None else f"{100 * g.accuracy:.1f}%"
         ci = "" if g.accuracy_ci is None else f"[{100 * g.accuracy_ci[0]:.1f}, {100 * g.accuracy_ci[1]:.1f}]"
-        note = "  (not in fairness metrics)" if g.group == "unknown" else ""
+        if g.group == "unknown":
+            note = "  (not in fairness metrics)"
+        elif g.small:
+            note = f"  SMALL (n < {m.fairness.min_group_size}: not in Unfairness)"
+        else:
+            note = ""
         lines.append(f"{g.attribute:<12} {g.group:<12} {g.n:>6} {acc:>9}  {ci}{note}")
     intervals = ", ".join(
         f"{name} [{lo:.3f}, {hi:.3f}]" for name, lo, hi in m.fairness.ci
     )
     if intervals:
         lines.append(f"bootstrap {m.fairness.n_bootstrap}x: {intervals}")
-    lines.append(f"epochs {m.epochs} (best {m.best_epoch}), {m.train_seconds:.1f} s; "
+    lines.append(f"epochs {m.epochs} (best {m.best_epoch}), {m.train_seconds:.1f} s"
+                 f"{f' with {m.threads} torch thread(s)' if m.threads else ''}; "
                  f"balanced accuracy {100 * m.balanced_acc:.2f}%")
     return "\n".join(lines)
 
@@ -136,6 +147,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         patience=args.patience,
         image_size=args.image_size,
         seed=args.seed,
+        split_seed=args.split_seed,
+        min_group_size=args.min_group,
         augment=not args.no_augment,
         subsample=args.subsample,
         n_bootstrap=args.bootstrap,

@@ -50,6 +50,7 @@ class GroupMetrics:
     accuracy: float | None  # None when n == 0
     accuracy_ci: tuple[float, float] | None = None  # bootstrap 95% interval
     rates: tuple[ClassRates, ...] = ()
+    small: bool = False  # fewer than the report's min_group_size samples: left out of Unfairness
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class FairnessReport:
     # metric name -> (low, high) 95% bootstrap interval; names: unfairness, eodd, eopp1, eopp2
     ci: tuple[tuple[str, float, float], ...] = ()
     n_bootstrap: int = 0
+    min_group_size: int = 0  # known groups below this size are flagged small, left out of Unfairness
 
     @property
     def worst_group_accuracy(self) -> float | None:
@@ -148,6 +150,9 @@ class Metrics:
     class_names: tuple[str, ...] = ()
     # confusion matrices per group: (attribute, group, matrix rows as tuples)
     confusion: tuple[tuple[str, str, tuple[tuple[int, ...], ...]], ...] = ()
+    # torch intra-op threads the result was computed with (0 = not recorded): on the CPU a seed
+    # reproduces a result bit for bit only at the same thread count
+    threads: int = 0
 
     def value(self, name: str) -> float | None:
         """Value of a flat objective name (see :data:`OBJECTIVES`)."""
@@ -199,7 +204,8 @@ class Metrics:
 
         fr = self.fairness
         detail = ", ".join(
-            f"{g.group}: ({pct(g.accuracy)}, {g.n})" for g in fr.groups if g.group != "unknown"
+            f"{g.group}: ({pct(g.accuracy)}, {g.n}{', small: not in Unfairness' if g.small else ''})"
+            for g in fr.groups if g.group != "unknown"
         )
         hw = self.hardware
         mem = "n/a" if hw.peak_memory_mb is None else f"{hw.peak_memory_mb:.2f} MB"

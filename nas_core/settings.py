@@ -41,10 +41,12 @@ class TrainSettings:
     max_epochs: int = 10  # hard cap on epochs
     patience: int = 3  # stop when validation loss has not improved for this many epochs
     image_size: int = 64  # square training resolution (the cache is built at this size)
-    seed: int = 0  # seeds the split, the initialization and the batch order
+    seed: int = 0  # init seed: seeds the initialization, dropout, batch order and flips
+    split_seed: int = 0  # seeds the train/val/test split and the subsample; fixed for a whole run
     augment: bool = True  # random flips (lesions have no orientation)
     subsample: int | None = None  # balanced subsample of this many images (None = all)
     n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
+    min_group_size: int = 10  # test groups smaller than this are flagged and left out of Unfairness
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -52,6 +54,8 @@ class TrainSettings:
         for name in ("batch_size", "max_epochs", "patience", "image_size"):
             if int(getattr(self, name)) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if int(self.min_group_size) < 0:
+            raise SettingsError(f"min_group_size must be 0 or more, got {self.min_group_size}")
         if not self.lr > 0:
             raise SettingsError(f"lr must be positive, got {self.lr}")
 

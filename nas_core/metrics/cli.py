@@ -13,7 +13,14 @@ missing -> ``unknown``).
   young / middle / old; otherwise ``<a``, ``a-b``, ..., ``>z``. Add ``:labels=a,b,c`` to name them.
 
 Classes are the values found in the label and prediction columns (numerically sorted when
-all are integers, else alphabetically), or ``--classes A,B,C`` to fix names and order.
+all are integers, else alphabetically), or ``--classes A,B,C`` to fix names and order. Either way
+EODD/EOPP count only the classes that occur in the file (as a label or a prediction), the rule
+``evaluate`` follows with the data set's class list, so both give the same numbers on the same
+predictions (:mod:`nas_core.metrics.fairness`).
+
+Groups with fewer than ``--min-group`` rows (default
+:data:`~nas_core.metrics.fairness.MIN_GROUP_SIZE`) are marked ``small`` in the text and JSON and
+left out of Unfairness.
 """
 
 from __future__ import annotations
@@ -51,6 +58,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200; 0 = none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--ci", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--min-group", type=int, default=None, metavar="N",
+                   help="groups with fewer rows are flagged small and left out of Unfairness "
+                        "(default 10; 0 = count every group)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_fairness)
 
@@ -154,7 +164,12 @@ def report_text(r: FairnessReport, problems: tuple[str, ...] = ()) -> str:
     for g in r.groups:
         acc = "n/a" if g.accuracy is None else f"{100 * g.accuracy:.2f}%"
         iv = "" if g.accuracy_ci is None else f"[{100 * g.accuracy_ci[0]:.1f}, {100 * g.accuracy_ci[1]:.1f}]"
-        note = "  (left out of the metrics)" if g.group == "unknown" else ""
+        if g.group == "unknown":
+            note = "  (left out of the metrics)"
+        elif g.small:
+            note = f"  SMALL (n < {r.min_group_size}: left out of Unfairness)"
+        else:
+            note = ""
         lines.append(f"{g.attribute:<14} {g.group:<12} {g.n:>6} {acc:>9}  {iv}{note}")
     lines.append("")
     lines.append(f"{'attribute':<14} {'Unfairness':>10} {'EODD':>8} {'EOPP1':>8} {'EOPP2':>8}")
@@ -167,6 +182,11 @@ def report_text(r: FairnessReport, problems: tuple[str, ...] = ()) -> str:
         pair = f"{p.attribute}: {p.group_a} vs {p.group_b}"
         lines.append(f"{pair:<30} {num(p.eodd):>8} {num(p.eopp1):>8} {num(p.eopp2):>8}  "
                      f"{p.n_classes_eodd}/{p.n_classes_eopp1}/{p.n_classes_eopp2}")
+    small = [f"{g.attribute}={g.group} ({g.n})" for g in r.groups if g.small]
+    if small:
+        lines.append("")
+        lines.append(f"note: {len(small)} small group(s) with fewer than {r.min_group_size} predictions, "
+                     f"left out of Unfairness: {', '.join(small)}")
     if problems:
         lines.append("")
         lines.extend(f"note: {x}" for x in problems)
@@ -176,7 +196,7 @@ def report_text(r: FairnessReport, problems: tuple[str, ...] = ()) -> str:
 def run_fairness(args: argparse.Namespace) -> int:
     """Handler of ``fairness``."""
     from nas_core.data.groups import derive_attributes
-    from nas_core.metrics.fairness import fairness_report
+    from nas_core.metrics.fairness import MIN_GROUP_SIZE, fairness_report
 
     path = Path(args.predictions)
     header, columns = _read_csv(path)
@@ -202,6 +222,7 @@ def run_fairness(args: argparse.Namespace) -> int:
         seed=args.seed,
         ci=args.ci,
         group_order={s.name: s.labels for s in specs if s.kind == "age"},
+        min_group_size=MIN_GROUP_SIZE if args.min_group is None else args.min_group,
     )
     payload = {"class_names": list(class_names), "problems": list(problems), **dataclasses.asdict(report)}
     emit(args, payload, report_text(report, tuple(problems)))

@@ -19,6 +19,19 @@ Definitions (DESIGN.md, "Fairness metrics"):
 
 Decisions where DESIGN.md is silent:
 
+- The class list is the data set's classes (``class_names``: the evaluator passes the data set's,
+  the ``fairness`` CLI those of ``--classes`` or the ones it finds), but a class that occurs
+  nowhere in the evaluated samples (neither as a true label nor as a prediction) counts for no
+  pair: its rates would be 0 vs 0 or undefined and would only dilute the means. So the metrics
+  do not depend on classes absent from the test set, and the CLI and ``evaluate`` agree on the
+  same predictions whatever class list each is given.
+- Small groups: a known group with fewer than ``min_group_size`` samples (default
+  :data:`MIN_GROUP_SIZE`, the run setting ``TrainSettings.min_group_size``) is reported and
+  flagged ``small`` but left out of Unfairness (its accuracy is mostly sampling noise: a
+  one-image group would weigh as much as a group of 120). It still counts for EODD/EOPP, whose
+  pair values are reported with their group sizes. When no known group reaches the size (a test
+  set too small for the rule, e.g. in tests), every known group counts and all are flagged.
+
 - A group with no sample (possible only in a bootstrap resample, or when
   ``group_order`` names a group absent from the data) has no accuracy and is left
   out of P for that resample.
@@ -61,6 +74,8 @@ from nas_core.records import (
 _CONVENTIONAL_ORDER = {"female": 0, "male": 1, "young": 2, "middle": 3, "old": 4}
 
 METRIC_NAMES = ("unfairness", "eodd", "eopp1", "eopp2")
+#: Default smallest group counted in Unfairness (TrainSettings.min_group_size; the CLI's --min-group).
+MIN_GROUP_SIZE = 10
 
 
 class FairnessInputError(UserError):
@@ -172,8 +187,11 @@ def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(a, axis=axis)
 
 
-def _stats(cm: np.ndarray, known: int) -> _Stats:
-    """Statistics of one attribute from counts cm (B, G, C, C); groups [0, known) are the known ones."""
+def _stats(cm: np.ndarray, known: int, present: np.ndarray) -> _Stats:
+    """Statistics of one attribute from counts cm (B, G, C, C); groups [0, known) are the known ones.
+
+    ``present`` (C,) marks the classes that occur in the evaluated samples; the others count for no pair.
+    """
     cm = cm.astype(np.float64)
     n = cm.sum(axis=(2, 3))
     correct = np.trace(cm, axis1=2, axis2=3)
@@ -194,6 +212,10 @@ def _stats(cm: np.ndarray, known: int) -> _Stats:
         d_tpr = np.abs(tpr[:, i] - tpr[:, j])  # NaN where either group lacks the rate
         d_fpr = np.abs(fpr[:, i] - fpr[:, j])
         d_tnr = np.abs(tnr[:, i] - tnr[:, j])
+        absent = ~present
+        d_tpr[..., absent] = np.nan
+        d_fpr[..., absent] = np.nan
+        d_tnr[..., absent] = np.nan
         eodd_c = np.maximum(d_tpr, d_fpr)  # np.maximum propagates NaN: both rates must be defined
     else:
         d_tpr = d_tnr = eodd_c = np.full((b, 0, c), np.nan)
@@ -227,14 +249,17 @@ def _interval(samples: np.ndarray, ci: float) -> tuple[float, float] | None:
 
 
 def _summaries(
-    stats: list[_Stats], groups: list[list[str]], overall_acc: np.ndarray
+    stats: list[_Stats], groups: list[list[str]], overall_acc: np.ndarray, counted: list[np.ndarray]
 ) -> dict[str, Any]:
-    """Unfairness and the three pair metrics per attribute and overall, per resample."""
+    """Unfairness and the three pair metrics per attribute and overall, per resample.
+
+    ``counted[a]`` marks the known groups of attribute ``a`` large enough for Unfairness.
+    """
     per_attr = []
     all_dev, all_eodd, all_eopp1, all_eopp2 = [], [], [], []
-    for st, gs in zip(stats, groups, strict=True):
+    for st, gs, keep in zip(stats, groups, counted, strict=True):
         known = len([g for g in gs if g != UNKNOWN])
-        dev = np.abs(st.acc[:, :known] - overall_acc[:, None])
+        dev = np.abs(st.acc[:, :known] - overall_acc[:, None])[:, keep[:known]]
         per_attr.append(
             {
                 "unfairness": _nanmean(dev, axis=1),
@@ -270,6 +295,7 @@ def fairness_report(
     seed: int = 0,
     ci: float = 0.95,
     group_order: Mapping[str, Sequence[str]] | None = None,
+    min_group_size: int = MIN_GROUP_SIZE,
 ) -> FairnessReport:
     """The full fairness report of one set of predictions.
 
@@ -284,6 +310,8 @@ def fairness_report(
         seed: seeds the resampling.
         ci: interval level, e.g. 0.95.
         group_order: optional display order of the groups of some attributes.
+        min_group_size: known groups with fewer samples are flagged ``small`` and left out of
+            Unfairness (0 keeps every group).
 
     Returns:
         A FairnessReport; undefined values are None.
@@ -310,9 +338,15 @@ def fairness_report(
     if len(set(names)) != len(names):
         raise FairnessInputError(f"attribute names repeat: {names}; give each attribute once")
     order = dict(group_order or {})
+    if min_group_size < 0:
+        raise FairnessInputError(f"min_group_size must be 0 or more, got {min_group_size}")
+    present = np.zeros(n_classes, dtype=bool)
+    present[yt] = True
+    present[yp] = True
 
     cells_per_attr: list[np.ndarray] = []
     groups_per_attr: list[list[str]] = []
+    counted_per_attr: list[np.ndarray] = []
     for name, raw in attr_items:
         vals = [UNKNOWN if _is_missing(v) else str(v) for v in raw]
         if len(vals) != n:
@@ -322,6 +356,12 @@ def fairness_report(
         g_idx = np.fromiter((pos[v] for v in vals), dtype=np.int64, count=n)
         cells_per_attr.append(g_idx * n_classes * n_classes + yt * n_classes + yp)
         groups_per_attr.append(gs)
+        sizes = np.bincount(g_idx, minlength=len(gs))
+        counted_per_attr.append(np.array([g != UNKNOWN and sizes[k] >= min_group_size for k, g in enumerate(gs)]))
+
+    if not any(keep.any() for keep in counted_per_attr):
+        # A test set too small for the rule: every known group counts (and all are flagged small).
+        counted_per_attr = [np.array([g != UNKNOWN for g in gs]) for gs in groups_per_attr]
 
     def compute(idx: np.ndarray | None) -> tuple[list[_Stats], np.ndarray, dict[str, Any]]:
         correct = (yt == yp).astype(np.float64)
@@ -330,8 +370,8 @@ def fairness_report(
         for cells, gs in zip(cells_per_attr, groups_per_attr, strict=True):
             k = len(gs) * n_classes * n_classes
             counts = _group_counts(cells, k, idx).reshape(-1, len(gs), n_classes, n_classes)
-            stats.append(_stats(counts, len([g for g in gs if g != UNKNOWN])))
-        return stats, overall, _summaries(stats, groups_per_attr, overall)
+            stats.append(_stats(counts, len([g for g in gs if g != UNKNOWN]), present))
+        return stats, overall, _summaries(stats, groups_per_attr, overall, counted_per_attr)
 
     stats, overall_acc, summ = compute(None)
 
@@ -367,6 +407,7 @@ def fairness_report(
                     accuracy=_opt(st.acc[0, g]),
                     accuracy_ci=acc_ci,
                     rates=rates,
+                    small=group != UNKNOWN and int(st.n[0, g]) < min_group_size,
                 )
             )
         known = [g for g in gs if g != UNKNOWN]
@@ -415,4 +456,5 @@ def fairness_report(
         pairs=tuple(pair_records),
         ci=tuple(intervals),
         n_bootstrap=int(n_bootstrap) if boot_summ is not None else 0,
+        min_group_size=int(min_group_size),
     )

@@ -27,7 +27,7 @@ def test_two_class_hand_computed():
     y_true = [0, 0, 1, 1, 0, 0, 1, 1]
     y_pred = [0, 1, 1, 1, 0, 0, 0, 0]
     sex = ["f", "f", "f", "f", "m", "m", "m", None]
-    r = fairness_report(y_true, y_pred, [("sex", sex)], ["A", "B"], n_bootstrap=0)
+    r = fairness_report(y_true, y_pred, [("sex", sex)], ["A", "B"], n_bootstrap=0, min_group_size=0)
     assert r.n == 8
     assert r.overall_accuracy == pytest.approx(5 / 8)  # unknown row counts in overall accuracy
     f, m, unk = _group(r, "sex", "f"), _group(r, "sex", "m"), _group(r, "sex", "unknown")
@@ -80,7 +80,8 @@ def test_group_without_negatives_has_no_fpr_and_pairs_without_classes_are_left_o
     y_pred = [0, 1, 1, 1]
     site = ["x", "x", "y", "y"]
     sex = ["f", "m", "f", "m"]
-    r = fairness_report(y_true, y_pred, [("site", site), ("sex", sex)], ["A", "B"], n_bootstrap=0)
+    r = fairness_report(y_true, y_pred, [("site", site), ("sex", sex)], ["A", "B"], n_bootstrap=0,
+                        min_group_size=0)
     x = _group(r, "site", "x")
     assert _rate(x, "A").fpr is None and _rate(x, "A").tnr is None and _rate(x, "A").tpr == 0.5
     site_pair = next(p for p in r.pairs if p.attribute == "site")

@@ -34,7 +34,7 @@ def test_groups_are_derived_like_a_data_set(tmp_path, capsys):
     ]
     path = write_csv(tmp_path / "p.csv", rows)
     out = run_json([str(path), "--label-col", "label", "--pred-col", "pred", "--attr", "sex",
-                    "--attr", "age_approx:bins=30,65", "--bootstrap", "0"], capsys)
+                    "--attr", "age_approx:bins=30,65", "--bootstrap", "0", "--min-group", "0"], capsys)
     assert out["class_names"] == ["BCC", "MEL", "NV"]
     assert out["n"] == 5 and out["overall_accuracy"] == pytest.approx(3 / 5)
     groups = {(g["attribute"], g["group"]): (g["n"], g["accuracy"]) for g in out["groups"]}
