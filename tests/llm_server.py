@@ -18,8 +18,8 @@ Modes (``mode=``) that play a model behind a server with a given kind of constra
 - ``"schema"``: the server decodes under the request's ``response_format`` JSON schema: every answer
   is a random instance of it (:func:`instance_of`), like OpenAI strict mode, vLLM or llama.cpp.
 - ``"json_object"``: ``response_format`` ``json_schema`` is refused with HTTP 400; ``json_object``
-  (or nothing) gives a JSON object: a random instance of ``knows`` (what the model read in the prompt),
-  with each enum value replaced by a wrong one with probability ``noise``.
+  (or nothing) gives a JSON object: a random instance of ``knows`` (what the model read in the prompt);
+  with probability ``noise`` an answer slips (some of its enum values, 5% each, are wrong).
 - ``"text"``: any ``response_format`` is refused with HTTP 400; the answer is prose around a fenced
   JSON instance of ``knows`` (with ``noise``).
 - ``"ollama"``: like Ollama's OpenAI-compatible endpoint: ``GET /api/version`` answers; the body's
@@ -210,9 +210,10 @@ class FakeLlmServer:
             raise ValueError(f"mode {self.mode!r} needs knows= (the schema of one proposal)")
         last = next((m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
         m = re.search(r"holding (\d+) different designs", str(last))
+        noise = 0.05 if self.noise and self.rng.random() < self.noise else 0.0  # this answer slips
         if m is None:
-            return instance_of(self.knows, self.rng, self.noise)
-        return {"proposals": [instance_of(self.knows, self.rng, self.noise) for _ in range(int(m.group(1)))]}
+            return instance_of(self.knows, self.rng, noise)
+        return {"proposals": [instance_of(self.knows, self.rng, noise) for _ in range(int(m.group(1)))]}
 
     def _prose(self, value: Any) -> str:
         return f"Here is my design.\n```json\n{json.dumps(value, indent=1)}\n```\nI hope it helps!"

@@ -417,3 +417,104 @@ def test_super_network_runs_ask_for_sub_networks_in_the_super_networks_shape():
     assert schema == answer_schema(None, 1, SupernetSpaceConfig()) and "subnetwork" in schema["properties"]
     assert '"subnetwork"' in body["messages"][-1]["content"]  # the prompt explains the shape too
     assert validate_subnet_spec(props[0].spec) == [] and spec_problems(props[0].spec, c) == []
+
+
+# ---- a whole search with the llm engine against each kind of server (CLI, store, in-process worker)
+
+E2E_TINY = ["--epochs", "1", "--image-size", "32", "--batch-size", "32", "--device", "cpu", "--threads", "1"]
+CUSTOM_CHOICES = {
+    "min_blocks": 2, "max_blocks": 3, "stem_out_channels": [8, 16], "type": ["conv", "dwsep", "mbconv"],
+    "out_channels": [16, 24], "kernel": [3, 5], "expand": [2, 3], "pool": ["none", "max"], "head_hidden": [0, 32],
+}
+
+
+def _search(tmp_path, capsys, dataset, srv, *extra):
+    from nas_core.cli import main
+
+    db = tmp_path / "e2e.db"
+    argv = ["search", "--db", db, "--dataset", dataset, "--engine", "llm", "--base-url", srv.base_url,
+            "--model", "fake", "--iterations", 1, "--auto-approve", "--json", "--llm-retries", 8,
+            *E2E_TINY, *extra]
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert code == 0, out.err + out.out[-3000:]
+    report = json.loads(out.out)
+    from nas_core.store import Store
+
+    with Store.open(db) as store:
+        run = store.get_run(report["run_id"])
+        cands = [c for c in store.list_candidates(run.id) if c.origin != "baseline"]
+        calls = store.list_llm_calls(run.id)
+    return report, cands, calls
+
+
+def _measured_and_valid(report, cands, choices, n, supernet=False):
+    from nas_core.supernet.space import validate_subnet_spec
+
+    assert report["best"] is not None and report["best"]["status"] == "done"
+    assert len(cands) == n and len({c.key for c in cands}) == n
+    for c in cands:
+        assert c.origin == "llm" and c.status == "done" and c.metrics is not None, (c.status, c.error)
+        assert validate(c.spec, choices, 32) == [], c.spec
+        if supernet:
+            assert validate_subnet_spec(c.spec) == [] and c.metrics.estimate
+
+
+@pytest.mark.slow
+def test_search_against_a_schema_following_server_default_choices(tiny_dataset, tmp_path, capsys):
+    with FakeLlmServer(mode="schema", seed=11) as srv:
+        report, cands, calls = _search(tmp_path, capsys, tiny_dataset, srv, "--per-iteration", 2)
+        assert all(r["response_format"]["type"] == "json_schema" for r in srv.requests)
+    _measured_and_valid(report, cands, Choices.default(), 2)
+    assert {c.decoding for c in calls} == {"json_schema"}
+
+
+@pytest.mark.slow
+def test_search_against_a_schema_following_server_custom_choices(tiny_dataset, tmp_path, capsys):
+    path = tmp_path / "choices.json"
+    path.write_text(json.dumps(CUSTOM_CHOICES))
+    custom = Choices.from_dict(CUSTOM_CHOICES)
+    with FakeLlmServer(mode="schema", seed=12) as srv:
+        report, cands, calls = _search(tmp_path, capsys, tiny_dataset, srv, "--choices", path)
+        sent = srv.requests[0]["response_format"]["json_schema"]["schema"]
+    assert sent == answer_schema(custom)
+    _measured_and_valid(report, cands, custom, 1)
+    assert {c.decoding for c in calls} == {"json_schema"}
+
+
+@pytest.mark.slow
+def test_search_in_a_super_network_run_against_a_schema_following_server(tiny_dataset, tmp_path, capsys,
+                                                                         monkeypatch):
+    from nas_core.store import Store
+    from nas_core.supernet import jobs
+    from nas_core.supernet.space import SupernetSpaceConfig, choices_for_supernet
+    from nas_core.supernet.train import SupernetTrainSettings
+    from nas_core.worker import run_pending
+
+    monkeypatch.setenv(jobs.DIR_ENV, str(tmp_path / "supernets"))
+    monkeypatch.setenv("EQUINAS_CACHE_DIR", str(tmp_path / "cache"))
+    db = str(tmp_path / "e2e.db")
+    req = jobs.TrainRequest(  # the designers' super-network space, trained for one epoch on the tiny data set
+        dataset=str(tiny_dataset), train=TrainSettings(image_size=32, seed=0, max_epochs=1),
+        space=SupernetSpaceConfig(), db=db,
+        settings=SupernetTrainSettings(max_epochs=1, batch_size=48, n_random=1, calib_batches=2),
+    )
+    with Store.open(db) as store:
+        store.enqueue_job("supernet_train", req.to_dict(), actor="test")
+    assert run_pending(db) == 1
+    with FakeLlmServer(mode="schema", seed=13) as srv:
+        report, cands, calls = _search(tmp_path, capsys, tiny_dataset, srv, "--evaluation", "supernet")
+        sent = srv.requests[0]["response_format"]["json_schema"]["schema"]
+    assert "subnetwork" in sent["properties"]
+    _measured_and_valid(report, cands, choices_for_supernet(), 1, supernet=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["json_object", "text"])
+def test_search_against_servers_without_schema_support(mode, tiny_dataset, tmp_path, capsys):
+    # the model "read" the Choices in the prompt but slips: a third of its answers hold values outside them
+    with FakeLlmServer(mode=mode, knows=proposal_schema(Choices.default()), noise=0.35, seed=14) as srv:
+        report, cands, calls = _search(tmp_path, capsys, tiny_dataset, srv)
+    _measured_and_valid(report, cands, Choices.default(), 1)
+    assert {c.decoding for c in calls} == {mode}
+    assert any("(allowed: " in c.error for c in calls), "a slip went back to the model with the allowed values"
