@@ -62,9 +62,9 @@ class LlmSettings:
     base_url: str | None = None  # e.g. http://localhost:11434/v1 (Ollama); None = api.openai.com
     model: str = "gpt-4o-mini"  # model name as the endpoint knows it
     temperature: float = 0.7  # sampling temperature
-    timeout_s: float = 120.0  # per HTTP request
+    timeout_s: float = 120.0  # one deadline for a whole chat call, every HTTP retry included
     max_retries: int = 3  # follow-ups after an invalid answer (validation errors, duplicates)
-    http_retries: int = 2  # SDK retries after 429/5xx/timeouts, with exponential backoff
+    http_retries: int = 2  # retries after 429/5xx/timeouts/connection errors, backoff, all within timeout_s
     structured: str = "auto"  # auto | on | off: kept for old run configs; on = json_schema, off = text
     decoding: str = "auto"  # auto | json_schema | ollama | json_object | text (see the module docstring)
     history_k: int = 5  # how many recent candidates the prompt lists
@@ -179,7 +179,8 @@ class LlmClient:
             api_key=self._key or _PLACEHOLDER_KEY,
             base_url=settings.base_url,
             timeout=settings.timeout_s,
-            max_retries=settings.http_retries,
+            # Retries are ours (see chat): the SDK's would give every try the full timeout again.
+            max_retries=0,
         )
 
     def redact(self, text: str) -> str:
@@ -219,10 +220,20 @@ class LlmClient:
             LlmError: unreachable, timed out, refused or rate-limited beyond the retries;
                 the message never contains the key.
         """
+        deadline = time.monotonic() + self.settings.timeout_s
+        tries = 0
         while True:
             rung = self.rungs[0] if schema is not None else "text"
+            tries += 1
             try:
-                return self._call(messages, schema, rung)
+                return self._call(messages, schema, rung, deadline)
+            except (self._openai.APITimeoutError, self._openai.APIConnectionError, self._openai.RateLimitError,
+                    self._openai.InternalServerError) as exc:
+                wait = self._retry_wait(exc, tries)
+                if tries > self.settings.http_retries or time.monotonic() + wait >= deadline:
+                    raise self._wrap(exc, rung, tries) from None
+                log.info("LLM endpoint: %s; retry %d in %.2f s", type(exc).__name__, tries, wait)
+                time.sleep(wait)
             except self._openai.APIStatusError as exc:
                 lower = rung != "text" and len(self.rungs) > 1 and exc.status_code in _REFUSED
                 if not lower:
@@ -232,9 +243,21 @@ class LlmClient:
                 assert self._rungs is not None
                 self._rungs.pop(0)
             except self._openai.OpenAIError as exc:
-                raise self._wrap(exc, rung) from None
+                raise self._wrap(exc, rung, tries) from None
 
-    def _call(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None, rung: str) -> ChatResult:
+    @staticmethod
+    def _retry_wait(exc: Exception, tries: int) -> float:
+        """Seconds before the next try: the server's Retry-After when it sends one, else 0.5 s doubling."""
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                return min(max(float(headers.get(name)) * scale, 0.0), 60.0)
+            except (TypeError, ValueError):
+                continue
+        return min(0.5 * 2 ** (tries - 1), 8.0)
+
+    def _call(self, messages: Sequence[Mapping[str, str]], schema: Mapping[str, Any] | None, rung: str,
+              deadline: float | None = None) -> ChatResult:
         kwargs: dict[str, Any] = {}
         if rung in ("json_schema", "ollama") and schema is not None:
             kwargs["response_format"] = {
@@ -245,6 +268,8 @@ class LlmClient:
                 kwargs["extra_body"] = {"format": dict(schema)}
         elif rung == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
+        if deadline is not None:  # each try gets what is left of the one deadline
+            kwargs["timeout"] = max(deadline - time.monotonic(), 0.05)
         start = time.perf_counter()
         resp = self._client.chat.completions.create(
             model=self.settings.model,
@@ -267,13 +292,14 @@ class LlmClient:
             decoding=rung,
         )
 
-    def _wrap(self, exc: Exception, rung: str = "text") -> LlmError:
+    def _wrap(self, exc: Exception, rung: str = "text", tries: int | None = None) -> LlmError:
         o = self._openai
         where = self.settings.base_url or "api.openai.com"
-        tries = self.settings.http_retries + 1
+        tries = self.settings.http_retries + 1 if tries is None else tries
         if isinstance(exc, o.APITimeoutError):
             msg = (f"the LLM endpoint {where} did not answer within {self.settings.timeout_s:g} s "
-                   f"({tries} tries); raise the timeout or check the server")
+                   f"({tries} {'try' if tries == 1 else 'tries'}, one deadline for all); raise the timeout or "
+                   "check the server")
         elif isinstance(exc, o.APIConnectionError):
             msg = f"cannot reach the LLM endpoint {where}; check the base URL and that the server is running"
         elif isinstance(exc, o.AuthenticationError):

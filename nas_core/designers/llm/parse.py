@@ -64,7 +64,7 @@ def extract_json_object(text: str) -> dict[str, Any]:
         if chunk.startswith("{"):
             try:
                 obj = json.loads(chunk)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # nesting past the parser's limit is not JSON for us
                 continue
             if isinstance(obj, dict):
                 return obj
@@ -76,7 +76,7 @@ def extract_json_object(text: str) -> dict[str, Any]:
             break
         try:
             obj, _ = decoder.raw_decode(text, m.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(obj, dict):
             return obj
