@@ -1,4 +1,4 @@
-"""Evaluator speed: the cached-tensor pipeline against JPEG decoding, and FLOP/s against the GEMM peak.
+"""Evaluator speed: cached tensors against JPEG decoding, and FLOP/s against the best convolution.
 
 Prints, all measured in the same run on this machine:
 
@@ -12,9 +12,15 @@ Prints, all measured in the same run on this machine:
     the input pipelines alone (no model): when the model's compute dominates an epoch, as
     it does on a CPU, the epoch ratio cannot exceed 1 + data time / compute time.
 (b) achieved training FLOP/s (forward + backward convolutions and matmuls counted by
-    torch.utils.flop_counter over one step, divided by the step time) as a fraction of the
-    fp32 GEMM peak measured here (``torch.mm`` of 2048x2048 matrices), for ResNet-18 and
-    the small default CNN at 64 px, with and without channels_last. Target: >= 0.5.
+    torch.utils.flop_counter over one step, divided by the step's CPU time) as a fraction of
+    the **best measured convolution throughput** on this machine (:func:`conv_peak`: a single
+    3x3 convolution's forward + backward over a few channel widths and sizes, both memory
+    formats, the best FLOP per CPU-second), for ResNet-18 and the small default CNN at 64 px,
+    with and without channels_last. Target: >= 0.6. Both sides are measured in CPU time of
+    the process (``time.process_time``: the sum over its threads), so the share does not move
+    with the machine's load, which only stretches wall time; the GEMM figure (``torch.mm``)
+    is printed for reference only (MKL's GEMM reaches less than a 3x3 convolution here, so it
+    is no peak).
 
 Times are the best of a few repeats (the machine may be shared: the best is the least
 disturbed). Run: ``python benchmarks/bench_evaluator.py [--quick]`` (``make bench``).
@@ -49,6 +55,51 @@ def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / t
 
 
+def _best_cpu(fn, repeats: int) -> float:
+    """Least CPU time (process, all threads) of ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return max(min(times), 1e-9)
+
+
+#: (channels, spatial size, batch) of the convolutions that :func:`conv_peak` tries.
+CONV_PEAK_SHAPES = ((64, 32, 32), (128, 16, 32), (128, 32, 16), (256, 16, 16), (256, 8, 64))
+
+
+def conv_peak(repeats: int = 3) -> tuple[float, str]:
+    """Best training FLOP per CPU-second of one 3x3 convolution (forward + backward) on this machine.
+
+    Returns:
+        (FLOP/s per CPU-second, description of the best configuration).
+    """
+    best, where = 0.0, ""
+    for ch, size, batch in CONV_PEAK_SHAPES:
+        for channels_last in (False, True):
+            conv = nn.Conv2d(ch, ch, 3, padding=1, bias=False)
+            x = torch.rand(batch, ch, size, size, requires_grad=True)
+            if channels_last:
+                conv = conv.to(memory_format=torch.channels_last)
+                x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+
+            def step(conv: nn.Module = conv, x: torch.Tensor = x) -> None:
+                conv(x).sum().backward()
+
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step()
+            flops = int(counter.get_total_flops())
+            step()  # warm-up: oneDNN primitives
+            rate = flops / _best_cpu(step, repeats)
+            if rate > best:
+                best, where = rate, f"{ch} ch, {size}x{size}, batch {batch}, channels_last={channels_last}"
+    return best, where
+
+
 def train_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     """FLOPs of one forward + backward (convolutions and matmuls), counted by FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -61,7 +112,7 @@ def train_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
 
 
 def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
-    """Best time of one Adam training step."""
+    """Least CPU time (process, all threads) of one Adam training step."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
@@ -70,7 +121,7 @@ def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: in
         opt.step()
 
     step()  # warm-up: allocator, oneDNN primitives, Adam state
-    return _best(step, repeats)
+    return _best_cpu(step, repeats)
 
 
 def bench_flops(peak: float, batch: int, repeats: int, models: list[str]) -> None:
@@ -95,8 +146,8 @@ def bench_flops(peak: float, batch: int, repeats: int, models: list[str]) -> Non
             t = step_seconds(model, x, y, repeats)
             achieved = flops / t
             print(f"  {name:<10} channels_last={channels_last!s:<5} batch {batch}: {flops / 1e9:8.2f} GFLOP/step, "
-                  f"{t:7.3f} s/step, {achieved / 1e9:7.2f} GFLOP/s = {achieved / peak:5.2f} of the GEMM peak",
-                  flush=True)
+                  f"{t:7.3f} CPU s/step, {achieved / 1e9:7.2f} GFLOP per CPU-s = {achieved / peak:5.2f} of the "
+                  f"best convolution (target >= 0.6)", flush=True)
 
 
 class JpegDataset(torch.utils.data.Dataset):
@@ -238,9 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         ratios.append(bench_pipelines(big, "same images re-saved at 1024x768", tmp_path / "cache2", args.batch,
                                       args.workers, epochs))
 
-    print("(b) training FLOP/s as a fraction of the measured fp32 GEMM peak")
-    peak = gemm_peak(repeats=3 if args.quick else 5)
-    print(f"  GEMM peak (torch.mm 2048x2048 fp32): {peak / 1e9:.1f} GFLOP/s")
+    print("(b) training FLOP per CPU-second as a fraction of the best measured 3x3 convolution")
+    peak, where = conv_peak(repeats=2 if args.quick else 3)
+    print(f"  best convolution (forward + backward): {peak / 1e9:.1f} GFLOP per CPU-s ({where})")
+    print(f"  for reference, GEMM (torch.mm 2048x2048 fp32, wall): {gemm_peak(repeats=3) / 1e9:.1f} GFLOP/s")
     bench_flops(peak, args.flops_batch, 2 if args.quick else 3, ["small_cnn"] if args.quick else
                 ["small_cnn", "resnet18"])
     print(f"summary: pipeline ratios {', '.join(f'{r:.2f}x' for r in ratios)} "

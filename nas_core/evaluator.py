@@ -15,7 +15,11 @@ Decisions (DESIGN.md is silent):
   ``augment`` each image is flipped horizontally and, independently, vertically with
   probability 1/2 (lesions have no orientation).
 - Optimizers: adam / adamw as given; sgd with momentum 0.9 (plain SGD at these budgets
-  barely moves). Loss: cross-entropy.
+  barely moves). Loss: cross-entropy. Learning-rate schedule (``TrainSettings.schedule``),
+  stepped every batch over ``max_epochs``: ``constant``; ``onecycle`` (torch's OneCycleLR,
+  peak :data:`ONECYCLE_PEAK` x ``lr``, a quarter of the steps warming up, then annealed
+  to near zero: converges in fewer epochs); ``cosine`` (cosine from ``lr`` to 0). Early
+  stopping may end a schedule before its last step.
 - Train loss/accuracy are the running means over the epoch's batches (training mode),
   as Keras and the FL-NAS reference report them; validation is measured in eval mode.
 - Early stopping: stop when validation loss has not improved (strictly) for
@@ -81,6 +85,8 @@ BASELINE_PREFIX = "baseline:"
 EVAL_BATCH = 256
 #: How many prepared data sets one process keeps (a worker usually serves one run's data set).
 PREPARED_CACHE_SIZE = 2
+#: One-cycle schedule: peak learning rate as a multiple of TrainSettings.lr.
+ONECYCLE_PEAK = 2.0
 #: Per device type: whether to train and run in the channels_last memory format (see the docstring).
 CHANNELS_LAST = {"cpu": True, "cuda": False}
 
@@ -348,6 +354,19 @@ def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=s.lr, momentum=0.9, weight_decay=s.weight_decay)
 
 
+def make_scheduler(
+    opt: torch.optim.Optimizer, s: TrainSettings, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-batch learning-rate schedule of ``s`` over ``s.max_epochs`` (None = constant)."""
+    total = max(1, steps_per_epoch * s.max_epochs)
+    if s.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr * ONECYCLE_PEAK, total_steps=total,
+                                                   pct_start=0.25, cycle_momentum=s.optimizer == "sgd")
+    if s.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return None
+
+
 def predict(
     model: nn.Module,
     images: torch.Tensor,
@@ -391,10 +410,12 @@ def train_epoch(
     settings: TrainSettings,
     gen: torch.Generator,
     should_stop: Callable[[], bool] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[float, float]:
     """One epoch over ``train_idx`` in a seeded order; returns the running (loss, accuracy).
 
-    ``images``/``labels`` are the whole uint8 set and its labels, on the training device or the CPU.
+    ``images``/``labels`` are the whole uint8 set and its labels, on the training device or the CPU;
+    ``scheduler`` (if any) is stepped after every optimizer step.
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss()
@@ -418,6 +439,8 @@ def train_epoch(
         loss = loss_fn(logits, y)
         loss.backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_sum += loss.detach() * len(batch)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(batch)
@@ -456,6 +479,7 @@ def train_model(
     if cl:
         model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, settings)
+    scheduler = make_scheduler(opt, settings, math.ceil(len(tr_idx) / settings.batch_size))
     gen = torch.Generator().manual_seed(settings.seed)
     va_images, va_labels = images[va_idx.to(images.device)], labels[va_idx.to(labels.device)].cpu()
 
@@ -466,7 +490,7 @@ def train_model(
     epoch = 0
     for epoch in range(1, settings.max_epochs + 1):
         train_loss, train_acc = train_epoch(model, opt, images, labels, tr_idx, transform, settings, gen,
-                                            should_stop)
+                                            should_stop, scheduler)
         _check_stop(should_stop)
         _, val_loss, val_acc = predict(model, va_images, va_labels, transform)
         rec = EpochProgress(epoch, settings.max_epochs, train_loss, train_acc, val_loss, val_acc)

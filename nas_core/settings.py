@@ -44,6 +44,7 @@ class TrainSettings:
     seed: int = 0  # init seed: seeds the initialization, dropout, batch order and flips
     split_seed: int = 0  # seeds the train/val/test split and the subsample; fixed for a whole run
     augment: bool = True  # random flips (lesions have no orientation)
+    schedule: str = "constant"  # learning rate over max_epochs: constant | onecycle | cosine (per batch)
     subsample: int | None = None  # balanced subsample of this many images (None = all)
     n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
     min_group_size: int = 10  # test groups smaller than this are flagged and left out of Unfairness
@@ -54,6 +55,8 @@ class TrainSettings:
         for name in ("batch_size", "max_epochs", "patience", "image_size"):
             if int(getattr(self, name)) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.schedule not in ("constant", "onecycle", "cosine"):
+            raise SettingsError(f"schedule {self.schedule!r} is not supported; use constant, onecycle or cosine")
         if int(self.min_group_size) < 0:
             raise SettingsError(f"min_group_size must be 0 or more, got {self.min_group_size}")
         if not self.lr > 0:
