@@ -518,3 +518,18 @@ def test_search_against_servers_without_schema_support(mode, tiny_dataset, tmp_p
     _measured_and_valid(report, cands, Choices.default(), 1)
     assert {c.decoding for c in calls} == {mode}
     assert any("(allowed: " in c.error for c in calls), "a slip went back to the model with the allowed values"
+
+
+def test_the_schema_is_regenerated_from_the_choices_of_each_call():
+    narrow = Choices.from_dict({"kernel": [3], "norm": ["group"], "min_blocks": 3, "max_blocks": 4})
+    calls = []
+    with FakeLlmServer(mode="schema", seed=7) as srv:
+        d = designer(srv, calls, max_retries=8)
+        d.propose(ctx())
+        n_default = srv.n_requests
+        props = d.propose(DesignContext(choices=narrow, input_shape=(3, 32, 32), n_classes=2))
+        schemas = [r["response_format"]["json_schema"]["schema"] for r in srv.requests]
+    assert schemas[0] == answer_schema(Choices.default()) and schemas[-1] == answer_schema(narrow)
+    block = schemas[-1]["properties"]["architecture"]["properties"]["blocks"]
+    assert (block["minItems"], block["maxItems"]) == (3, 4) and n_default < len(schemas)
+    assert all(b.kernel == 3 and b.norm == "group" for b in props[0].spec.blocks)
