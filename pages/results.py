@@ -12,6 +12,7 @@ from ui.charts import (
     pareto_scatter,
 )
 from ui.common import fmt, get_store, run_picker, worker_badge
+from ui.rungs import seed_line
 
 store = get_store()
 worker_badge(store)
@@ -73,6 +74,7 @@ if cands:
         fr = c.metrics.fairness
         st.markdown(f"**{studio.candidate_label(c)}** — Unfairness {fmt(fr.unfairness)}, EODD {fmt(fr.eodd)}, "
                     f"EOPP1 {fmt(fr.eopp1)}, EOPP2 {fmt(fr.eopp2)}" + (" *(super-network estimate)*" if c.metrics.estimate else ""))
+        seed_line(store, c)  # seed-to-seed spread beside the bootstrap interval, and a re-measure button
         t1, t2 = st.columns(2)
         t1.dataframe(attrs, hide_index=True, key=f"attrs_{c.id}")
         t2.dataframe(pairs, hide_index=True, key=f"pairs_{c.id}")

@@ -9,6 +9,7 @@ from nas_core import studio
 from nas_core.errors import UserError
 from ui.charts import progress_lines
 from ui.common import act, flash, fmt, get_store, run_picker, show_flash, worker_badge
+from ui.rungs import rung_panel
 from ui.spec_view import blocks_table, diagram_dot
 
 store = get_store()
@@ -186,6 +187,7 @@ def live() -> None:
 
 
 live()
+rung_panel(run_id)  # successive halving: each candidate's rung, preliminary vs final, Promote / Stop
 
 # ----------------------------------------------------------------------------- history
 done = [c for c in sess.candidates() if c.status in ("done", "failed", "rejected")]

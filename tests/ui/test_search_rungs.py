@@ -1,0 +1,90 @@
+"""AppTest: the Search page shows each candidate's rung and its preliminary result; Promote / Stop work;
+the Results page shows the seed spread beside the bootstrap interval."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nas_core import studio
+from nas_core.records import Proposal
+from nas_core.settings import TrainSettings
+from nas_core.store import rungs as rows
+from nas_core.worker import Worker
+from tests.test_rungs import FAKE, spec
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def halving_run(tmp_path, monkeypatch, tiny_dataset):
+    monkeypatch.setenv("EQUINAS_DB", str(tmp_path / "app.db"))
+    monkeypatch.setenv("EQUINAS_DEFAULT_DATASET", str(tiny_dataset))
+    monkeypatch.setenv("EQUINAS_FAST", "1")
+    store = studio.open_store()
+    cfg = studio.default_config(name="halving", train=TrainSettings(image_size=32, max_epochs=2, n_bootstrap=10))
+    run_id = studio.create_run(store, cfg)
+    sess = studio.session(store, run_id)
+    ids = []
+    for width in (50, 40):  # the first always continues, the second (worse) is stopped by the pruner
+        c = store.add_candidate(run_id, 1, Proposal(spec(width), "heuristic"))
+        sess.approve(c.id, "t")
+        ids.append(c.id)
+    Worker(store.path, poll_s=0.01, heartbeat_s=0.1, stale_after_s=5, handlers=FAKE).run(once=True)
+    yield store, run_id, ids
+    store.close()
+
+
+def _search(run_id: int) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _rung_table(at: AppTest):
+    tables = [d.value for d in at.dataframe if "rank at rung" in d.value.columns]
+    assert len(tables) == 1
+    return tables[0].set_index("id")
+
+
+def test_search_page_shows_the_rung_and_the_preliminary_result_and_promote_stop(halving_run):
+    store, run_id, (a, b) = halving_run
+    at = _search(run_id)
+    table = _rung_table(at)
+    assert table.loc[b, "result"] == "PRELIMINARY" and table.loc[b, "rung"] == "1/2"
+    assert table.loc[b, "state"] == "stopped" and table.loc[b, "rank at rung"] == "2 of 2"
+    assert table.loc[b, "fidelity"] == "1 epoch at 32 px"
+    assert table.loc[a, "result"] == "final" and table.loc[a, "rung"] == "2/2"
+    assert any("Successive halving" in c.value for c in at.caption)
+    assert any("**Preliminary**" in m.value and f"#{b}" in m.value for m in at.markdown)
+    at.button(key=f"promote_{b}").click().run()
+    assert not at.exception
+    assert store.get_candidate(b).status == "queued"
+    assert rows.list_rungs(store, candidate_id=b)[0].decided_by == "user:app"
+    table = _rung_table(at)
+    assert table.loc[b, "state"] == "queued" and table.loc[b, "rung"] == "2/2"
+    at.button(key=f"stop_{b}").click().run()
+    assert not at.exception
+    assert store.get_candidate(b).status == "done"
+    assert rows.list_rungs(store, candidate_id=b)[0].decision == "stopped"
+
+
+def test_results_page_shows_the_seed_spread_and_remeasures(halving_run):
+    store, run_id, (a, _b) = halving_run
+    studio.remeasure_candidate(store, a, seed=5)
+    Worker(store.path, poll_s=0.01, heartbeat_s=0.1, stale_after_s=5, handlers=FAKE).run(once=True)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    at.switch_page("pages/results.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    line = [c.value for c in at.caption if c.value.startswith("Seed spread")]
+    assert line and "2 initialisation seeds [0, 5]" in line[0] and "Bootstrap interval of Unfairness" in line[0]
+    at.button(key=f"remeasure_{a}").click().run()
+    assert not at.exception
+    assert studio.seed_spread(store, a).pending == 1
