@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [NAME ...]``: run the benchmarks (``make bench``).
 
 Each benchmark prints its figures and the ratio against what it compares with,
-measured in the same run. Names: evaluator, cache, store, search, supernet, app.
+measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -11,8 +11,8 @@ import importlib
 import sys
 import time
 
-ORDER = ("evaluator", "cache", "store", "app", "search", "supernet")
-HAS_QUICK = {"evaluator", "search", "supernet", "app"}
+ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity")
+HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity"}
 
 
 def main(argv: list[str]) -> int:
