@@ -533,3 +533,24 @@ def test_the_schema_is_regenerated_from_the_choices_of_each_call():
     block = schemas[-1]["properties"]["architecture"]["properties"]["blocks"]
     assert (block["minItems"], block["maxItems"]) == (3, 4) and n_default < len(schemas)
     assert all(b.kernel == 3 and b.norm == "group" for b in props[0].spec.blocks)
+
+
+def test_compact_problems_groups_per_proposal_and_field():
+    from nas_core.designers.llm.designer import compact_problems
+
+    lines = compact_problems([
+        "proposal 1: blocks[0].kernel = 4 is not allowed; allowed: [3, 5, 7]",
+        "proposal 1: blocks[2].kernel = 9 is not allowed; allowed: [3, 5, 7]",
+        "proposal 2: blocks[1].kernel = 4 is not allowed; allowed: [3, 5, 7]",
+        "proposal 2: blocks: 9 block(s); allowed: 2 to 8",
+        "proposal 2: blocks: 9 block(s); allowed: 2 to 8",
+        "x" * 1000,
+    ])
+    assert lines[:3] == [
+        "proposal 1: blocks[0].kernel = 4, blocks[2].kernel = 9 (allowed: [3, 5, 7])",
+        "proposal 2: blocks[1].kernel = 4 (allowed: [3, 5, 7])",
+        "proposal 2: blocks: 9 block(s); allowed: 2 to 8",
+    ]
+    assert len(lines) == 4 and len(lines[3]) == 300
+    many = compact_problems([f"problem {i}" for i in range(40)])
+    assert len(many) == 13 and many[-1] == "... and 28 more problems"

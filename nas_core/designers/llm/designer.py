@@ -46,7 +46,9 @@ _MAX_LINES = 12
 _LINE_CHARS = 300
 # Paths listed per wrong field before "and N more".
 _MAX_PATHS = 4
-_NOT_ALLOWED = re.compile(r"^(?P<path>[\w\[\]\.]+) = (?P<value>.+?) is not allowed; allowed: (?P<allowed>\[.*\])$")
+_NOT_ALLOWED = re.compile(
+    r"^(?P<label>proposal \d+: )?(?P<path>[\w\[\]\.]+) = (?P<value>.+?) is not allowed; allowed: (?P<allowed>\[.*\])$"
+)
 
 
 class LlmDesignError(UserError):
@@ -89,16 +91,19 @@ def compact_problems(problems: Sequence[str]) -> list[str]:
         if m is None:
             order.append(p)
             continue
-        field = re.sub(r"\[\d+\]", "[]", m.group("path"))
+        label = m.group("label") or ""
+        field = label + re.sub(r"\[\d+\]", "[]", m.group("path"))
         if field not in fields:
             fields[field] = ([], m.group("allowed"))
             order.append("\0" + field)
+        if not fields[field][0]:
+            fields[field][0].append(label)
         fields[field][0].append(f"{m.group('path')} = {m.group('value')}")
     lines = []
     for item in order:
         if item.startswith("\0"):
-            wrong, allowed = fields[item[1:]]
-            shown = ", ".join(wrong[:_MAX_PATHS]) + (f" and {len(wrong) - _MAX_PATHS} more" if len(wrong) > _MAX_PATHS
+            (label, *wrong), allowed = fields[item[1:]]
+            shown = label + ", ".join(wrong[:_MAX_PATHS]) + (f" and {len(wrong) - _MAX_PATHS} more" if len(wrong) > _MAX_PATHS
                                                        else "")
             line = f"{shown} (allowed: {allowed})"
         else:
