@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas_core.data import formats
 from nas_core.data.prepare import load_index
 from nas_core.data.ref import DatasetRef
 from nas_core.data.ref import resolve as resolve_ref
@@ -698,7 +699,9 @@ def _resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
     (its stored mapping, excluded rows and attributes) or from its folder (made absolute, so a worker
     started elsewhere finds it); a missing default says how to make it."""
     if config.dataset_ref is not None:
-        return config
+        if _names(config.dataset_ref, config.dataset):
+            return config
+        config = config.replace(dataset_ref=None)  # ``dataset`` was changed after the ref was made
     if Path(config.dataset).exists():
         config = config.replace(dataset=str(Path(config.dataset).expanduser().resolve()))
     elif store.find_dataset(config.dataset) is None:
@@ -715,12 +718,29 @@ def _resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
     return config.replace(dataset_ref=resolve_ref(store, config.dataset))
 
 
+def _names(ref: DatasetRef, dataset: str) -> bool:
+    """True when the text ``dataset`` names the data set ``ref`` reads (its name or its folder)."""
+    if dataset in (ref.name, ref.root):
+        return True
+    try:
+        return Path(dataset).exists() and formats.resolve_root(dataset).resolve() == Path(ref.root).resolve()
+    except UserError:
+        return False
+
+
 def _ref_of_stored_run(store: Any, run: Any, config: RunConfig) -> DatasetRef:
-    """The ref of a run stored with a folder path only: its linked data set, else its folder."""
-    if run.dataset_id is not None:
+    """The ref of a run stored with a folder path only.
+
+    A run with candidates keeps reading its folder exactly as it did (format detected, the
+    format's default attributes), so every candidate stays measured on the same data and groups;
+    a run without candidates takes its registered data set's stored settings.
+    """
+    if run.dataset_id is not None and not store.list_candidates(run.id):
         record = store.find_dataset(int(run.dataset_id))
         if record is not None:
             return DatasetRef.from_registered(record)
+    if Path(config.dataset).exists():
+        return DatasetRef.from_path(config.dataset)
     return resolve_ref(store, config.dataset)
 
 

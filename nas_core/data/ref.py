@@ -376,5 +376,5 @@ def resolve(store: Any, dataset: str | os.PathLike | DatasetRef) -> DatasetRef:
     if record is not None:
         return DatasetRef.from_registered(record)
     names = [d.name for d in store.list_datasets()] if store is not None and hasattr(store, "list_datasets") else []
-    raise DataError(f"data set {text!r} is neither a folder nor an imported data set; give a data set folder or "
-                    f"one of the imported names ({', '.join(names) or 'none imported yet'})")
+    raise DataError(f"data set {text!r} does not exist: it is neither a folder nor an imported data set; give a "
+                    f"data set folder or one of the imported names ({', '.join(names) or 'none imported yet'})")

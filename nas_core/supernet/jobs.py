@@ -18,11 +18,23 @@ Decisions:
   against the data on disk when it runs, so nothing is measured wrongly.
 - Estimates are measured on the validation split while searching (``split="val"``),
   never on the test split that the final report uses.
+- Both jobs carry the run's :class:`~nas_core.data.ref.DatasetRef` (a folder path from an old
+  payload or the CLI still works), so a super-network trained on an imported data set reads it
+  with its stored mapping, excluded rows and attributes.
+- Beside every checkpoint it trains, :func:`run_training` writes ``<checkpoint>.ref.json``: the
+  DatasetRef, subsample, resolution and split seed it was trained with. :func:`make_payload`
+  finds a run's super-network by the ref's content hash, resolution and split seed without
+  loading any image (it runs in the app's process), preferring one trained on the run's own
+  subsample, else the newest trained on any subsample of the same data; the measurement then
+  uses that super-network's subsample so its split is the one it was trained on.
+  A checkpoint without that file (trained before, or by ``train_supernet`` directly) is
+  matched the old way, by the prepared data's hash, which loads the data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -30,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_core.data.ref import DatasetRef
+from nas_core.data.ref import resolve as resolve_ref
 from nas_core.errors import UserError
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import ArchSpec
@@ -48,6 +62,8 @@ log = logging.getLogger(__name__)
 
 #: Environment variable that moves the checkpoint folder.
 DIR_ENV = "EQUINAS_SUPERNET_DIR"
+#: Suffix of the file beside a checkpoint that records the data set it was trained on.
+REF_SUFFIX = ".ref.json"
 
 
 class PayloadError(UserError):
@@ -94,6 +110,51 @@ def find_checkpoint(
     return found[0] if found else None
 
 
+def find_for_ref(
+    ref: DatasetRef, image_size: int, seed: int, *, subsample: int | None = None, store: Any = None,
+    root: Path | None = None,
+) -> tuple[Path, TrainedOn] | None:
+    """The super-network trained on ``ref``'s data at this resolution and split seed, without loading data.
+
+    Candidates are the store's registered checkpoints (when a store is given) and the files in the
+    checkpoint folder whose ``.ref.json`` names the same content hash, resolution and seed. Trained
+    ones beat unfinished ones; one trained on ``subsample`` beats one trained on another subsample
+    (or on all rows); then the newest wins.
+
+    Returns:
+        (checkpoint path, what it was trained on), or None.
+    """
+    paths: list[Path] = []
+    if store is not None:
+        from nas_core.supernet.registry import list_supernets
+
+        paths += [Path(r.path) for r in list_supernets(store) if r.image_size == int(image_size)
+                  and r.seed == int(seed)]
+    folder = Path(root) if root is not None else supernet_dir()
+    if folder.is_dir():
+        paths += sorted(folder.glob(f"supernet_*_{int(image_size)}px_seed{int(seed)}_*.pt"))
+    best: tuple[tuple, Path, TrainedOn] | None = None
+    seen: set[Path] = set()
+    for path in paths:
+        path = path.resolve()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        info = read_trained_on(path)
+        if info is None or info.dataset.content_hash != ref.content_hash:
+            continue
+        if info.image_size != int(image_size) or info.seed != int(seed):
+            continue
+        try:
+            complete = read_meta(path).complete
+        except CheckpointError:
+            continue
+        rank = (complete, info.subsample == subsample, path.stat().st_mtime)
+        if best is None or rank > best[0]:
+            best = (rank, path, info)
+    return None if best is None else (best[1], best[2])
+
+
 # ---------------------------------------------------------------------------------------------
 # Requests
 
@@ -103,7 +164,7 @@ class MeasureRequest:
     """One sub-network measurement (the ``supernet_measure`` payload)."""
 
     checkpoint: str  # super-network checkpoint file
-    dataset: str  # data set folder (the one the super-network was trained on)
+    dataset: DatasetRef | str  # the run's data set (a folder path in old payloads)
     config: SubnetConfig  # the sub-network
     train: TrainSettings = field(default_factory=TrainSettings)  # image size, seed, subsample, n_bootstrap
     env: Env = field(default_factory=Env)  # where hardware costs are measured
@@ -113,6 +174,7 @@ class MeasureRequest:
     cache_dir: str | None = None  # decoded-image cache folder (None = default)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", _dataset_of(self.dataset))
         if self.split not in ("val", "test"):
             raise PayloadError(f"split must be 'val' or 'test', got {self.split!r}")
         if self.calib_batches < 1:
@@ -122,7 +184,7 @@ class MeasureRequest:
         """JSON-able payload."""
         return {
             "checkpoint": self.checkpoint,
-            "dataset": self.dataset,
+            "dataset": _dataset_json(self.dataset),
             "config": self.config.to_dict(),
             "train": self.train.to_dict(),
             "env": self.env.to_dict(),
@@ -148,7 +210,7 @@ class MeasureRequest:
                 raise PayloadError(f"supernet_measure payload: field {required!r} is missing")
         return cls(
             checkpoint=str(data["checkpoint"]),
-            dataset=str(data["dataset"]),
+            dataset=data["dataset"],
             config=SubnetConfig.from_dict(data["config"]),
             train=TrainSettings.from_dict(data.get("train") or {}),
             env=Env.from_dict(data.get("env") or {}),
@@ -163,7 +225,7 @@ class MeasureRequest:
 class TrainRequest:
     """One super-network training (the ``supernet_train`` payload)."""
 
-    dataset: str
+    dataset: DatasetRef | str  # the data set (a folder path from the CLI or an old payload)
     train: TrainSettings = field(default_factory=TrainSettings)  # image size, split seed, subsample
     space: SupernetSpaceConfig = field(default_factory=SupernetSpaceConfig)
     settings: SupernetTrainSettings = field(default_factory=SupernetTrainSettings)
@@ -172,10 +234,13 @@ class TrainRequest:
     device: str = "cpu"
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dataset", _dataset_of(self.dataset))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able payload."""
         return {
-            "dataset": self.dataset,
+            "dataset": _dataset_json(self.dataset),
             "train": self.train.to_dict(),
             "space": self.space.to_dict(),
             "settings": self.settings.to_dict(),
@@ -195,7 +260,7 @@ class TrainRequest:
         if "dataset" not in data:
             raise PayloadError("supernet_train payload: field 'dataset' is missing")
         return cls(
-            dataset=str(data["dataset"]),
+            dataset=data["dataset"],
             train=TrainSettings.from_dict(data.get("train") or {}),
             space=SupernetSpaceConfig.from_dict(data.get("space") or {}),
             settings=SupernetTrainSettings.from_dict(data.get("settings") or {}),
@@ -206,7 +271,92 @@ class TrainRequest:
         )
 
 
-def load_prepared(dataset: str, train: TrainSettings, cache_dir: str | None = None) -> Any:
+def _dataset_of(value: Any) -> DatasetRef | str:
+    """A payload's data set: a DatasetRef (from its dict, validated) or a folder path."""
+    if isinstance(value, DatasetRef):
+        return value
+    if isinstance(value, Mapping):
+        return DatasetRef.from_dict(value)
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise PayloadError(f"dataset must be a data set reference or a folder path, got {value!r}")
+    return str(value)
+
+
+def _dataset_json(value: DatasetRef | str) -> Any:
+    return value.to_dict() if isinstance(value, DatasetRef) else value
+
+
+def _label(value: DatasetRef | str) -> str:
+    return value.label if isinstance(value, DatasetRef) else str(value)
+
+
+def _split_seed(train: TrainSettings) -> int:
+    """The seed of the split ``prepare`` draws for these settings."""
+    return int(getattr(train, "split_seed", train.seed))
+
+
+def ref_path(checkpoint: str | Path) -> Path:
+    """The file beside ``checkpoint`` that records the data set it was trained on."""
+    return Path(str(checkpoint) + REF_SUFFIX)
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What ``<checkpoint>.ref.json`` records: the data a super-network was trained on."""
+
+    dataset: DatasetRef
+    image_size: int
+    seed: int  # split seed
+    subsample: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict."""
+        return {"dataset": self.dataset.to_dict(), "image_size": self.image_size, "seed": self.seed,
+                "subsample": self.subsample}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainedOn:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            PayloadError: a field is missing or of the wrong type.
+        """
+        try:
+            sub = data.get("subsample")
+            return cls(dataset=DatasetRef.from_dict(data["dataset"]), image_size=int(data["image_size"]),
+                       seed=int(data["seed"]), subsample=None if sub is None else int(sub))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PayloadError(f"the super-network's data set record is invalid ({exc}); train it again") from exc
+
+
+def write_trained_on(checkpoint: str | Path, info: TrainedOn) -> Path:
+    """Write ``<checkpoint>.ref.json`` atomically (temp file + rename)."""
+    path = ref_path(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(info.to_dict(), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_trained_on(checkpoint: str | Path) -> TrainedOn | None:
+    """What ``<checkpoint>.ref.json`` records, or None when the checkpoint has no such file."""
+    path = ref_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+    try:
+        return TrainedOn.from_dict(data)
+    except (PayloadError, UserError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return None
+
+
+def load_prepared(dataset: DatasetRef | str, train: TrainSettings, cache_dir: str | None = None) -> Any:
     """The PreparedData of a data set under a run's settings (the evaluator's process cache)."""
     from nas_core.evaluator import EvalRequest
     from nas_core.evaluator import load_prepared as _load
@@ -257,24 +407,42 @@ def make_payload(
         CheckpointError: no super-network, not trained yet, another data set/resolution/seed, old schema.
     """
     cfg = _run_config(run_or_config)
-    prepared = load_prepared(cfg.dataset, cfg.train)
-    seed = int(getattr(prepared.split, "seed", cfg.train.seed))
+    ref = cfg.dataset_ref or resolve_ref(store, cfg.dataset)
+    seed = _split_seed(cfg.train)
+    size = cfg.train.image_size
+    train = cfg.train
     if checkpoint is None:
-        checkpoint = find_checkpoint(prepared.dataset_hash, cfg.train.image_size, seed, store=store)
+        found = find_for_ref(ref, size, seed, subsample=cfg.train.subsample, store=store)
+        if found is not None:
+            checkpoint, trained_on = found
+            train = dataclasses.replace(cfg.train, subsample=trained_on.subsample)
+    else:
+        trained_on = read_trained_on(checkpoint)
+        if trained_on is not None:
+            if trained_on.dataset.content_hash != ref.content_hash:
+                raise CheckpointError(
+                    f"the super-network {checkpoint} was trained on another data set "
+                    f"({trained_on.dataset.label}, hash {trained_on.dataset.content_hash[:12]}; this run's "
+                    f"{ref.label} is {ref.content_hash[:12]}); train a super-network on this data set first"
+                )
+            train = dataclasses.replace(cfg.train, subsample=trained_on.subsample)
+    legacy_hash = ""
+    if checkpoint is None or read_trained_on(checkpoint) is None:
+        # No record of its data beside it (trained by an older version or by train_supernet directly):
+        # only the prepared data's hash can tell, and that means loading the data.
+        prepared = load_prepared(ref, cfg.train)
+        seed = int(getattr(prepared.split, "seed", seed))
+        legacy_hash = str(prepared.dataset_hash)
         if checkpoint is None:
-            raise CheckpointError(
-                f"no super-network is trained for data set {cfg.dataset} at {cfg.train.image_size} px "
-                f"(split seed {seed}); train one first: python -m nas_core supernet train --db DB "
-                f"--dataset {cfg.dataset} --image-size {cfg.train.image_size} --seed {seed}"
-            )
+            checkpoint = find_checkpoint(legacy_hash, size, seed, store=store)
+    if checkpoint is None:
+        raise CheckpointError(
+            f"no super-network is trained for data set {ref.label} at {size} px "
+            f"(split seed {seed}); train one first: on the Setup page, or python -m nas_core supernet "
+            f"train --db DB --dataset {cfg.dataset} --image-size {size} --seed {seed}"
+        )
     meta = read_meta(checkpoint)
-    check_usable(
-        meta,
-        dataset_hash=prepared.dataset_hash,
-        image_size=cfg.train.image_size,
-        seed=seed,
-        path=str(checkpoint),
-    )
+    check_usable(meta, dataset_hash=legacy_hash or None, image_size=size, seed=seed, path=str(checkpoint))
     space = meta.space_config
     if isinstance(spec, SubnetConfig):
         config = check_config(spec, space)
@@ -286,11 +454,11 @@ def make_payload(
         config = spec_to_config(arch, space)
     req = MeasureRequest(
         checkpoint=str(Path(checkpoint).resolve()),
-        dataset=cfg.dataset,
+        dataset=ref,
         config=config,
-        train=cfg.train,
+        train=train,
         env=cfg.env,
-        dataset_hash=str(prepared.dataset_hash),
+        dataset_hash=str(meta.dataset_hash),  # measure() checks it against the data on disk
         split=split,
         calib_batches=calib_batches,
     )
@@ -361,20 +529,36 @@ def run_training(
     Raises:
         Stopped: ``should_stop()`` turned True (the finished epochs are saved).
     """
-    from nas_core.supernet.registry import register
-
-    prepared = load_prepared(req.dataset, req.train, req.cache_dir)
-    seed = int(getattr(prepared.split, "seed", req.train.seed))
-    path = (
-        Path(req.checkpoint)
-        if req.checkpoint
-        else checkpoint_path(prepared.dataset_hash, req.train.image_size, seed, req.space)
-    )
     own_store = None
     if store is None and req.db:
         from nas_core.store import Store
 
         store = own_store = Store.open(req.db)
+    try:
+        return _run_training(req, progress, should_stop, store)
+    finally:
+        if own_store is not None:
+            own_store.close()
+
+
+def _run_training(req: TrainRequest, progress: Callable[[dict[str, Any]], None] | None,
+                  should_stop: Callable[[], bool] | None, store: Any) -> Any:
+    from nas_core.supernet.registry import register
+
+    ref = resolve_ref(store, req.dataset)  # a folder given on the CLI gets its registered settings
+    prepared = load_prepared(ref, req.train, req.cache_dir)
+    seed = int(getattr(prepared.split, "seed", _split_seed(req.train)))
+    path = (
+        Path(req.checkpoint)
+        if req.checkpoint
+        else checkpoint_path(prepared.dataset_hash, req.train.image_size, seed, req.space)
+    )
+    trained_on = TrainedOn(dataset=ref, image_size=int(req.train.image_size), seed=seed,
+                           subsample=req.train.subsample)
+    if not path.exists() or read_meta(path).dataset_hash == prepared.dataset_hash:
+        # Written first, so the app finds a super-network that is still training by its data set
+        # (not over a checkpoint of other data: train_supernet refuses to resume that one).
+        write_trained_on(path, trained_on)
 
     def on_epoch(record: dict[str, Any]) -> None:
         if store is not None:
@@ -382,24 +566,21 @@ def run_training(
         if progress is not None:
             progress(record)
 
-    try:
-        outcome = train_supernet(
-            prepared,
-            path,
-            req.space,
-            req.settings,
-            dataset=req.dataset,
-            subsample=req.train.subsample,
-            device=req.device,
-            progress=on_epoch,
-            should_stop=should_stop,
-        )
-        if store is not None:
-            register(store, path, outcome.meta)
-        return outcome
-    finally:
-        if own_store is not None:
-            own_store.close()
+    outcome = train_supernet(
+        prepared,
+        path,
+        req.space,
+        req.settings,
+        dataset=ref.root,  # a folder: the supernet CLI measures with it when no --dataset is given
+        subsample=req.train.subsample,
+        device=req.device,
+        progress=on_epoch,
+        should_stop=should_stop,
+    )
+    write_trained_on(path, trained_on)
+    if store is not None:
+        register(store, path, outcome.meta)
+    return outcome
 
 
 def train(
