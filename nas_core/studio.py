@@ -690,3 +690,76 @@ def supernet_training_jobs(store: Any) -> list[dict[str, Any]]:
 def choices_json(choices: Any) -> str:
     """The Choices as JSON with one field per line (lists kept on their line) for the editor."""
     return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in choices.to_dict().items()) + "\n}"
+
+
+# ---------------------------------------------------------------------------- successive halving (nas_core.rungs)
+
+
+def halving_caption(config: RunConfig) -> str:
+    """One line on how the run's candidates climb the rung ladder (or that they train at full fidelity)."""
+    from nas_core.rungs import active, ladder
+
+    if not active(config):
+        return "Every approved candidate trains at full fidelity at once (no cheaper rung in this run's settings)."
+    steps = ladder(config.halving, config.train)
+    return ("Successive halving: every approved candidate first gets "
+            + "; then ".join(s.label.split(": ", 1)[1] for s in steps[:-1])
+            + f" (a *preliminary* result), and about the best 1/{config.halving.reduction_factor} of the run's "
+            "candidates at each rung (Optuna's SuccessiveHalvingPruner, by validation accuracy) continue to "
+            f"full fidelity ({steps[-1].label.split(': ', 1)[1]}). Promote or stop any of them yourself.")
+
+
+def rung_views(store: Any, run_id: int) -> list[Any]:
+    """Each candidate on the run's ladder (:class:`nas_core.rungs.CandidateRungs`), newest first."""
+    from nas_core.rungs import candidate_rungs
+
+    return list(reversed(list(candidate_rungs(store, run_id).values())))
+
+
+def rung_frame(store: Any, run_id: int) -> pd.DataFrame:
+    """The Search page's rung table: rung, state, result with its fidelity (preliminary or final), rank."""
+    rows = []
+    for v in rung_views(store, run_id):
+        rows.append({
+            "id": v.candidate_id, "rung": f"{v.rung}/{v.rungs}" if v.rung else "-", "state": v.state,
+            "result": ("PRELIMINARY" if v.preliminary else "final") if v.test_acc is not None else "",
+            "fidelity": v.result_fidelity.split(": ", 1)[-1] if v.result_fidelity else "",
+            "val accuracy": v.val_acc, "test accuracy": v.test_acc, "unfairness": v.unfairness,
+            "rank at rung": f"{v.rank} of {v.ranked}" if v.rank is not None else "",
+            "decided by": v.decided_by,
+        })
+    return pd.DataFrame(rows, columns=["id", "rung", "state", "result", "fidelity", "val accuracy", "test accuracy",
+                                       "unfairness", "rank at rung", "decided by"])
+
+
+def promote_candidate(store: Any, candidate_id: int, actor: str = "app") -> Any:
+    """Send a stopped candidate on to its next rung (see :func:`nas_core.rungs.promote`)."""
+    from nas_core.rungs import promote
+
+    return promote(store, candidate_id, actor=actor)
+
+
+def stop_candidate(store: Any, candidate_id: int, actor: str = "app") -> Any:
+    """Stop a candidate's queued or running rung (see :func:`nas_core.rungs.stop`)."""
+    from nas_core.rungs import stop
+
+    return stop(store, candidate_id, actor=actor)
+
+
+def remeasure_candidate(store: Any, candidate_id: int, seed: int | None = None, actor: str = "app") -> Any:
+    """Queue a measured candidate's training again with another initialisation seed on the same split."""
+    from nas_core.rungs import queue_remeasure
+
+    return queue_remeasure(store, candidate_id, seed=seed, actor=actor)
+
+
+def seed_spread(store: Any, candidate_id: int) -> Any:
+    """A measured candidate's spread over initialisation seeds (:class:`nas_core.rungs.SeedSpread`),
+    or None when it has no full-fidelity result."""
+    from nas_core.rungs import RungError
+    from nas_core.rungs import seed_spread as spread
+
+    try:
+        return spread(store, candidate_id)
+    except RungError:
+        return None
