@@ -1,45 +1,49 @@
-"""Super-network honesty and efficiency benchmark (issue 7, parts 3, 6 and 7).
+"""Super-network ranking and speed benchmark (issue 13; issue 7's search comparison in the full form).
 
-What it measures, on the default data set (or ``--dataset``) at 64 px:
+What it measures (``--quick``: 32 px, a 2,000-image balanced subsample, 8 epochs; full form: the run's
+default settings, 64 px, every image, 10 epochs from scratch):
 
-1. **Measurement time** of one sub-network in super-network mode (slice, BN recalibration,
-   evaluation with every metric incl. latency and memory), median over sampled
-   sub-networks. Target: <= 3 s on 2 cores.
-2. **Kendall tau** between the super-network's (validation) accuracy estimates of N
-   sampled sub-networks (20; ``--quick``: fewer) and their test accuracy when trained
-   from scratch with the run's settings (``TrainSettings``; ``--quick``: fewer epochs).
-   The figure is written into the checkpoint's metadata and, with ``--db``, into the
-   store's ``supernets`` row, where the app shows it.
-3. **Search efficiency on real measurements:** LINAS, NSGA-II and random search
-   (``nas_core.linas.engines.run_search``) on the super-network space, objectives
-   accuracy (max) and MACs (min), >= 5 seeds (``--quick``: fewer). Hypervolume after
-   every evaluation with one normalization for all runs (ideal/nadir of every point any
-   run measured), and the evaluations each engine needs to reach the hypervolume that
-   random search ends with (median and IQR over seeds).
-4. **Measurements per hour** in super-network mode against training from scratch.
+1. **Ranking** of >= 24 sub-networks (:func:`nas_core.supernet.calibrate.calibration_subnets`:
+   the smallest, the largest and one per MACs quantile; every depth, width, kernel and expand
+   appears), each trained from scratch with the run's settings and two initialization seeds on the
+   run's fixed split (cached on disk by sub-network, settings, seed and data hash, so reruns cost
+   only the estimates). For every training recipe in ``--variants`` (``before``: the first recipe;
+   ``after``: the defaults; ``ps``: the defaults with progressive shrinking; ``nodistill``): Kendall
+   tau and Spearman of the estimates against the seed-averaged truth, for accuracy and Unfairness,
+   beside the seed-0-vs-seed-1 noise ceiling; the estimates' per-group accuracy error; tau of the
+   estimates against MACs (does it only rank by size?); and the training's CPU and wall time.
+   Batch-norm recalibration batches are compared on the best recipe (``--calib``).
+   Targets: accuracy tau >= 0.6 (or >= 0.8 x the ceiling where it is < 0.75); Unfairness >= 0.4
+   (or >= 0.8 x its ceiling).
+2. **Training time at the default settings** (64 px, the whole data set): one epoch of the default
+   recipe timed, times its epochs. Target: <= 10 minutes on an idle 2-core machine.
+3. **Measurement time** of one sub-network (slice, BN recalibration, every metric incl. latency
+   and memory) at the default settings, in process and as a ``supernet measure`` CLI process, CPU
+   and wall. Targets: <= 3 s and <= 5 s. The weights do not change the time, so the timing
+   checkpoint is an untrained super-network marked trained.
+4. Full form only (or ``--search``): LINAS, NSGA-II and random search on the super-network space
+   (hypervolume, evaluations to reach random's final hypervolume).
 
-Measurements of one sub-network are deterministic (fixed calibration images), so the
-search runs share a cache of them: a sub-network two runs propose is measured once.
-Only ``--threads`` CPU threads are used (default 1): on a machine shared with other jobs, two
-OpenMP threads on two busy cores wait on each other at every operation and ran 5-8x *slower*
-than one (measured while writing this benchmark); on a dedicated 2-core machine use
-``--threads 2``.
+CPU time (``resource``/``time.process_time``) is printed beside wall time: wall time is inflated
+on a shared machine. Only ``--threads`` torch threads are used (default 1).
 
 Usage::
 
-    python benchmarks/bench_supernet.py --quick
-    python benchmarks/bench_supernet.py --dataset data/default --db data/equinas.db
+    python -m benchmarks supernet --quick
+    python benchmarks/bench_supernet.py --quick --dataset data/default --variants before,after,ps
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import logging
-import random
+import os
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,18 +56,36 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from nas_core.settings import Env, TrainSettings  # noqa: E402
-from nas_core.supernet.checkpoint import read_meta, update_meta  # noqa: E402
-from nas_core.supernet.jobs import TrainRequest, checkpoint_path, run_training  # noqa: E402
+from nas_core.supernet import calibrate as cal  # noqa: E402
+from nas_core.supernet.checkpoint import CheckpointMeta, save_checkpoint, update_meta  # noqa: E402
 from nas_core.supernet.measure import measure_subnet  # noqa: E402
-from nas_core.supernet.space import SupernetSpace, SupernetSpaceConfig, sample_config, to_arch_spec  # noqa: E402
-from nas_core.supernet.train import SupernetTrainSettings, load_trained  # noqa: E402
+from nas_core.supernet.space import (  # noqa: E402
+    SCHEMA_VERSION,
+    SupernetSpace,
+    SupernetSpaceConfig,
+)
+from nas_core.supernet.train import SupernetTrainSettings, load_trained, train_supernet  # noqa: E402
 
 #: Where hardware costs are measured; threads set from --threads in main().
 ENV = Env()
 
+#: Training recipes compared (overrides of SupernetTrainSettings; max_epochs comes from the command).
+VARIANTS: dict[str, dict[str, Any]] = {
+    # The first recipe: constant AdamW 2e-3, 2 random sub-networks per step, the run's resolution.
+    "before": {"schedule": "constant", "lr": 2e-3, "n_random": 2, "train_scale": 1.0, "progressive": 0.0},
+    "after": {},  # the defaults
+    "ps": {"progressive": 0.25},  # + progressive shrinking (largest, kernel, depth, expand, width)
+    "nodistill": {"distill": False},
+    "fullres": {"train_scale": 1.0},
+}
+
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.{digits}f}"
 
 
 def _dataset(args: argparse.Namespace) -> Path:
@@ -88,57 +110,150 @@ def _iqr(values: list[float]) -> tuple[float, float]:
     return float(q1), float(q3)
 
 
-def _train_supernet(args, dataset: Path, train: TrainSettings, space: SupernetSpaceConfig, prepared) -> Path:
-    path = (
-        Path(args.checkpoint)
-        if args.checkpoint
-        else checkpoint_path(
-            prepared.dataset_hash,
-            train.image_size,
-            prepared.split.seed,
-            space,
-            root=Path(args.workdir) / "supernets",
-        )
-    )
-    settings = SupernetTrainSettings(
-        max_epochs=args.supernet_epochs, patience=args.patience, seed=train.seed, n_random=args.n_random
-    )
-    req = TrainRequest(
-        dataset=str(dataset), train=train, space=space, settings=settings, checkpoint=str(path), db=args.db
-    )
-    t0 = time.perf_counter()
+def _truth(args, configs, space, prepared, train: TrainSettings) -> list[list[dict[str, Any]]]:
+    cache = cal.TruthCache(Path(args.workdir) / "truth.json")
+    split_seed = int(prepared.split.seed)
+    out, trained, c0, t0 = [], 0, cal.cpu_seconds(), time.perf_counter()
+    for i, cfg in enumerate(configs):
+        ts = []
+        for seed in range(2):
+            key = cal.truth_key(cfg, train, seed, str(prepared.dataset_hash), split_seed)
+            rec = cache.get(key)
+            if rec is None:
+                rec = cal.train_truth(cfg, space, prepared, train, seed)
+                cache.put(key, rec)
+                trained += 1
+                _log(f"  from scratch {i + 1}/{len(configs)} seed {seed}: test acc {rec['accuracy']:.3f}, "
+                     f"Unfairness {_fmt(rec['unfairness'], 3)}, {rec['epochs']} epochs, "
+                     f"{rec['cpu_seconds']:.0f} s CPU ({rec['macs'] / 1e6:.1f} M MACs)")
+            ts.append(rec)
+        out.append(ts)
+    per = [t["cpu_seconds"] for ts in out for t in ts]
+    _log(f"ground truth: {len(configs)} sub-networks x 2 seeds, {trained} trained now "
+         f"({cal.cpu_seconds() - c0:.0f} s CPU, {time.perf_counter() - t0:.0f} s wall), the rest cached; "
+         f"median {statistics.median(per):.1f} s CPU per from-scratch training")
+    accs = [float(np.mean([t["accuracy"] for t in ts])) for ts in out]
+    _log(f"  from-scratch accuracy spans {min(accs):.3f}-{max(accs):.3f} (seed mean)")
+    return out
+
+
+def _variant_settings(name: str, epochs: int, patience: int) -> SupernetTrainSettings:
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    return dataclasses.replace(SupernetTrainSettings(max_epochs=epochs, patience=patience), **VARIANTS[name])
+
+
+def _train_variant(args, name: str, settings: SupernetTrainSettings, prepared, space) -> tuple[Path, dict]:
+    tag = hashlib.sha256(json.dumps([settings.to_dict(), space.to_dict(), str(prepared.dataset_hash),
+                                     int(prepared.image_size)], sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(args.workdir) / "supernets" / f"{name}_{tag}.pt"
+    side = path.with_suffix(".cost.json")
+    cost = json.loads(side.read_text()) if side.is_file() else {"cpu_seconds": 0.0, "seconds": 0.0}
+    c0, t0 = cal.cpu_seconds(), time.perf_counter()
 
     def progress(rec: dict[str, Any]) -> None:
-        _log(
-            f"  super-network epoch {rec['epoch']}/{rec['max_epochs']}: largest val acc {rec['val_acc']:.3f}, "
-            f"val loss {rec['val_loss']:.4f} ({rec['seconds']:.0f}s)"
-        )
+        if not rec.get("partial"):
+            _log(f"    [{name}] {rec['message']}: largest val acc {rec['val_acc']:.3f}, "
+                 f"val loss {rec['val_loss']:.4f} ({rec['seconds']:.0f} s)")
 
-    outcome = run_training(req, progress)
-    _log(
-        f"super-network: {outcome.meta.epoch} epochs ({outcome.meta.stopped_reason}), "
-        f"{outcome.meta.train_seconds:.0f}s of training in all, this call {time.perf_counter() - t0:.0f}s"
+    outcome = train_supernet(prepared, path, space, settings, progress=progress)
+    cost = {"cpu_seconds": cost["cpu_seconds"] + cal.cpu_seconds() - c0,
+            "seconds": cost["seconds"] + time.perf_counter() - t0, "epochs": outcome.meta.epoch,
+            "stopped": outcome.meta.stopped_reason}
+    side.parent.mkdir(parents=True, exist_ok=True)
+    side.write_text(json.dumps(cost))
+    return path, cost
+
+
+def _estimates(net, configs, prepared, calib_batches: int | None = None) -> list[dict[str, Any]]:
+    return [cal.estimate(net, cfg, prepared, calib_batches=calib_batches) for cfg in configs]
+
+
+def _report(label: str, figs: dict[str, Any]) -> None:
+    a, u = figs["accuracy"], figs["unfairness"]
+    ok = cal.ranking_ok(figs)
+    _log(f"  {label:28s} accuracy tau {_fmt(a['tau'])} (Spearman {_fmt(a['spearman'])}; ceiling {_fmt(a['ceiling_tau'])}) "
+         f"| Unfairness tau {_fmt(u['tau'])} (Spearman {_fmt(u['spearman'])}; ceiling {_fmt(u['ceiling_tau'])}) "
+         f"| group acc error {_fmt(None if figs['group_error'] is None else 100 * figs['group_error'], 1)} pt "
+         f"| tau vs MACs {_fmt(figs.get('estimate_vs_macs_tau'))} | targets met: acc {ok['accuracy']}, "
+         f"Unfairness {ok['unfairness']}")
+
+
+def _timing_checkpoint(workdir: Path, prepared, space: SupernetSpaceConfig, dataset: Path) -> Path:
+    """An untrained super-network for the default data marked trained (time does not depend on weights)."""
+    from nas_core.supernet.network import SuperNet
+
+    torch.manual_seed(0)
+    net = SuperNet(space, len(prepared.class_names), int(prepared.image_size))
+    meta = CheckpointMeta(
+        schema_version=SCHEMA_VERSION, dataset_hash=str(prepared.dataset_hash), image_size=int(prepared.image_size),
+        seed=int(prepared.split.seed), n_classes=len(prepared.class_names), class_names=tuple(prepared.class_names),
+        space=space.to_dict(), settings=SupernetTrainSettings().to_dict(), dataset=str(dataset), epoch=1,
+        best_epoch=1, complete=True, stopped_reason="timing only (untrained)",
     )
+    path = workdir / "timing_supernet.pt"
+    save_checkpoint(path, {"meta": meta.to_dict(), "model": net.state_dict(), "best_model": net.state_dict(),
+                           "optimizer": {}, "rng": {}})
     return path
 
 
-def _from_scratch(cfg, space, prepared, train: TrainSettings) -> dict[str, float]:
-    from nas_core.evaluator import evaluate_model, train_model
-    from nas_core.models import build_model
+def _timings(args, dataset: Path, space: SupernetSpaceConfig, configs) -> dict[str, Any]:
+    from nas_core.supernet.jobs import load_prepared
+    from nas_core.supernet.network import SuperNet
 
-    torch.manual_seed(train.seed)
-    model = build_model(
-        to_arch_spec(cfg, space), (3, train.image_size, train.image_size), len(prepared.class_names)
-    )
-    t0 = time.perf_counter()
-    result = train_model(model, prepared, train, torch.device("cpu"))
-    m = evaluate_model(model, prepared, ENV, training=result, n_bootstrap=50, seed=train.seed)
-    return {
-        "test_acc": m.test_acc,
-        "val_acc": float(m.val_acc or 0.0),
-        "seconds": time.perf_counter() - t0,
-        "epochs": result.epochs,
-    }
+    full = load_prepared(str(dataset), TrainSettings(seed=0))  # the run's defaults: 64 px, every image
+    out: dict[str, Any] = {"n_val": len(full.split.val), "n_train": len(full.split.train)}
+    # Training: one epoch of the default recipe on the default settings, times the default epochs.
+    settings = dataclasses.replace(SupernetTrainSettings(), max_epochs=1)
+    c0, t0 = cal.cpu_seconds(), time.perf_counter()
+    train_supernet(full, Path(args.workdir) / "epoch_timing.pt", space, settings, resume=False)
+    epoch_cpu, epoch_wall = cal.cpu_seconds() - c0, time.perf_counter() - t0
+    n_epochs = SupernetTrainSettings().max_epochs
+    out["train"] = {"epoch_cpu": epoch_cpu, "epoch_wall": epoch_wall, "epochs": n_epochs,
+                    "total_cpu": epoch_cpu * n_epochs, "total_wall": epoch_wall * n_epochs}
+    _log(f"training at the default settings ({len(full.split.train)} training images, 64 px, trained at "
+         f"{round(64 * SupernetTrainSettings().train_scale)} px, {args.threads} thread(s)): one epoch "
+         f"{epoch_cpu:.0f} s CPU / {epoch_wall:.0f} s wall -> {n_epochs} epochs {epoch_cpu * n_epochs / 60:.1f} "
+         f"CPU-min ({epoch_wall * n_epochs / 60:.1f} min wall here) [target <= 10 min on an idle 2-core machine]")
+    # In process: every metric incl. latency and memory.
+    net = SuperNet(space, len(full.class_names), 64).eval()
+    picks = configs[:: max(1, len(configs) // args.n_timed)][: args.n_timed]
+    measure_subnet(net, picks[0], full, ENV)  # warm the caches (input transform, calibration batches)
+    walls, cpus = [], []
+    for cfg in picks:
+        c0, t0 = time.process_time(), time.perf_counter()
+        measure_subnet(net, cfg, full, ENV)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    out["measure"] = {"wall_median": statistics.median(walls), "wall_max": max(walls),
+                      "cpu_median": statistics.median(cpus), "cpu_max": max(cpus), "n": len(picks)}
+    _log(f"measurement in process ({len(full.split.val)} validation images, every metric): median "
+         f"{statistics.median(walls):.2f} s wall / {statistics.median(cpus):.2f} s CPU, max {max(walls):.2f} s wall "
+         f"/ {max(cpus):.2f} s CPU over {len(picks)} sub-networks [target <= 3 s]")
+    # As a CLI process.
+    ckpt = _timing_checkpoint(Path(args.workdir), full, space, dataset)
+    walls, cpus = [], []
+    for cfg in picks[: args.n_cli]:
+        before = os.times()
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "nas_core", "supernet", "measure", "--checkpoint", str(ckpt), "--dataset",
+             str(dataset), "--config", json.dumps(cfg.to_dict()), "--threads", str(args.threads), "--json"],
+            cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
+        )
+        walls.append(time.perf_counter() - t0)
+        after = os.times()
+        cpus.append(after.children_user - before.children_user + after.children_system - before.children_system)
+        if proc.returncode != 0:
+            _log(f"  supernet measure failed ({proc.returncode}): {proc.stderr[-400:]}")
+            break
+    if walls:
+        out["cli"] = {"wall_median": statistics.median(walls), "wall_max": max(walls),
+                      "cpu_median": statistics.median(cpus), "n": len(walls)}
+        _log(f"measurement as a CLI process (python -m nas_core supernet measure): median "
+             f"{statistics.median(walls):.2f} s wall / {statistics.median(cpus):.2f} s CPU, max {max(walls):.2f} s "
+             f"wall over {len(walls)} runs [target <= 5 s]")
+    return out
 
 
 class CachedSource:
@@ -240,198 +355,115 @@ def _search(args, net, space: SupernetSpaceConfig, prepared, n_classes: int) -> 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer sub-networks, epochs, seeds and evaluations")
-    p.add_argument(
-        "--dataset", default=None, help="data set folder (default: data/default, generated if missing)"
-    )
-    p.add_argument("--workdir", default=None, help="where to put generated data, caches and checkpoints")
-    p.add_argument("--checkpoint", default=None, help="use/resume this super-network checkpoint")
-    p.add_argument("--db", default=None, help="register the checkpoint and its Kendall tau in this store")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: see the note on shared machines)"
-    )
-    p.add_argument("--supernet-epochs", type=int, default=None)
+    p.add_argument("--quick", action="store_true", help="32 px, a 2,000-image subsample, fewer epochs")
+    p.add_argument("--dataset", default=None, help="data set folder (default: data/default, generated if missing)")
+    p.add_argument("--workdir", default=None,
+                   help="caches: ground truth, checkpoints (default data/cache/bench_supernet; reruns reuse it)")
+    p.add_argument("--image-size", type=int, default=None, help="run resolution (quick 32, full 64)")
+    p.add_argument("--subsample", type=int, default=None, help="balanced subsample (quick 2000, full: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    p.add_argument("--n-subnets", type=int, default=24, help="sub-networks compared (>= 24 for the figures)")
+    p.add_argument("--scratch-epochs", type=int, default=None, help="from-scratch epochs (quick 8, full 10)")
+    p.add_argument("--supernet-epochs", type=int, default=None, help="super-network epochs (default: its own)")
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument(
-        "--n-random", type=int, default=None, help="random sub-networks per step (default 2; quick 1)"
-    )
-    p.add_argument("--subsample", type=int, default=None, help="balanced subsample (quick: 1500 images)")
-    p.add_argument("--n-subnets", type=int, default=None, help="sub-networks for Kendall tau (default 20)")
-    p.add_argument(
-        "--scratch-epochs", type=int, default=None, help="from-scratch epochs (default: the run's 10)"
-    )
-    p.add_argument(
-        "--n-timed", type=int, default=None, help="sub-networks whose measurement is timed (default 10)"
-    )
+    p.add_argument("--variants", default=None, help="recipes to compare (quick: before,after,ps; full: before,after)")
+    p.add_argument("--calib", default="2,4,8", help="BN recalibration batches compared on the best recipe")
+    p.add_argument("--n-timed", type=int, default=6, help="sub-networks whose measurement is timed")
+    p.add_argument("--n-cli", type=int, default=3, help="CLI measurement processes timed")
+    p.add_argument("--skip-timing", action="store_true", help="skip the training/measurement timings")
+    p.add_argument("--skip-ranking", action="store_true", help="skip the ranking part")
+    p.add_argument("--search", action="store_true", help="also run the search comparison (full form: on)")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--budget", type=int, default=None)
     p.add_argument("--population", type=int, default=None)
     p.add_argument("--engines", default="linas,nsga2,random")
-    p.add_argument("--skip-search", action="store_true")
-    p.add_argument(
-        "--skip-kendall", action="store_true", help="skip the timing, Kendall tau and per-hour parts"
-    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     q = args.quick
-    args.supernet_epochs = args.supernet_epochs or (6 if q else 30)
-    args.n_subnets = args.n_subnets or (8 if q else 20)
-    args.n_timed = args.n_timed or (5 if q else 10)
-    args.scratch_epochs = args.scratch_epochs or (6 if q else TrainSettings().max_epochs)
+    args.image_size = args.image_size or (32 if q else 64)
+    args.subsample = args.subsample or (2000 if q else None)
+    args.scratch_epochs = args.scratch_epochs or (8 if q else TrainSettings().max_epochs)
+    args.supernet_epochs = args.supernet_epochs or (8 if q else SupernetTrainSettings().max_epochs)
+    variants = [v.strip() for v in (args.variants or ("before,after,ps" if q else "before,after")).split(",")
+                if v.strip()]
     args.seeds = args.seeds or (2 if q else 5)
     args.budget = args.budget or (30 if q else 60)
     args.population = args.population or (6 if q else 10)
-    args.n_random = args.n_random if args.n_random is not None else (1 if q else 2)
-    args.subsample = args.subsample or (2000 if q else None)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    args.workdir = args.workdir or tempfile.mkdtemp(prefix="bench_supernet_")
+    args.workdir = str(Path(args.workdir or ROOT / "data" / "cache" / "bench_supernet").resolve())
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     global ENV
     ENV = Env(threads=args.threads)
-    import os
-
-    os.environ.setdefault("EQUINAS_CACHE_DIR", str(Path(args.workdir) / "cache"))
-
+    os.environ.setdefault("EQUINAS_CACHE_DIR", str(Path(args.workdir) / "images"))
     from nas_core.supernet.jobs import load_prepared
 
-    figures: dict[str, Any] = {
-        "quick": q,
-        "threads": args.threads,
-        "image_size": args.image_size,
-        "subsample": args.subsample,
-    }
     dataset = _dataset(args)
-    train = TrainSettings(image_size=args.image_size, seed=0, subsample=args.subsample)
+    train = TrainSettings(image_size=args.image_size, seed=0, subsample=args.subsample,
+                          max_epochs=args.scratch_epochs)
     prepared = load_prepared(str(dataset), train)
-    n_classes = len(prepared.class_names)
-    _log(f"data set {dataset}: {prepared.images.shape[0]} images, split {prepared.split.sizes}")
     space = SupernetSpaceConfig()
-    ckpt = _train_supernet(args, dataset, train, space, prepared)
-    net, meta = load_trained(ckpt)
-    figures["supernet"] = {
-        "epochs": meta.epoch,
-        "train_seconds": meta.train_seconds,
-        "largest_val_acc": meta.history[-1]["val_acc"],
-        "checkpoint": str(ckpt),
-    }
-
-    if not args.skip_kendall:
-        # 1 + 2: estimates (timed, every metric) and from-scratch accuracy of the same sub-networks.
-        rng = random.Random(12345)
-        configs, seen = [], set()
-        while len(configs) < args.n_subnets:
-            cfg = sample_config(space, rng)
-            if cfg.key not in seen:
-                seen.add(cfg.key)
-                configs.append(cfg)
-        # Timing on the full data set (its 20% validation split), whatever the super-network was trained on:
-        # the time of a measurement depends on the architecture and the image count, not on the weights.
-        full = load_prepared(str(dataset), TrainSettings(image_size=args.image_size, seed=0))
-        measure_subnet(net, configs[0], full, ENV)  # warm the caches (input transform, calibration batches)
-        times = []
-        for cfg in configs[: args.n_timed]:
-            t0 = time.perf_counter()
-            measure_subnet(net, cfg, full, ENV)
-            times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
-        _log(
-            f"measurement on {len(full.split.val)} validation images: median {med:.2f}s per sub-network "
-            f"(every metric incl. latency/memory), max {max(times):.2f}s [target <= 3 s]"
-        )
-        figures["measure_seconds"] = {
-            "median": med,
-            "max": max(times),
-            "all": times,
-            "n_val": len(full.split.val),
-        }
-        n_full_train = len(full.split.train)
-        del full
-        estimates = [measure_subnet(net, cfg, prepared, ENV, measure_costs=False).test_acc for cfg in configs]
-
-        scratch_train = TrainSettings(
-            image_size=args.image_size, seed=0, max_epochs=args.scratch_epochs, subsample=args.subsample
-        )
-        scratch = []
-        for i, cfg in enumerate(configs):
-            r = _from_scratch(cfg, space, prepared, scratch_train)
-            scratch.append(r)
-            _log(
-                f"  from scratch {i + 1}/{len(configs)}: test acc {r['test_acc']:.3f} (estimate {estimates[i]:.3f}), "
-                f"{r['seconds']:.0f}s"
-            )
-        from scipy.stats import kendalltau
-
-        tau_test = float(kendalltau(estimates, [r["test_acc"] for r in scratch]).statistic)
-        tau_val = float(kendalltau(estimates, [r["val_acc"] for r in scratch]).statistic)
-        tau_store = None if np.isnan(tau_test) else tau_test
-        update_meta(ckpt, kendall_tau=tau_store, kendall_n=len(configs))
-        if args.db:
-            from nas_core.store import Store
-            from nas_core.supernet.registry import register
-
-            store = Store.open(args.db)
-            register(store, ckpt, read_meta(ckpt))
-            store.close()
-        _log(
-            f"Kendall tau (estimate vs from-scratch test accuracy, {len(configs)} sub-networks, "
-            f"{args.scratch_epochs} epochs): {tau_test:.3f}  (vs from-scratch val accuracy: {tau_val:.3f})"
-        )
-        figures["kendall"] = {
-            "tau_test": tau_test,
-            "tau_val": tau_val,
-            "n": len(configs),
-            "scratch_epochs": args.scratch_epochs,
-            "estimates": estimates,
-            "scratch_test": [r["test_acc"] for r in scratch],
-        }
-
-        per_epoch = statistics.median(r["seconds"] / max(r["epochs"], 1) for r in scratch)
-        # The run's settings train every candidate up to TrainSettings().max_epochs on the full training split;
-        # a quick run trains fewer epochs on a subsample, so its figure is scaled up to those settings.
-        full_train = n_full_train
-        scale = full_train / max(len(prepared.split.train), 1)
-        scratch_full = per_epoch * scale * TrainSettings().max_epochs
-        per_hour_sn, per_hour_scratch = 3600 / med, 3600 / scratch_full
-        _log(
-            f"measurements per hour: super-network {per_hour_sn:.0f}, from scratch {per_hour_scratch:.1f} "
-            f"({scratch_full:.0f}s per candidate at {TrainSettings().max_epochs} epochs on {full_train} training "
-            f"images, from {per_epoch:.1f}s per measured epoch on {len(prepared.split.train)}) "
-            f"-> {per_hour_sn / per_hour_scratch:.0f}x"
-        )
-        figures["per_hour"] = {
-            "supernet": per_hour_sn,
-            "scratch": per_hour_scratch,
-            "scratch_seconds_per_candidate": scratch_full,
-            "scratch_seconds_per_epoch_measured": per_epoch,
-        }
-
-    if not args.skip_search:
-        _log(
-            f"search: {args.engines}, {args.seeds} seeds, budget {args.budget}, population {args.population}"
-        )
-        s = _search(args, net, space, prepared, n_classes)
+    configs = cal.calibration_subnets(space, args.n_subnets, n_classes=len(prepared.class_names))
+    figures: dict[str, Any] = {"quick": q, "threads": args.threads, "image_size": args.image_size,
+                               "subsample": args.subsample, "dataset": str(dataset),
+                               "dataset_hash": str(prepared.dataset_hash), "n_subnets": len(configs)}
+    _log(f"data set {dataset} ({str(prepared.dataset_hash)[:12]}): {prepared.images.shape[0]} images at "
+         f"{args.image_size} px, split {prepared.split.sizes}; {len(configs)} sub-networks, "
+         f"{args.scratch_epochs} from-scratch epochs, {args.threads} thread(s)")
+    best_net = None
+    if not args.skip_ranking:
+        truths = _truth(args, configs, space, prepared, train)
+        figures["truth"] = truths
+        figures["variants"] = {}
+        _log("ranking (estimate on the validation split vs the seed-mean from-scratch test figure, "
+             f"{len(configs)} sub-networks):")
+        best = None
+        for name in variants:
+            settings = _variant_settings(name, args.supernet_epochs, args.patience)
+            path, cost = _train_variant(args, name, settings, prepared, space)
+            net, meta = load_trained(path)
+            c0 = cal.cpu_seconds()
+            est = _estimates(net, configs, prepared)
+            est_cpu = (cal.cpu_seconds() - c0) / len(configs)
+            figs = cal.rank_figures(est, truths)
+            test_figs = cal.rank_figures([{**e, "accuracy": e["test_accuracy"]} for e in est], truths)
+            _report(f"{name} ({cost['epochs']} ep, {cost['cpu_seconds'] / 60:.1f} CPU-min)", figs)
+            _log(f"  {'':28s} (estimate on the test split: accuracy tau {_fmt(test_figs['accuracy']['tau'])}; "
+                 f"{est_cpu:.2f} s CPU per estimate without latency/memory)")
+            figures["variants"][name] = {"settings": settings.to_dict(), "cost": cost, "figures": figs,
+                                         "test_split_accuracy_tau": test_figs["accuracy"]["tau"],
+                                         "estimates": est}
+            tau = figs["accuracy"]["tau"]
+            if best is None or (tau is not None and (best[1] is None or tau > best[1])):
+                best = (name, tau, net, path, figs)
+        if best is not None and args.calib:
+            name, _, net, path, figs = best
+            _log(f"BN recalibration batches (x64 images) on {name}:")
+            figures["calib"] = {}
+            for n in [int(v) for v in args.calib.split(",") if v.strip()]:
+                est = _estimates(net, configs, prepared, calib_batches=n)
+                f = cal.rank_figures(est, truths)
+                figures["calib"][n] = f
+                _report(f"{n} batches", f)
+            result = cal.CalibrationResult(figs, len(configs), 2, 0.0, 0.0, 0)
+            update_meta(path, kendall_tau=figs["accuracy"]["tau"], kendall_n=len(configs),
+                        calibration=result.to_dict())
+            best_net = net
+    if not args.skip_timing:
+        figures["timing"] = _timings(args, dataset, space, configs)
+    if best_net is not None and (args.search or not q):
+        _log(f"search: {args.engines}, {args.seeds} seeds, budget {args.budget}, population {args.population}")
+        s = _search(args, best_net, space, prepared, len(prepared.class_names))
         figures["search"] = s
         _log(f"hypervolume target (random's median final HV): {s['target_hv']:.4f}")
         for engine, r in s["engines"].items():
             iqr = r["evals_to_random_final_hv_iqr"]
-            _log(
-                f"  {engine:7s}: final HV {r['final_hv_median']:.4f}; evaluations to reach the target: "
-                f"median {r['evals_to_random_final_hv_median']} IQR {iqr[0]:.0f}-{iqr[1]:.0f} "
-                f"(reached in {r['reached']} seeds)"
-            )
-        trace_pts = [i for i in (args.population, args.budget // 2, args.budget) if i <= args.budget]
-        for engine, r in s["engines"].items():
-            tr = r["hv_median_trace"]
-            _log(
-                f"  {engine:7s} HV at "
-                + ", ".join(f"{i} evals: {tr[i - 1]:.4f}" for i in trace_pts if i <= len(tr))
-            )
-        _log(
-            f"  {s['distinct_measured']} distinct sub-networks measured in {s['measure_seconds']:.0f}s "
-            f"(search {s['search_seconds']:.0f}s)"
-        )
+            _log(f"  {engine:7s}: final HV {r['final_hv_median']:.4f}; evaluations to reach the target: "
+                 f"median {r['evals_to_random_final_hv_median']} IQR {iqr[0]:.0f}-{iqr[1]:.0f} "
+                 f"(reached in {r['reached']} seeds)")
+        _log(f"  {s['distinct_measured']} distinct sub-networks measured in {s['measure_seconds']:.0f}s "
+             f"(search {s['search_seconds']:.0f}s)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
     return 0

@@ -35,6 +35,8 @@ HANDLERS: dict[str, str] = {
     "evaluate": "nas_core.evaluator:run_request",
     "supernet_train": "nas_core.supernet.jobs:train",
     "supernet_measure": "nas_core.supernet.jobs:measure",
+    "supernet_calibrate": "nas_core.supernet.calibrate:calibrate_job",  # opt-in: tau vs from-scratch
+    "supernet_finetune": "nas_core.supernet.jobs:finetune",
     "evaluate_rung": "nas_core.rungs:run_rung",  # successive halving: one rung of a candidate
     "remeasure": "nas_core.rungs:run_remeasure",  # a measured candidate again, another init seed
 }

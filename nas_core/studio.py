@@ -647,7 +647,7 @@ def build_config(base: RunConfig, **fields: Any) -> RunConfig:
 # ---------------------------------------------------------------------------- super-network
 
 
-def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 30, subsample: int | None = None) -> int:
+def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 16, subsample: int | None = None) -> int:
     """Queue a ``supernet_train`` job for the run settings' data set, resolution and split seed.
 
     The worker trains it (resuming a stopped training) and registers the checkpoint in the
@@ -670,12 +670,30 @@ def supernet_overview(store: Any) -> pd.DataFrame:
     """Registered super-networks with their training state and weight-sharing quality (Kendall tau)."""
     from nas_core.supernet.registry import list_supernets
 
+    def fig(r: Any, metric: str, name: str) -> Any:  # supernet calibrate's figures, None until measured
+        return (((r.meta or {}).get("calibration") or {}).get("figures", {}).get(metric) or {}).get(name)
+
     rows = [{"data set": Path(r.dataset).name or r.dataset, "image size": r.image_size, "seed": r.seed,
              "status": r.status, "epoch": r.epoch, "best val loss": r.best_val_loss,
-             "Kendall tau vs scratch": r.kendall_tau, "sub-networks compared": r.kendall_n}
+             "Kendall tau vs scratch": r.kendall_tau, "sub-networks compared": r.kendall_n,
+             "noise ceiling (seed vs seed)": fig(r, "accuracy", "ceiling_tau"),
+             "Unfairness tau": fig(r, "unfairness", "tau"),
+             "Unfairness ceiling": fig(r, "unfairness", "ceiling_tau")}
             for r in list_supernets(store)]
     return pd.DataFrame(rows, columns=["data set", "image size", "seed", "status", "epoch", "best val loss",
-                                       "Kendall tau vs scratch", "sub-networks compared"])
+                                       "Kendall tau vs scratch", "sub-networks compared",
+                                       "noise ceiling (seed vs seed)", "Unfairness tau", "Unfairness ceiling"])
+
+
+def supernet_ranking_text(store: Any) -> str | None:
+    """How well the newest trained super-network ranks (tau and noise ceiling), for beside its estimates."""
+    from nas_core.supernet.calibrate import describe
+    from nas_core.supernet.registry import list_supernets
+
+    for r in list_supernets(store):
+        if r.status == "trained":
+            return describe((r.meta or {}).get("calibration"), r.kendall_tau, r.kendall_n)
+    return None
 
 
 def supernet_training_jobs(store: Any) -> list[dict[str, Any]]:

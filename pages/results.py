@@ -43,7 +43,8 @@ st.dataframe(
                    "worst_group_accuracy": st.column_config.NumberColumn(format="percent")},
 )
 if board["estimate"].any():
-    st.caption("Rows with estimate = true are super-network estimates, not from-scratch results.")
+    st.caption("Rows with estimate = true are super-network estimates, not from-scratch results. "
+               + (studio.supernet_ranking_text(store) or ""))
 
 st.subheader("Pareto front")
 a1, a2 = st.columns(2)

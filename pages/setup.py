@@ -140,10 +140,12 @@ if evaluation == "supernet":
             st.dataframe(overview, hide_index=True, key="supernets")
         for job in studio.supernet_training_jobs(store):
             epoch, total = job.get("epoch"), job.get("max_epochs")
-            st.progress(min(epoch / total, 1.0) if epoch and total else 0.0,
-                        text=f"training job {job['job']}: {job['status']}" + (f", epoch {epoch}/{total}" if epoch else ""))
+            frac = job.get("fraction", epoch / total if epoch and total else 0.0)
+            st.progress(min(float(frac or 0.0), 1.0),
+                        text=f"training job {job['job']}: {job['status']}" + (
+                            f", {job['message']}" if job.get("message") else (f", epoch {epoch}/{total}" if epoch else "")))
         s1, s2, s3 = st.columns(3)
-        sn_epochs = s1.number_input("Epochs", 1, 500, 30, key="sn_epochs")
+        sn_epochs = s1.number_input("Epochs", 1, 500, 16, key="sn_epochs")
         sn_sub = s2.number_input("Subsample (0 = all images)", 0, 10**6, 0, key="sn_subsample")
         if s3.button("Train the super-network", key="sn_train"):
             try:

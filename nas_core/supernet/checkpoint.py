@@ -64,6 +64,9 @@ class CheckpointMeta:
     kendall_tau: float | None = None  # rank agreement of estimates with from-scratch accuracy
     kendall_n: int = 0  # sub-networks behind kendall_tau
     train_seconds: float = 0.0
+    # supernet calibrate's figures: {"figures": {accuracy: {tau, ceiling_tau, ...}, unfairness: ...},
+    # "n", "seeds", "cpu_seconds", "seconds", "trained"}; None until measured
+    calibration: Mapping[str, Any] | None = None
 
     @property
     def space_config(self) -> SupernetSpaceConfig:
@@ -77,6 +80,7 @@ class CheckpointMeta:
         d["history"] = [dict(h) for h in self.history]
         d["space"] = dict(self.space)
         d["settings"] = dict(self.settings)
+        d["calibration"] = None if self.calibration is None else dict(self.calibration)
         return d
 
     @classmethod

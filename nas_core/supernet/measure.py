@@ -33,6 +33,9 @@ from nas_core.supernet.space import SubnetConfig, check_config
 
 log = logging.getLogger(__name__)
 
+#: BN recalibration batches per measurement (x 64 images), chosen by benchmarks/bench_supernet.py.
+DEFAULT_CALIB_BATCHES = 4
+
 _lock = threading.Lock()
 _transforms: dict[tuple, Any] = {}
 _calibration: dict[tuple, list[torch.Tensor]] = {}
@@ -94,7 +97,7 @@ def measure_subnet(
     env: Env | None = None,
     *,
     split: str = "val",
-    calib_batches: int = 4,
+    calib_batches: int | None = None,
     calib_batch_size: int = 64,
     recalibrate: bool = True,
     n_bootstrap: int = 200,
@@ -109,7 +112,7 @@ def measure_subnet(
         prepared: the PreparedData the super-network was trained on (same split).
         env: where hardware costs are measured (default Env()).
         split: "val" while searching, "test" for the final report.
-        calib_batches: training batches for BN recalibration.
+        calib_batches: training batches for BN recalibration (None: DEFAULT_CALIB_BATCHES).
         calib_batch_size: images per calibration batch.
         recalibrate: False keeps the super-network's (stale) statistics; only for comparison.
         n_bootstrap: resamples for the fairness intervals.
@@ -128,7 +131,8 @@ def measure_subnet(
     config = check_config(config, net.space)
     model = extract_subnet(net, config)
     if recalibrate:
-        recalibrate_bn(model, calibration_batches(prepared, calib_batches, calib_batch_size, seed))
+        n = DEFAULT_CALIB_BATCHES if calib_batches is None else int(calib_batches)
+        recalibrate_bn(model, calibration_batches(prepared, n, calib_batch_size, seed))
     model.eval()
     t1 = time.perf_counter()
     # Nothing was trained: no training numbers. On the validation split the evaluator's own pass

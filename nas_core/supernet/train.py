@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -60,22 +61,38 @@ class Stopped(UserError):
     """Training was stopped on request; the last finished epoch is in the checkpoint."""
 
 
+SCHEDULES = ("cosine", "constant")
+
+#: Elastic dimensions in the order progressive shrinking opens them.
+PHASES = ("largest", "kernel", "depth", "expand", "width")
+
+
 @dataclass(frozen=True)
 class SupernetTrainSettings:
     """Hyperparameters of super-network training."""
 
-    max_epochs: int = 30  # hard cap on epochs
+    max_epochs: int = 16  # hard cap on epochs (the cosine schedule reaches 0 here)
     patience: int = 5  # stop when the largest's validation loss has not improved for this many epochs
     batch_size: int = 64  # images per step (each seen by 2 + n_random sub-networks)
-    lr: float = 2e-3  # AdamW learning rate: small data sets, few epochs, no schedule tuning needed
+    lr: float = 3e-3  # AdamW peak learning rate
     weight_decay: float = 1e-4  # decoupled weight decay
-    n_random: int = 2  # random sub-networks per step besides the largest and the smallest
+    n_random: int = 1  # random sub-networks per step besides the largest and the smallest
     distill: bool = True  # smaller sub-networks learn the largest's soft predictions (in-place KD)
     distill_temperature: float = 1.0  # softmax temperature of the distillation targets
     augment: bool = True  # random horizontal and vertical flips (lesions have no orientation)
     calib_batches: int = 4  # training batches that recalibrate BN of the largest before validation
     sort_channels_every: int = 0  # OFA channel importance sorting every N epochs; 0 = never
     seed: int = 0  # initialization, batch order, sub-network sampling
+    # "cosine": one warm-up epoch then cosine decay to 0 at max_epochs (converges in few epochs);
+    # "constant": lr throughout (the first recipe, kept for comparison)
+    schedule: str = "cosine"
+    # Train at this share of the run's resolution (images downscaled per batch, 0.75: 64 -> 48 px,
+    # about half the compute) and measure at the run's; BN statistics are recalibrated at the run's.
+    train_scale: float = 0.75
+    # Progressive shrinking (Once-for-All): the first share of epochs trains the largest only, then
+    # elastic kernel, then depth, then expand and width, each phase an equal share of the rest.
+    # 0 = every dimension elastic from the start (the sandwich rule alone).
+    progressive: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "patience", "batch_size", "calib_batches"):
@@ -85,6 +102,12 @@ class SupernetTrainSettings:
             raise SupernetTrainError("n_random and sort_channels_every must be 0 or more")
         if not self.lr > 0 or self.distill_temperature <= 0:
             raise SupernetTrainError("lr and distill_temperature must be positive")
+        if self.schedule not in SCHEDULES:
+            raise SupernetTrainError(f"schedule {self.schedule!r} is not one of {list(SCHEDULES)}")
+        if not 0.25 <= self.train_scale <= 1.0:
+            raise SupernetTrainError(f"train_scale must be between 0.25 and 1, got {self.train_scale}")
+        if not 0.0 <= self.progressive < 1.0:
+            raise SupernetTrainError(f"progressive must be in [0, 1), got {self.progressive}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict."""
@@ -107,6 +130,59 @@ class SupernetTrainSettings:
             return cls(**dict(data))
         except TypeError as exc:
             raise SupernetTrainError(f"super-network settings: {exc}") from exc
+
+
+#: What a checkpoint written before these fields existed was trained with (so it resumes the same way).
+_LEGACY = {"schedule": "constant", "train_scale": 1.0, "progressive": 0.0}
+
+
+def lr_at(settings: SupernetTrainSettings, epoch: int, step: int, steps: int) -> float:
+    """The learning rate of ``step`` of ``steps`` in 0-based ``epoch`` (a pure function: resumes exactly)."""
+    if settings.schedule == "constant":
+        return settings.lr
+    t = epoch + step / max(steps, 1)
+    if t < 1.0 and settings.max_epochs > 1:  # one warm-up epoch from a tenth of the peak
+        return settings.lr * (0.1 + 0.9 * t)
+    span = max(settings.max_epochs - 1, 1)
+    return settings.lr * 0.5 * (1.0 + math.cos(math.pi * min(max(t - 1.0, 0.0) / span, 1.0)))
+
+
+def phase_at(settings: SupernetTrainSettings, epoch: int) -> int:
+    """How many elastic dimensions (of :data:`PHASES` after "largest") are open in 0-based ``epoch``."""
+    if settings.progressive <= 0:
+        return len(PHASES) - 1
+    first = settings.progressive * settings.max_epochs
+    if epoch < first:
+        return 0
+    rest = max(settings.max_epochs - first, 1.0)
+    return min(len(PHASES) - 1, 1 + int((epoch - first) / rest * (len(PHASES) - 1)))
+
+
+def sample_phase(space: SupernetSpaceConfig, rng: random.Random, open_dims: int) -> SubnetConfig:
+    """A random sub-network with only the first ``open_dims`` elastic dimensions free (the others at max).
+
+    Draws the same random numbers whatever ``open_dims`` is, so a resumed training samples the same.
+    """
+    full = sample_config(space, rng)
+    big = largest(space)
+    opened = set(PHASES[1 : 1 + open_dims])
+    depths = full.depths if "depth" in opened else big.depths
+
+    def per_block(values: tuple[tuple[int, ...], ...], top: int, name: str) -> tuple[tuple[int, ...], ...]:
+        out = []
+        for s, d in enumerate(depths):
+            drawn = values[s] if name in opened else ()
+            out.append(tuple(drawn[i] if i < len(drawn) else (top if name not in opened else rng.choice(
+                space.kernels if name == "kernel" else space.expands)) for i in range(d)))
+        return tuple(out)
+
+    return SubnetConfig(
+        stem_width=full.stem_width if "width" in opened else big.stem_width,
+        depths=depths,
+        widths=full.widths if "width" in opened else big.widths,
+        kernels=per_block(full.kernels, space.max_kernel, "kernel"),
+        expands=per_block(full.expands, max(space.expands), "expand"),
+    )
 
 
 @dataclass(frozen=True)
@@ -245,7 +321,7 @@ def train_supernet(
             )
         space = old.space_config
         settings = dataclasses.replace(
-            SupernetTrainSettings.from_dict(old.settings),
+            SupernetTrainSettings.from_dict({**_LEGACY, **dict(old.settings)}),
             max_epochs=settings.max_epochs,
             patience=settings.patience,
         )
@@ -281,7 +357,8 @@ def train_supernet(
         _set_rng_state(data["rng"], gen, sampler)
         old = CheckpointMeta.from_dict(data["meta"])
         meta = dataclasses.replace(
-            old, settings=settings.to_dict(), complete=False, stopped_reason="", kendall_tau=None, kendall_n=0
+            old, settings=settings.to_dict(), complete=False, stopped_reason="", kendall_tau=None, kendall_n=0,
+            calibration=None,
         )
         start_epoch = old.epoch
         log.info("resuming super-network training at epoch %d from %s", start_epoch + 1, checkpoint)
@@ -289,17 +366,24 @@ def train_supernet(
             meta = old
             return TrainOutcome(str(checkpoint), meta, start_epoch)
 
-    big, small = largest(space), smallest(space)
+    big = largest(space)
     train_idx = torch.tensor(np.asarray(split.train), dtype=torch.long)
     val_idx = torch.tensor(np.asarray(split.val), dtype=torch.long)
     T = settings.distill_temperature
+    size = max(16, round(image_size * settings.train_scale / 8) * 8)  # a multiple of 8 px
+    resize = size < image_size
+    steps = max(1, math.ceil(len(train_idx) / settings.batch_size))
     epoch = start_epoch
+    run_t0 = time.perf_counter()
+    last_report = run_t0
     while epoch < settings.max_epochs:
         t0 = time.perf_counter()
         net.train()
+        open_dims = phase_at(settings, epoch)
+        small = phase_smallest(space, open_dims)
         order = train_idx[torch.randperm(len(train_idx), generator=gen)]
         sums = {"loss_largest": 0.0, "loss_small": 0.0, "correct": 0, "n": 0}
-        for x, y in _batches(images, labels, order, settings.batch_size, transform):
+        for step, (x, y) in enumerate(_batches(images, labels, order, settings.batch_size, transform)):
             if should_stop is not None and should_stop():
                 raise Stopped(
                     f"super-network training stopped during epoch {epoch + 1}; "
@@ -310,12 +394,19 @@ def train_supernet(
             if settings.augment:
                 x = _augment(x, gen)
                 # (flip decisions come from the CPU generator so they resume identically on any device)
+            if resize:
+                x = F.interpolate(x, size=(int(size), int(size)), mode="bilinear", antialias=True,
+                                  align_corners=False)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(settings, epoch, step, steps)
             optimizer.zero_grad(set_to_none=True)
             out = net(x, big)
             loss = F.cross_entropy(out, y)
             loss.backward()
             soft = F.softmax(out.detach() / T, dim=1)
-            configs = [small] + [sample_config(space, sampler) for _ in range(settings.n_random)]
+            configs = []
+            if open_dims > 0:
+                configs = [small] + [sample_phase(space, sampler, open_dims) for _ in range(settings.n_random)]
             small_loss = 0.0
             for cfg in configs:
                 o = net(x, cfg)
@@ -327,9 +418,16 @@ def train_supernet(
                 small_loss += float(sub_loss.detach())
             optimizer.step()
             sums["loss_largest"] += float(loss.detach()) * len(y)
-            sums["loss_small"] += small_loss / len(configs) * len(y)
+            sums["loss_small"] += small_loss / max(len(configs), 1) * len(y)
             sums["correct"] += int((out.argmax(1) == y).sum())
             sums["n"] += len(y)
+            now = time.perf_counter()
+            if progress is not None and now - last_report >= PROGRESS_EVERY_S:
+                last_report = now
+                done = epoch + (step + 1) / steps
+                rate = (now - run_t0) / max(done - start_epoch, 1e-9)
+                progress(_progress_record(epoch + 1, settings, done, rate * (settings.max_epochs - done),
+                                          str(checkpoint), partial=True))
         epoch += 1
         if settings.sort_channels_every and epoch % settings.sort_channels_every == 0:
             sort_channels(net)
@@ -355,7 +453,9 @@ def train_supernet(
         if improved:
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         best_epoch = epoch if improved else meta.best_epoch
-        stalled = epoch - best_epoch >= settings.patience
+        # Early stopping counts only once every elastic dimension is being trained.
+        opened_at = _all_open_epoch(settings)
+        stalled = epoch - max(best_epoch, opened_at) >= settings.patience
         reason = "early stopping" if stalled else ("max epochs" if epoch >= settings.max_epochs else "")
         meta = dataclasses.replace(
             meta,
@@ -379,18 +479,63 @@ def train_supernet(
         )
         log.info("super-network epoch %d: %s", epoch, record)
         if progress is not None:
-            progress(
-                {
-                    **record,
-                    "max_epochs": settings.max_epochs,
-                    "fraction": epoch / settings.max_epochs,
-                    "best_epoch": best_epoch,
-                    "checkpoint": str(checkpoint),
-                }
-            )
+            last_report = time.perf_counter()
+            rate = (last_report - run_t0) / max(epoch - start_epoch, 1)
+            left = 0.0 if reason else rate * (settings.max_epochs - epoch)
+            progress({
+                **record,
+                **_progress_record(epoch, settings, float(epoch), left, str(checkpoint)),
+                "best_epoch": best_epoch,
+            })
         if reason:
             break
     return TrainOutcome(str(checkpoint), meta, start_epoch)
+
+
+#: Seconds between progress reports inside an epoch.
+PROGRESS_EVERY_S = 10.0
+
+
+def _progress_record(
+    epoch: int, settings: SupernetTrainSettings, done: float, left: float, checkpoint: str, partial: bool = False
+) -> dict[str, Any]:
+    """Progress for the job table / app: fraction, a message and the estimated seconds left."""
+    phase = PHASES[phase_at(settings, max(epoch - 1, 0))]
+    what = "largest network only" if phase == "largest" else f"elastic up to {phase}"
+    mins = left / 60.0
+    return {
+        "epoch": epoch,
+        "max_epochs": settings.max_epochs,
+        "fraction": min(done / settings.max_epochs, 1.0),
+        "eta_seconds": left,
+        "message": f"super-network epoch {epoch}/{settings.max_epochs} ({what}), about {mins:.1f} min left",
+        "partial": partial,
+        "checkpoint": checkpoint,
+    }
+
+
+def _all_open_epoch(settings: SupernetTrainSettings) -> int:
+    """The first (1-based count of finished) epoch at which every elastic dimension is trained."""
+    for e in range(settings.max_epochs):
+        if phase_at(settings, e) == len(PHASES) - 1:
+            return e
+    return settings.max_epochs
+
+
+def phase_smallest(space: SupernetSpaceConfig, open_dims: int) -> SubnetConfig:
+    """The smallest sub-network with only the first ``open_dims`` elastic dimensions allowed to shrink."""
+    big, low = largest(space), smallest(space)
+    opened = set(PHASES[1 : 1 + open_dims])
+    depths = low.depths if "depth" in opened else big.depths
+    k = min(space.kernels) if "kernel" in opened else space.max_kernel
+    e = min(space.expands) if "expand" in opened else max(space.expands)
+    return SubnetConfig(
+        stem_width=low.stem_width if "width" in opened else big.stem_width,
+        depths=depths,
+        widths=low.widths if "width" in opened else big.widths,
+        kernels=tuple((k,) * d for d in depths),
+        expands=tuple((e,) * d for d in depths),
+    )
 
 
 def _should_continue(meta: CheckpointMeta, settings: SupernetTrainSettings) -> bool:
