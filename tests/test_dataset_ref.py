@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,60 @@ def test_supernet_jobs_carry_the_ref_and_a_subsample_trained_one_is_found_withou
         metrics = Metrics.from_dict(jobs.measure(measure))
         assert metrics.estimate
         assert {g.attribute for g in metrics.fairness.groups} >= {"hospital"}
+
+
+# ---------------------------------------------------------------------------------- the app
+
+
+def _copy_db(src, dest):
+    with sqlite3.connect(src) as a, sqlite3.connect(dest) as b:
+        a.backup(b)
+    return dest
+
+
+def test_the_setup_page_creates_runs_and_super_network_trainings_that_carry_the_ref(env, tiny_dataset, tmp_path,
+                                                                                     monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    db, root, _ = env
+    app_db = _copy_db(db, tmp_path / "app.db")
+    monkeypatch.setenv("EQUINAS_DB", str(app_db))
+    monkeypatch.setenv("EQUINAS_DEFAULT_DATASET", str(tiny_dataset))
+    monkeypatch.setenv("EQUINAS_UPLOADS_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setenv("EQUINAS_FAST", "1")
+
+    def setup_page() -> AppTest:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.run()
+        at.switch_page("pages/setup.py").run()
+        at.selectbox(key="cfg_dataset").set_value("clinic").run()
+        return at
+
+    at = setup_page()
+    at.text_input(key="cfg_name").input("clinic from setup").run()
+    at.button(key="create_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    at = setup_page()
+    at.radio(key="cfg_eval").set_value("supernet").run()
+    at.button(key="sn_train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    with Store.open(app_db) as store:
+        (run,) = [r for r in store.list_runs() if r.name == "clinic from setup"]
+        ref = DatasetRef.from_dict(run.config["dataset_ref"])
+        assert ref == DatasetRef.from_registered(store.find_dataset("clinic"))
+        (job,) = [j for j in store.list_jobs(status="queued") if j.kind == "supernet_train"]
+        assert job.payload["dataset"] == ref.to_dict()  # the data set itself, not its name
+
+
+def test_a_checkpoint_names_the_data_set_it_was_trained_on(tmp_path):
+    from nas_core.supernet import jobs
+
+    ckpt = tmp_path / "supernet_x.pt"
+    ref = _ref(root=str(tmp_path))
+    assert jobs.read_trained_on(ckpt) is None
+    jobs.write_trained_on(ckpt, jobs.TrainedOn(dataset=ref, image_size=16, seed=3, subsample=40))
+    info = jobs.read_trained_on(ckpt)
+    assert info == jobs.TrainedOn(dataset=ref, image_size=16, seed=3, subsample=40)
+    assert jobs.dataset_for_checkpoint(ckpt) == ref and jobs.dataset_for_checkpoint(ckpt, "/other") == "/other"
+    jobs.ref_path(ckpt).write_text("{broken")
+    assert jobs.read_trained_on(ckpt) is None  # unreadable: ignored, the checkpoint is matched the old way

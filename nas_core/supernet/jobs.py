@@ -356,6 +356,21 @@ def read_trained_on(checkpoint: str | Path) -> TrainedOn | None:
         return None
 
 
+def dataset_for_checkpoint(checkpoint: str | Path, given: str | None = None) -> DatasetRef | str:
+    """The data set to measure or fine-tune ``checkpoint`` on: ``given``, else the DatasetRef it was
+    trained on (``.ref.json``), else the folder its metadata names ("" when none).
+
+    The CLI's ``supernet measure/finetune`` without ``--dataset`` should read the data through this,
+    so an imported data set is read with its stored mapping, not detected again.
+    """
+    if given:
+        return given
+    info = read_trained_on(checkpoint)
+    if info is not None:
+        return info.dataset
+    return read_meta(checkpoint).dataset
+
+
 def load_prepared(dataset: DatasetRef | str, train: TrainSettings, cache_dir: str | None = None) -> Any:
     """The PreparedData of a data set under a run's settings (the evaluator's process cache)."""
     from nas_core.evaluator import EvalRequest
