@@ -24,11 +24,16 @@ if run_id is None:
 api_key = st.session_state.get(f"api_key_{run_id}") or st.session_state.get("llm_api_key")
 sess = studio.session(store, run_id, api_key=api_key)
 cfg = sess.config
+uses_reasons = cfg.engine == "llm"  # only the LLM designer reads rejection reasons and notes
 state = sess.poll()
 if cfg.engine == "heuristic":
     st.caption("Engine: offline heuristic designer (no LLM is called; rule-based edits of the best model).")
 elif cfg.engine == "llm":
     st.caption(f"Engine: LLM designer, model {cfg.llm.model} at {cfg.llm.base_url or 'api.openai.com'}.")
+    if not api_key:
+        st.caption(":material/key: An API key typed on Setup lives only in this browser tab's memory and is "
+                   "never stored, so a reload forgets it. If Propose says a key is missing, type it again on "
+                   "**Setup** (LLM endpoint tab) or start the app with the key in the environment.")
 else:
     st.caption(f"Engine: {cfg.engine}; objectives {', '.join(cfg.objectives)}.")
 if cfg.evaluation == "supernet":
@@ -49,19 +54,25 @@ if best is not None and best.metrics is not None:
 # that lands while the live fragment refreshes is never lost (see ui.common.act).
 
 
+def _sess():
+    """The run's session on this thread's store (a callback runs on the next run's thread)."""
+    return studio.session(get_store(), run_id, api_key=api_key)
+
+
 def _propose() -> None:
-    proposed = act(sess.propose, "app")
+    proposed = act(_sess().propose, "app")
     if proposed:
         flash("success", f"{len(proposed)} proposal(s) ready for review")
 
 
 def _approve(cid: int) -> None:
-    act(sess.approve, cid, "app", success=f"#{cid} queued for evaluation")
+    act(_sess().approve, cid, "app", success=f"#{cid} queued for evaluation")
 
 
 def _approve_all(ids: list[int]) -> None:
     st.session_state["_flash"] = []
-    queued = [cid for cid in ids if act(sess.approve, cid, "app", clear=False) is not None]
+    s = _sess()
+    queued = [cid for cid in ids if act(s.approve, cid, "app", clear=False) is not None]
     failed = len(ids) - len(queued)
     flash("success" if not failed else "warning",
           f"{len(queued)} candidate(s) queued for evaluation" + (f"; {failed} could not be (see above)" if failed else ""))
@@ -74,16 +85,17 @@ def _reject(cid: int) -> None:
         flash("error", f"#{cid} not rejected. Write a reason first: it is kept with the run"
                       + (" and the designer learns from it." if uses_reasons else "."))
         return
-    act(sess.reject, cid, reason, "app", success=f"#{cid} rejected")
+    act(_sess().reject, cid, reason, "app", success=f"#{cid} rejected")
 
 
 def _edit(cid: int) -> None:
-    spec, problems = studio.check_spec(sess, st.session_state.get(f"edit_text_{cid}", ""))
+    s = _sess()
+    spec, problems = studio.check_spec(s, st.session_state.get(f"edit_text_{cid}", ""))
     if spec is None:
         st.session_state["_flash"] = []
         flash("error", f"#{cid} not edited: " + "; ".join(problems))
         return
-    act(sess.edit, cid, spec, "app", st.session_state.get(f"edit_note_{cid}", ""), success=f"#{cid} edited")
+    act(s.edit, cid, spec, "app", st.session_state.get(f"edit_note_{cid}", ""), success=f"#{cid} edited")
 
 
 def _auto(n: int) -> None:
@@ -102,11 +114,12 @@ if state.reason and not state.pending:
 if st.session_state.get("auto_left"):
     st.warning(f"Unattended: {st.session_state['auto_left']} iteration(s) to go.")
     st.button("Stop unattended", key="auto_stop", on_click=_auto, args=(0,))
-with st.expander("Next prompt (exactly what the LLM designer would receive)", expanded=False):
-    try:
-        st.code(sess.next_prompt().text, language=None)
-    except UserError as exc:
-        st.error(str(exc))
+if uses_reasons:  # heuristic and LINAS designers ignore free text, so no prompt to show
+    with st.expander("Next prompt (exactly what the LLM designer would receive)", expanded=False):
+        try:
+            st.code(sess.next_prompt().text, language=None)
+        except UserError as exc:
+            st.error(str(exc))
 
 # ----------------------------------------------------------------------------- proposals
 pending = [store.get_candidate(cid) for cid in state.pending]
@@ -142,7 +155,7 @@ for c in pending:
             st.button("Reject", key=f"reject_{c.id}", on_click=_reject, args=(c.id,),
                       help="Write a reason first: the designer learns from it.")
         with e.popover("Edit…"):
-            text = st.text_area("Spec (JSON)", studio.spec_json(c.spec), height=300, key=f"edit_text_{c.id}")
+            text = st.text_area("Spec (JSON)", studio.spec_json(c.spec), height=220, key=f"edit_text_{c.id}")
             st.text_input("Note (optional)", key=f"edit_note_{c.id}")
             spec, problems = studio.check_spec(sess, text)
             st.button("Save edit", key=f"edit_{c.id}", disabled=spec is None, on_click=_edit, args=(c.id,))
@@ -186,7 +199,11 @@ def live() -> None:
             st.plotly_chart(progress_lines(pd.DataFrame(p["history"])), key=f"curve_{cid}")
 
 
-live()
+# Only while something changes: a live fragment re-runs every few seconds, and each of its reruns is
+# a chance for Streamlit to drop a click that lands at the same moment (a button is a one-shot
+# trigger; see ui.common.act). While proposals just wait for a person, nothing needs polling.
+if state.in_flight or st.session_state.get("auto_left"):
+    live()
 rung_panel(run_id)  # successive halving: each candidate's rung, preliminary vs final, Promote / Stop
 
 # ----------------------------------------------------------------------------- history
@@ -207,6 +224,13 @@ if calls:
         for call in reversed(calls[-10:]):
             st.markdown(f"**iteration {call.iteration}** · {call.model} · {fmt(call.duration_s, 3)} s · "
                         f"tokens {call.tokens_in}/{call.tokens_out}" + (f" · error: {call.error}" if call.error else ""))
+            sent = call.messages or ([{"role": "user", "content": call.prompt}] if call.prompt else [])
+            for msg in sent:
+                role = msg.get("role", "?") if isinstance(msg, dict) else "?"
+                content = msg.get("content", "") if isinstance(msg, dict) else str(msg)
+                st.caption(f"Sent ({role})")
+                st.code(str(content)[:4000] or "(empty)", language=None)
+            st.caption("Answer")
             st.code((call.raw_answer or "")[:4000] or "(no answer)", language=None)
 
 events = store.events(run_id=run_id, limit=50)

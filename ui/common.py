@@ -67,6 +67,54 @@ def guarded(action, *args, success: str | None = None, **kwargs):
     return result
 
 
+def flash(kind: str, text: str) -> None:
+    """Keep a message for the next render of the page (callbacks run before the page draws).
+
+    Messages live in ``st.session_state``, so a rerun (a live fragment's, another click's) cannot wipe
+    them before the user has read them; :func:`show_flash` draws them and they stay for the next
+    ``FLASH_KEEP_S`` seconds, errors until the next action.
+    """
+    import time
+
+    st.session_state.setdefault("_flash", []).append((kind, text, time.time()))
+
+
+FLASH_KEEP_S = 20.0
+
+
+def show_flash() -> None:
+    """Draw the messages left by callbacks (errors stay until the next action, the rest ``FLASH_KEEP_S``)."""
+    import time
+
+    now = time.time()
+    kept = [(k, t, ts) for k, t, ts in st.session_state.get("_flash", [])
+            if k == "error" or now - ts < FLASH_KEEP_S]
+    st.session_state["_flash"] = kept
+    for kind, text, _ in kept:
+        {"error": st.error, "warning": st.warning, "success": st.success}.get(kind, st.info)(text)
+
+
+def act(action, *args, success: str | None = None, clear: bool = True, **kwargs):
+    """Run an engine call from a widget callback; a user's mistake becomes a kept error message.
+
+    Actions run in ``on_click`` callbacks, not in ``if st.button(...)`` blocks: a callback runs when
+    the click's widget state is applied, before the script body, so a click that lands while another
+    run ends (a live fragment's refresh, a slow rerun) is never lost; an ``if st.button`` only sees
+    the click if no other run resets the button's trigger first.
+    """
+    if clear:  # a new action replaces the previous messages
+        st.session_state["_flash"] = []
+    try:
+        result = action(*args, **kwargs)
+    except UserError as exc:
+        flash("error", str(exc))
+        return None
+    if success:
+        flash("success", success)
+        st.toast(success)
+    return result
+
+
 def fmt(value, digits: int = 4) -> str:
     """A number for tables and cards, n/a when missing."""
     if value is None:

@@ -1,0 +1,65 @@
+"""Clicks that land while the Search page's live fragment (``st.fragment(run_every=...)``) refreshes.
+
+The bug (issue 17): the first Approve click sometimes did nothing while the page was busy, and
+"Approve all" did nothing and its errors vanished. Each test here waits until a fragment rerun is
+in progress (the app's script state is ``running`` with no click of ours pending) and clicks then.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.test_browser import card_ids, click, fill, goto, key, select, wait_idle
+
+pytestmark = pytest.mark.e2e
+
+RUNNING = """() => { const a = document.querySelector('[data-testid="stApp"]');
+                     return a && a.getAttribute('data-test-script-state') === 'running'; }"""
+
+
+def _click_during_refresh(page, name: str) -> None:
+    """Wait for the live fragment's own rerun to start, then click ``name`` at once."""
+    wait_idle(page)
+    page.wait_for_function(RUNNING, timeout=20_000, polling=5)
+    page.locator(f"{key(name)} button").first.click(timeout=5_000)
+
+
+def _linas_run_with_proposals(page, url: str, name: str, population: int) -> list[int]:
+    goto(page, f"{url}/setup")
+    fill(page, "cfg_name", name)
+    select(page, "cfg_engine", "LINAS")
+    page.get_by_role("tab", name="LINAS").click()
+    fill(page, "cfg_population", str(population))
+    click(page, "create_run")
+    page.wait_for_url(re.compile(r"/search"), timeout=60_000)
+    click(page, "propose")
+    page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
+    return card_ids(page)
+
+
+def test_approve_and_approve_all_work_on_the_first_click_during_live_refresh(app_server, page):
+    from nas_core import studio
+
+    ids = _linas_run_with_proposals(page, app_server["url"], "clicks e2e", 4)
+    assert len(ids) == 4
+    run_id = int(re.search(r"run=(\d+)", page.url).group(1))
+    # Nothing is in flight yet, so nothing refreshes; the first approval starts the live view.
+    click(page, f"approve_{ids[0]}")
+    page.wait_for_selector(key(f"card_{ids[0]}"), state="detached", timeout=10_000)
+    # The second approval is clicked while the live fragment re-runs: it must count the first time.
+    _click_during_refresh(page, f"approve_{ids[1]}")
+    page.wait_for_selector(key(f"card_{ids[1]}"), state="detached", timeout=10_000)
+    wait_idle(page)
+    assert page.get_by_text(f"#{ids[1]} queued for evaluation").first.is_visible()
+    # Another tab approves #3 first; Approve all still queues #4 and says why #3 was not queued.
+    store = studio.open_store(app_server["db"])
+    studio.session(store, run_id).approve(ids[2], "other tab")
+    store.close()
+    _click_during_refresh(page, "approve_all")
+    page.wait_for_selector(key(f"card_{ids[3]}"), state="detached", timeout=10_000)
+    wait_idle(page)
+    page.wait_for_timeout(2_500)  # a live refresh or two later the message is still there
+    assert page.get_by_text("1 candidate(s) queued for evaluation").first.is_visible()
+    assert page.get_by_text(f"candidate #{ids[2]} is queued").first.is_visible()
