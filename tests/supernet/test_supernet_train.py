@@ -1,16 +1,22 @@
 """Super-network training: sandwich steps, atomic checkpoints, resume after a stop, refusals."""
 
 import dataclasses
+import random
 
 import pytest
 import torch
 
 from nas_core.supernet import checkpoint as ck
-from nas_core.supernet.space import SupernetSpaceConfig
+from nas_core.supernet.space import SupernetSpaceConfig, check_config, largest, smallest
 from nas_core.supernet.train import (
+    PHASES,
     Stopped,
     SupernetTrainError,
     SupernetTrainSettings,
+    lr_at,
+    phase_at,
+    phase_smallest,
+    sample_phase,
     train_supernet,
 )
 
@@ -113,3 +119,71 @@ def test_bad_settings_are_refused():
         SupernetTrainSettings(batch_size=0)
     with pytest.raises(SupernetTrainError, match="unknown field"):
         SupernetTrainSettings.from_dict({"epochs": 3})
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    s = SupernetTrainSettings(max_epochs=5, lr=1e-2)
+    assert lr_at(s, 0, 0, 10) == pytest.approx(1e-3)  # a tenth of the peak at the first step
+    assert lr_at(s, 0, 5, 10) == pytest.approx(0.55e-2)
+    assert lr_at(s, 1, 0, 10) == pytest.approx(1e-2)  # the peak after one warm-up epoch
+    assert lr_at(s, 4, 10, 10) == pytest.approx(0.0, abs=1e-12)
+    lrs = [lr_at(s, e, i, 10) for e in range(1, 5) for i in range(10)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])), "monotone decay after warm-up"
+    assert lr_at(dataclasses.replace(s, schedule="constant"), 3, 2, 10) == 1e-2
+    with pytest.raises(SupernetTrainError, match="schedule"):
+        SupernetTrainSettings(schedule="linear")
+    with pytest.raises(SupernetTrainError, match="train_scale"):
+        SupernetTrainSettings(train_scale=0.1)
+    with pytest.raises(SupernetTrainError, match="progressive"):
+        SupernetTrainSettings(progressive=1.0)
+
+
+def test_progressive_shrinking_opens_kernel_then_depth_then_expand_then_width():
+    space = SupernetSpaceConfig()
+    s = SupernetTrainSettings(max_epochs=10, progressive=0.2)
+    assert [phase_at(s, e) for e in range(10)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert phase_at(dataclasses.replace(s, progressive=0.0), 0) == len(PHASES) - 1
+    big = largest(space)
+    rng = random.Random(0)
+    for _ in range(30):
+        k_only = sample_phase(space, rng, 1)
+        assert k_only.depths == big.depths and k_only.widths == big.widths and k_only.expands == big.expands
+        d = sample_phase(space, rng, 2)
+        assert d.expands == tuple((max(space.expands),) * n for n in d.depths) and d.widths == big.widths
+        e = sample_phase(space, rng, 3)
+        assert e.widths == big.widths and e.stem_width == big.stem_width
+        check_config(sample_phase(space, rng, 4), space)
+    assert phase_smallest(space, 0) == big and phase_smallest(space, 4) == smallest(space)
+    assert phase_smallest(space, 1).kernels == tuple((min(space.kernels),) * n for n in big.depths)
+
+
+def test_progressive_low_resolution_training_resumes_exactly_and_reports_time_left(tiny_prepared, tmp_path):
+    settings = dataclasses.replace(FAST, max_epochs=3, progressive=0.34, train_scale=0.5)
+    seen = []
+    full = tmp_path / "full.pt"
+    train_supernet(tiny_prepared, full, TINY, settings, progress=seen.append)
+    ends = [p for p in seen if not p["partial"]]
+    assert [p["epoch"] for p in ends] == [1, 2, 3] and ends[-1]["eta_seconds"] == 0.0
+    assert "largest network only" in ends[0]["message"] and "min left" in ends[0]["message"]
+    assert ends[0]["eta_seconds"] > 0 and ends[0]["fraction"] == pytest.approx(1 / 3)
+    path = tmp_path / "resumed.pt"
+    done = []
+    with pytest.raises(Stopped):
+        train_supernet(tiny_prepared, path, TINY, settings, progress=done.append,
+                       should_stop=lambda: len([d for d in done if not d["partial"]]) >= 1)
+    train_supernet(tiny_prepared, path, TINY, settings)
+    a, b = ck.load_checkpoint(full), ck.load_checkpoint(path)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), f"{k} differs after resume"
+
+
+def test_a_checkpoint_from_before_the_new_knobs_resumes_with_its_old_recipe(uninterrupted, tiny_prepared, tmp_path):
+    full_path, _, _ = uninterrupted
+    data = ck.load_checkpoint(full_path)
+    for name in ("schedule", "train_scale", "progressive"):
+        data["meta"]["settings"].pop(name)
+    old = tmp_path / "old.pt"
+    ck.save_checkpoint(old, data)
+    out = train_supernet(tiny_prepared, old, TINY, dataclasses.replace(FAST, max_epochs=3))
+    assert out.meta.epoch == 3
+    assert out.meta.settings["schedule"] == "constant" and out.meta.settings["train_scale"] == 1.0
