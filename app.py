@@ -12,6 +12,7 @@ def run() -> None:
         st.Page("pages/setup.py", title="Setup", icon=":material/tune:"),
         st.Page("pages/search.py", title="Search", icon=":material/search:"),
         st.Page("pages/results.py", title="Results", icon=":material/insights:"),
+        st.Page("pages/jobs.py", title="Jobs", icon=":material/pending_actions:"),
         st.Page("pages/export.py", title="Export", icon=":material/download:"),
     ]
     st.navigation(pages).run()

@@ -685,6 +685,25 @@ def supernet_overview(store: Any) -> pd.DataFrame:
                                        "noise ceiling (seed vs seed)", "Unfairness tau", "Unfairness ceiling"])
 
 
+def queue_supernet_calibration(store: Any, n: int = 8) -> int:
+    """Queue the opt-in ``supernet_calibrate`` job for the newest trained super-network; returns the job id.
+
+    The worker trains ``n`` sub-networks from scratch with two seeds each (minutes each on a CPU) and
+    records the Kendall tau of the estimates against them and the seed-vs-seed noise ceiling.
+
+    Raises:
+        UserError: no trained super-network is registered.
+    """
+    from nas_core.supernet.registry import list_supernets
+
+    rows = [r for r in list_supernets(store) if r.status == "trained" and Path(r.path).is_file()]
+    if not rows:
+        raise UserError("no trained super-network yet; train one first")
+    payload = {"checkpoint": rows[0].path, "n": int(n), "seeds": 2,
+               "db": str(Path(store.path).expanduser().resolve())}
+    return store.enqueue_job("supernet_calibrate", payload, actor="app").id
+
+
 def supernet_ranking_text(store: Any) -> str | None:
     """How well the newest trained super-network ranks (tau and noise ceiling), for beside its estimates."""
     from nas_core.supernet.calibrate import describe
@@ -781,3 +800,106 @@ def seed_spread(store: Any, candidate_id: int) -> Any:
         return spread(store, candidate_id)
     except RungError:
         return None
+
+
+# ---------------------------------------------------------------------------- jobs
+
+JOB_KIND_LABELS = {
+    "evaluate": "evaluation (train from scratch)", "supernet_train": "super-network training",
+    "supernet_measure": "super-network measurement", "supernet_finetune": "super-network fine-tune",
+}
+OPEN_JOB_STATUSES = ("queued", "running")
+SHOWN_JOB_STATUSES = ("queued", "running", "failed", "cancelled")
+
+
+def job_eta(fraction: float | None, elapsed_s: float | None, reported_eta_s: float | None = None) -> float | None:
+    """Seconds left: the handler's own estimate if it gave one, else a linear extrapolation.
+
+    ``elapsed_s * (1 - f) / f`` assumes the rest goes at the pace so far; None before any progress
+    (an estimate from 0 % would be a guess, and a wrong number is worse than none).
+    """
+    if reported_eta_s is not None and reported_eta_s >= 0:
+        return float(reported_eta_s)
+    if fraction is None or elapsed_s is None or fraction <= 0:
+        return None
+    if fraction >= 1:
+        return 0.0
+    return elapsed_s * (1 - fraction) / fraction
+
+
+def _fraction(progress: dict[str, Any]) -> float | None:
+    f = progress.get("fraction")
+    if f is None and progress.get("epoch") and progress.get("max_epochs"):
+        f = progress["epoch"] / progress["max_epochs"]
+    return None if f is None else max(0.0, min(float(f), 1.0))
+
+
+def jobs_frame(store: Any, statuses: Sequence[str] = SHOWN_JOB_STATUSES, now: float | None = None,
+               limit: int = 200) -> pd.DataFrame:
+    """Every job of every kind in ``statuses`` (newest first): what, state, progress, time so far and left.
+
+    Columns: job, kind, run, candidate, what, status, progress (0..1 or None), step (the handler's own
+    words), elapsed_s, eta_s, error, cancel_requested, cancellable.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    jobs = store.list_jobs(status=tuple(statuses))
+    rows = []
+    for job in sorted(jobs, key=lambda j: j.id, reverse=True)[:limit]:
+        p = job.progress or {}
+        fraction = _fraction(p)
+        if job.status == "running" and job.started_at:
+            elapsed = now - job.started_at
+        elif job.started_at and job.ended_at:
+            elapsed = job.ended_at - job.started_at
+        else:
+            elapsed = None
+        eta = job_eta(fraction, elapsed, p.get("eta_seconds")) if job.status == "running" else None
+        what = ""
+        if job.candidate_id is not None:
+            try:
+                c = store.get_candidate(job.candidate_id)
+                what = candidate_label(c)
+            except Exception:  # noqa: BLE001 - a label must never break the jobs table
+                what = f"#{job.candidate_id}"
+        step = p.get("message") or p.get("stage") or ""
+        if not step and p.get("epoch") and p.get("max_epochs"):
+            step = f"epoch {p['epoch']}/{p['max_epochs']}"
+        rows.append({
+            "job": job.id, "kind": JOB_KIND_LABELS.get(job.kind, job.kind), "run": job.run_id,
+            "candidate": job.candidate_id, "what": what, "status": job.status,
+            "progress": fraction, "step": str(step), "elapsed_s": elapsed, "eta_s": eta,
+            "waiting_s": (now - job.created_at) if job.status == "queued" else None,
+            "error": job.error or "", "cancel_requested": bool(job.cancel_requested),
+            "cancellable": job.status in OPEN_JOB_STATUSES,
+        })
+    return pd.DataFrame(rows, columns=["job", "kind", "run", "candidate", "what", "status", "progress", "step",
+                                       "elapsed_s", "eta_s", "waiting_s", "error", "cancel_requested",
+                                       "cancellable"])
+
+
+def cancel_job(store: Any, job_id: int, actor: str = "app") -> Any:
+    """Cancel a job (a queued one at once, a running one at its next check).
+
+    Raises:
+        UserError: the job has already ended.
+    """
+    from nas_core.store import IllegalTransition
+
+    try:
+        return store.cancel_job(job_id, actor)
+    except IllegalTransition as exc:
+        raise UserError(f"{exc}. Refresh the page to see its final state.") from exc
+
+
+def duration_text(seconds: float | None) -> str:
+    """``"42 s"``, ``"3 min 05 s"``, ``"2 h 10 min"``; ``"—"`` when unknown."""
+    if seconds is None or seconds != seconds:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
