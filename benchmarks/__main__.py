@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [NAME ...]``: run the benchmarks (``make bench``).
 
 Each benchmark prints its figures and the ratio against what it compares with,
-measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity.
+measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -11,8 +11,8 @@ import importlib
 import sys
 import time
 
-ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity")
-HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity"}
+ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity", "iteration")
+HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration"}
 
 
 def main(argv: list[str]) -> int:

@@ -755,3 +755,26 @@ def seed_spread(store: Any, candidate_id: int) -> SeedSpread:
                   if j.kind == REMEASURE_KIND
                   and split_payload(j.payload, REMEASURE_KEY)[1].get("candidate_id") == candidate_id)
     return SeedSpread(candidate_id, tuple(seeds), tuple(accs), tuple(unf), pending)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fidelity benchmark's plug-in (benchmarks/bench_fidelity.py asks modules for ``fidelity_estimates()``)
+
+
+@dataclass(frozen=True)
+class FidelityEstimate:
+    """A fast fidelity for the fidelity benchmark: a name and a map of the run's TrainSettings."""
+
+    name: str
+    settings: Callable[[TrainSettings], TrainSettings]
+    train_fraction: float = 1.0  # share of the training split kept (rungs use subsample instead)
+
+
+def _first_rung(full: TrainSettings) -> TrainSettings:
+    steps = ladder(HalvingSettings(), full)
+    return steps[0].train  # full itself when no default rung is cheaper
+
+
+def fidelity_estimates() -> list[FidelityEstimate]:
+    """The default ladder's first rung, so the benchmark reports its Kendall tau against full training."""
+    return [FidelityEstimate("SH rung 1 (default ladder)", _first_rung)]

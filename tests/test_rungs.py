@@ -306,3 +306,17 @@ def test_worker_trains_a_candidate_through_two_rungs_on_tiny_data(tmp_path, tiny
     assert m is not None and m.test_acc == pytest.approx(hist[1].test_acc) and m.hardware.latency_image_s
     assert store.get_candidate(c.id).status == "done" and not sess.poll().in_flight
     store.close()
+
+
+def test_the_first_rung_is_an_estimate_of_the_fidelity_benchmark():
+    from nas_core.rungs import fidelity_estimates
+
+    (est,) = fidelity_estimates()
+    rung = est.settings(TrainSettings())
+    assert (rung.max_epochs, rung.image_size, est.train_fraction) == (1, 32, 1.0)
+    assert est.settings(TrainSettings(image_size=32, max_epochs=1)) == TrainSettings(image_size=32, max_epochs=1)
+    try:
+        from benchmarks.bench_fidelity import all_estimates
+    except ImportError:  # the fidelity benchmark is not in this tree
+        return
+    assert est.name in [e.name for e in all_estimates()]
