@@ -1,15 +1,21 @@
-"""Model cards: a candidate's architecture, data, accuracy per group, fairness and costs, in Markdown and HTML.
+r"""Model cards: a candidate's architecture, data, accuracy per group, fairness and costs, in Markdown and HTML.
 
 The HTML card is one self-contained file (inline SVG charts, no scripts, no
 external assets) so it can be attached to an e-mail or an ethics application.
 Every number shown carries its bootstrap interval and each group its test-set
 size, because a small group cannot carry a two-decimal claim.
+
+Metadata (class and group names, run and data set names, rationales) comes from users and
+LLMs, so in the Markdown card it is HTML-escaped (a Markdown viewer renders raw HTML) and, in
+table cells, ``|`` is escaped as ``\|`` and newlines are flattened, so a name cannot break a
+table. The HTML card unescapes that Markdown text once and escapes it again for HTML.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import html
+import re
 from dataclasses import dataclass
 
 from nas_core.records import Candidate, Metrics
@@ -29,6 +35,32 @@ class CardContext:
     env: str = ""  # one line: the deployment target
 
 
+def _md(text: object) -> str:
+    """Free text for Markdown: HTML escaped, on one line."""
+    return html.escape(str(text), quote=False).replace("\r", " ").replace("\n", " ")
+
+
+def _cell(text: object) -> str:
+    """Text for a Markdown table cell: :func:`_md` plus ``|`` escaped."""
+    return _md(text).replace("|", "\\|")
+
+
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def _cells(row: str) -> list[str]:
+    r"""The cells of a Markdown table row, ``\|`` kept inside its cell."""
+    inner = row.strip()
+    inner = inner[1:] if inner.startswith("|") else inner
+    inner = inner[:-1] if inner.endswith("|") and not inner.endswith("\\|") else inner
+    return [c.strip().replace("\\|", "|") for c in _CELL_SPLIT.split(inner)]
+
+
+def _h(text: str) -> str:
+    """Markdown text of this card as HTML: undo the Markdown-level escaping once, escape for HTML."""
+    return html.escape(html.unescape(text))
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
@@ -44,7 +76,7 @@ def _ci(m: Metrics, name: str) -> str:
 
 def _arch_lines(c: Candidate) -> list[str]:
     if c.baseline:
-        return [f"Hand-made baseline: `{c.baseline}`."]
+        return [f"Hand-made baseline: `{_md(c.baseline)}`."]
     s = c.spec
     lines = [f"- stem: conv {s.stem.out_channels} channels, kernel {s.stem.kernel}, stride {s.stem.stride}"]
     for i, b in enumerate(s.blocks):
@@ -69,7 +101,7 @@ def model_card_markdown(c: Candidate, ctx: CardContext) -> str:
         raise ValueError(f"candidate {c.id} has no metrics yet; wait for its evaluation to finish")
     fr, hw = m.fairness, m.hardware
     out = [
-        f"# Model card: candidate {c.id} of run “{ctx.run_name}”",
+        f"# Model card: candidate {c.id} of run “{_md(ctx.run_name)}”",
         "",
         f"Generated {_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by EquiNAS Studio.",
         "",
@@ -77,26 +109,26 @@ def model_card_markdown(c: Candidate, ctx: CardContext) -> str:
     if m.estimate:
         out += ["> **Super-network estimate.** These numbers come from a weight-sharing super-network, "
                 "not from training this model alone. Fine-tune it before relying on them.", ""]
-    out += ["## Architecture", "", f"Key `{c.key}`, proposed by `{c.origin}`.", ""] + _arch_lines(c)
+    out += ["## Architecture", "", f"Key `{c.key}`, proposed by `{_md(c.origin)}`.", ""] + _arch_lines(c)
     if c.rationale:
-        out += ["", f"Rationale: {c.rationale}"]
-    out += ["", "## Data", "", f"Data set: {ctx.dataset_name}. {ctx.dataset_summary}".strip()]
+        out += ["", f"Rationale: {_md(c.rationale)}"]
+    out += ["", "## Data", "", f"Data set: {_md(ctx.dataset_name)}. {_md(ctx.dataset_summary)}".strip()]
     if ctx.training:
-        out += ["", f"Training: {ctx.training}"]
+        out += ["", f"Training: {_md(ctx.training)}"]
     out += [
         "", "## Accuracy", "",
         f"- test accuracy {_pct(m.test_acc)} (n = {fr.n}), balanced accuracy {_pct(m.balanced_acc)}",
         f"- validation accuracy {_pct(m.val_acc)}, train accuracy {_pct(m.train_acc)}",
         "", "| class | recall |", "|---|---|",
     ]
-    out += [f"| {name} | {_pct(r)} |" for name, r in m.per_class_recall]
+    out += [f"| {_cell(name)} | {_pct(r)} |" for name, r in m.per_class_recall]
     out += ["", "## Accuracy per group", "", "| attribute | group | n | accuracy | 95% interval | note |",
             "|---|---|---|---|---|---|"]
     for g in fr.groups:
         iv = f"{_pct(g.accuracy_ci[0])} – {_pct(g.accuracy_ci[1])}" if g.accuracy_ci else ""
         note = "excluded from fairness metrics" if g.group == "unknown" else (
             "too few samples to trust" if g.n < SMALL_GROUP else "")
-        out.append(f"| {g.attribute} | {g.group} | {g.n} | {_pct(g.accuracy)} | {iv} | {note} |")
+        out.append(f"| {_cell(g.attribute)} | {_cell(g.group)} | {g.n} | {_pct(g.accuracy)} | {iv} | {note} |")
     out += [
         "", "## Fairness", "",
         f"- Unfairness {_num(fr.unfairness)}{_ci(m, 'unfairness')}",
@@ -105,7 +137,7 @@ def model_card_markdown(c: Candidate, ctx: CardContext) -> str:
         f"- EOPP2 {_num(fr.eopp2)}{_ci(m, 'eopp2')}",
         "", "| attribute | Unfairness | EODD | EOPP1 | EOPP2 |", "|---|---|---|---|---|",
     ]
-    out += [f"| {a.attribute} | {_num(a.unfairness)} | {_num(a.eodd)} | {_num(a.eopp1)} | {_num(a.eopp2)} |"
+    out += [f"| {_cell(a.attribute)} | {_num(a.unfairness)} | {_num(a.eodd)} | {_num(a.eopp1)} | {_num(a.eopp2)} |"
             for a in fr.attributes]
     out += [
         "", "## Hardware", "",
@@ -116,7 +148,7 @@ def model_card_markdown(c: Candidate, ctx: CardContext) -> str:
         f"{_num(hw.peak_memory_mb, 1)} MB ({hw.memory_method or 'method not recorded'})",
     ]
     if ctx.env:
-        out.append(f"- target: {ctx.env}")
+        out.append(f"- target: {_md(ctx.env)}")
     out += ["", "## Limits", "",
             "Metrics are measured on the held-out test split of the data set above; groups with few test "
             "images have wide intervals. Performance on other populations, devices or image sources is "
@@ -158,11 +190,9 @@ def model_card_html(c: Candidate, ctx: CardContext) -> str:
     def flush_table() -> None:
         if table:
             head, *rest = table
-            cells = [c.strip() for c in head.strip("|").split("|")]
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in cells) + "</tr>")
+            body.append("<table><tr>" + "".join(f"<th>{_h(x)}</th>" for x in _cells(head)) + "</tr>")
             for row in rest[1:]:
-                cells = [c.strip() for c in row.strip("|").split("|")]
-                body.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
+                body.append("<tr>" + "".join(f"<td>{_h(x)}</td>" for x in _cells(row)) + "</tr>")
             body.append("</table>")
             table.clear()
 
@@ -172,18 +202,18 @@ def model_card_html(c: Candidate, ctx: CardContext) -> str:
             continue
         flush_table()
         if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+            body.append(f"<h1>{_h(line[2:])}</h1>")
         elif line.startswith("## "):
             title = line[3:]
-            body.append(f"<h2>{html.escape(title)}</h2>")
+            body.append(f"<h2>{_h(title)}</h2>")
             if title == "Accuracy per group":
                 body.append(_svg_group_bars(c.metrics))  # type: ignore[arg-type]
         elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
+            body.append(f"<li>{_h(line[2:])}</li>")
         elif line.startswith("> "):
-            body.append(f"<blockquote>{html.escape(line[2:]).replace('**', '')}</blockquote>")
+            body.append(f"<blockquote>{_h(line[2:]).replace('**', '')}</blockquote>")
         elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
+            body.append(f"<p>{_h(line)}</p>")
     flush_table()
     style = ("body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"

@@ -361,6 +361,7 @@ def build_report(
     if empty_classes and len(good):
         findings.append(Finding("empty_classes", "warning", f"classes without any usable image: {empty_classes}; "
                                 "they cannot be learned or measured", tuple(empty_classes)))
+    findings += _class_size_findings(index.class_names, class_counts, len(good))
 
     groups: list[GroupCount] = []
     small: list[str] = []
@@ -405,6 +406,34 @@ def build_report(
         n_images_in_multi_groups=n_in_multi, content_hash=chash, digests=digests,
         min_group_test=min_group_test, test_fraction=test_fraction,
     )
+
+
+#: A class needs this many images to have some in training and in the validation and test splits.
+MIN_CLASS_IMAGES = 5
+
+
+def _class_size_findings(names: Sequence[str], counts: Sequence[int], n_good: int) -> list[Finding]:
+    """Refuse what no search can learn from (one class; no two classes with 2+ images); warn on tiny classes."""
+    if n_good == 0:
+        return []
+    present = [(c, n) for c, n in zip(names, counts) if n > 0]
+    if len(present) < 2:
+        only = present[0][0] if present else "none"
+        return [Finding("single_class", "fatal",
+                        f"every usable image has the same class ({only}); a classifier needs at least two classes. "
+                        "Check the label column (mapping) or add images of the other classes", (str(only),))]
+    if sum(n >= 2 for _, n in present) < 2:
+        return [Finding("classes_too_small", "fatal",
+                        f"{len(present)} classes but fewer than two of them have 2 or more images; a class must have "
+                        "images both to train on and to test on. Merge rare classes or add images",
+                        tuple(c for c, _ in present))]
+    small = [f"{c} ({n})" for c, n in present if n < MIN_CLASS_IMAGES]
+    if small:
+        return [Finding("small_classes", "warning",
+                        f"{len(small)} class(es) have fewer than {MIN_CLASS_IMAGES} images: {show(small, 5)}; they may "
+                        "be missing from the validation or test split and their recall cannot be trusted. Merge or "
+                        "drop them, or add images", tuple(small))]
+    return []
 
 
 def _dedupe(findings: Sequence[Finding]) -> list[Finding]:

@@ -67,6 +67,13 @@ BUSY_TIMEOUT_ENV = "EQUINAS_BUSY_TIMEOUT_S"
 LOCK_WAIT_ENV = "EQUINAS_LOCK_WAIT_S"
 _BACKOFF_MAX_S = 2.0
 
+#: A job whose worker died this soon after claiming it, before any progress report, is requeued
+#: without using up an attempt: the worker was killed (a restart, a kill -9, Ctrl-C twice), the job
+#: did nothing wrong. Attempts exist to stop a job that keeps killing its worker, so such free
+#: requeues are allowed at most MAX_FREE_REQUEUES times per job; after that they count again.
+EARLY_KILL_S = 5.0
+MAX_FREE_REQUEUES = 2
+
 #: (path, inode) of database files whose quick_check passed in this process (checked once per process).
 _CHECKED: set[tuple[str, int]] = set()
 
@@ -100,6 +107,10 @@ class StoreOpenError(StoreError):
 
 class StoreBusy(StoreError):
     """Another program held the database's write lock for longer than this store waits; nothing was changed."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the database is full; the transaction was rolled back, nothing was changed."""
 
 
 class StoreCorrupt(StoreOpenError):
@@ -379,8 +390,8 @@ class Store:
         if _is_corrupt(exc):
             return StoreCorrupt(_corrupt_message(self.path, str(exc)))
         if "full" in str(exc).lower():
-            return StoreError(f"the disk holding {self.path} is full; nothing was changed. Free some space and "
-                              "try again")
+            return StoreFull(f"the disk holding {self.path} is full; nothing was changed. Free some space and "
+                             "try again")
         return exc
 
     def backup(self, dest: str | os.PathLike[str]) -> Path:
@@ -1196,6 +1207,17 @@ class Store:
                 self._requeue(_job(r), f"worker {r['worker_id']} stopped heartbeating", actor, True)
         return [int(r["id"]) for r in rows]
 
+    def _early_kill(self, job: JobRecord) -> bool:
+        """True when a dead worker's job need not use up an attempt (see :data:`EARLY_KILL_S`)."""
+        started = getattr(job, "started_at", None)
+        if started is None or job.progress or _now() - float(started) > EARLY_KILL_S:
+            return False
+        free = self._one(
+            "SELECT COUNT(*) AS n FROM events WHERE job_id=? AND entity='job' AND to_status='queued' "
+            "AND detail LIKE '%(not counted as an attempt)%'", (job.id,),
+        )
+        return int(free["n"]) < MAX_FREE_REQUEUES
+
     def requeue_orphans(self, host: str | None = None, actor: str = "store") -> list[int]:
         """Requeue running jobs whose worker process on this host is gone (found at once, no timeout)."""
         host = host or socket.gethostname()
@@ -1209,7 +1231,13 @@ class Store:
             for r in dead:
                 d = dict(r)
                 d.pop("w_pid")
-                self._requeue(_job(d), f"worker {r['worker_id']} (pid {r['w_pid']}) is gone", actor, True)
+                job = _job(d)
+                reason = f"worker {r['worker_id']} (pid {r['w_pid']}) is gone"
+                count = not self._early_kill(job)
+                if not count:
+                    reason += (f" {EARLY_KILL_S:g} s or less after it started the job, before any progress "
+                               "(not counted as an attempt)")
+                self._requeue(job, reason, actor, count)
             # Workers killed without a goodbye: mark them so the app does not wait for their heartbeat to age.
             for w in self._all("SELECT id, pid FROM workers WHERE status='running' AND host=?", (host,)):
                 if not _pid_alive(int(w["pid"])):
