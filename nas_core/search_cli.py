@@ -316,7 +316,17 @@ def cmd_search(args: argparse.Namespace) -> int:
             s.wait(timeout_s=args.timeout, poll_s=0.2, drain=drain)
         best = s.best()
         report["best"] = None if best is None else _cand_dict(best)
-        lines = [f"run {s.run_id}: {len(report['iterations'])} iteration(s), {failures} failed"]
+        # Count what failed, not only the proposal steps that failed: a candidate whose evaluation
+        # failed is a failure the user must hear about.
+        searched = [c for c in s.store.list_candidates(s.run_id) if c.origin != "baseline"]
+        failed_cands = [c for c in searched if c.status == "failed"]
+        report["failed_candidates"] = [c.id for c in failed_cands]
+        report["failed_proposals"] = failures
+        lines = [f"run {s.run_id}: {len(report['iterations'])} iteration(s), {len(failed_cands)} of {len(searched)} "
+                 f"candidate(s) failed" + (f", {failures} proposal step(s) failed" if failures else "")]
+        if failed_cands:
+            lines.append("failed: " + "; ".join(f"#{c.id}: {(c.error or 'no message')[:160]}" for c in failed_cands[:5])
+                         + ("; ..." if len(failed_cands) > 5 else ""))
         lines.append("best: " + ("none measured" if best is None else _cand_line(best)))
         if best is not None:
             lines.append("spec: " + best.spec.to_json())

@@ -45,7 +45,7 @@ from nas_core.errors import UserError
 from nas_core.executors import Execution, Executor, LocalExecutor
 from nas_core.jobs import handler_target
 from nas_core.rungs import FOLLOW_UP_KINDS, after_cancel, after_result
-from nas_core.store import StaleJob, Store, StoreBusy, WorkerRecord
+from nas_core.store import StaleJob, Store, StoreBusy, StoreFull, WorkerRecord
 from nas_core.store.store import looks_like_metrics
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,8 @@ class Worker:
                             time.sleep(self.poll_s)
                             continue
                     time.sleep(0.05)
-                except StoreBusy as exc:
-                    # Another program held the lock longer than the store waits: nothing was written,
+                except (StoreBusy, StoreFull) as exc:
+                    # A lock held longer than the store waits, or a full disk: nothing was written,
                     # the running handlers go on, and this pass is simply tried again.
                     log.warning("worker %s: %s", self.worker_id, exc)
                     time.sleep(self.poll_s)
@@ -229,8 +229,14 @@ class Worker:
                     a.progress.update(r)
                 store.set_progress(job_id, a.progress, self.worker_id)
             if a.execution.done():
-                del self._active[job_id]
-                self._finish(store, a)
+                try:
+                    self._finish(store, a)
+                except (StoreBusy, StoreFull):
+                    raise  # still in _active: its outcome is written on a later pass, not lost
+                except BaseException:
+                    self._active.pop(job_id, None)
+                    raise
+                self._active.pop(job_id, None)
 
     def _finish(self, store: Store, a: _Active) -> None:
         kind, value = a.execution.outcome()
