@@ -259,6 +259,16 @@ def _config_from_args(args: argparse.Namespace) -> Any:
         kw["objectives"] = tuple(o.strip() for o in args.objectives.split(","))
     elif args.engine == "nsga2":
         kw["objectives"] = ("accuracy", "unfairness")  # NSGA-II takes exactly two
+    if getattr(args, "rungs", None) is not None or getattr(args, "reduction_factor", None) is not None:
+        from nas_core.rungs import HalvingSettings, parse_ladder
+
+        halving = HalvingSettings()
+        if args.rungs is not None:
+            ladder = parse_ladder(args.rungs)
+            halving = HalvingSettings(enabled=bool(ladder), rungs=ladder or halving.rungs)
+        if args.reduction_factor is not None:
+            halving = HalvingSettings(halving.enabled, halving.rungs, args.reduction_factor)
+        kw["halving"] = halving
     if args.population is not None:
         kw["population"] = args.population
     return RunConfig(**kw)
@@ -472,6 +482,9 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patience", type=int)
     p.add_argument("--subsample", type=int, help="train on a balanced subsample of this many images")
+    p.add_argument("--rungs", help="successive-halving ladder below full training, EPOCHS@PIXELS[/IMAGES] comma-"
+                                   "separated (default 1@32; 'none': every candidate trains at full fidelity)")
+    p.add_argument("--reduction-factor", type=int, help="about 1/N of the candidates at a rung go on (default 3)")
     p.add_argument("--latency-budget", type=float, help="seconds per image on the target")
     p.add_argument("--threads", type=int, help="CPU threads for latency measurements")
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")

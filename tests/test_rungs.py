@@ -320,3 +320,24 @@ def test_the_first_rung_is_an_estimate_of_the_fidelity_benchmark():
     except ImportError:  # the fidelity benchmark is not in this tree
         return
     assert est.name in [e.name for e in all_estimates()]
+
+
+def test_search_cli_takes_the_ladder_and_runs_a_candidate_through_it(tmp_path, tiny_dataset, capsys):
+    db = str(tmp_path / "cli.db")
+    base = ["search", "--db", db, "--dataset", str(tiny_dataset), "--engine", "heuristic", "--iterations", "1",
+            "--auto-approve", "--epochs", "2", "--image-size", "32", "--batch-size", "32", "--device", "cpu",
+            "--threads", "1", "--json"]
+    assert main([*base, "--rungs", "1@16", "--reduction-factor", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with Store.open(db) as s:
+        cfg = RunConfig.from_dict(s.get_run(report["run_id"]).config)
+        assert cfg.halving == HalvingSettings(rungs=(Rung(1, 16),), reduction_factor=2)
+        cid = report["best"]["id"]
+        assert [(r.rung, r.decision) for r in rows.list_rungs(s, candidate_id=cid)] == [(0, "promoted"), (1, "final")]
+    assert main([*base, "--rungs", "none", "--iterations", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    with Store.open(db) as s:
+        assert not RunConfig.from_dict(s.get_run(report["run_id"]).config).halving.enabled
+        assert [j.kind for j in s.list_jobs(run_id=report["run_id"])] == ["evaluate"]
+    assert main([*base, "--rungs", "1x32"]) == 2
+    assert "EPOCHS@PIXELS" in capsys.readouterr().err
