@@ -249,9 +249,21 @@ def test_supernet_jobs_carry_the_ref_and_a_subsample_trained_one_is_found_withou
 
     db, root, _ = env
     tiny = SupernetSpaceConfig.tiny()
+
+    def no_loading(*a, **k):
+        raise AssertionError("make_payload must not load the data set")
+
+    loader = jobs.load_prepared
     with Store.open(db) as store:
         ref = resolve(store, "clinic")
         train = TrainSettings(image_size=16, seed=0, max_epochs=1, n_bootstrap=10)
+        cfg = RunConfig(name="sn", dataset="clinic", dataset_ref=ref, engine="random", evaluation="supernet",
+                        train=train, env=Env(repeats=1, warmup=0))
+        spec = to_arch_spec(smallest(tiny), tiny)
+        monkeypatch.setattr(jobs, "load_prepared", no_loading)
+        with pytest.raises(CheckpointError, match="no super-network is trained for data set clinic at 16 px"):
+            jobs.make_payload(cfg, spec, store=store)  # approving before one is trained: told at once
+        monkeypatch.setattr(jobs, "load_prepared", loader)
         # What the Setup page queues: the run's data set as a ref, trained on a subsample.
         req = jobs.TrainRequest(dataset=ref, train=dataclasses.replace(train, subsample=150), space=tiny,
                                 settings=SupernetTrainSettings(max_epochs=1, batch_size=32, n_random=1,
@@ -261,15 +273,7 @@ def test_supernet_jobs_carry_the_ref_and_a_subsample_trained_one_is_found_withou
         outcome = jobs.run_training(payload, store=store)
         assert jobs.read_trained_on(outcome.checkpoint).subsample == 150
 
-        cfg = RunConfig(name="sn", dataset="clinic", dataset_ref=ref, engine="random", evaluation="supernet",
-                        train=train, env=Env(repeats=1, warmup=0))
-
-        def no_loading(*a, **k):
-            raise AssertionError("make_payload must not load the data set")
-
-        loader = jobs.load_prepared
         monkeypatch.setattr(jobs, "load_prepared", no_loading)
-        spec = to_arch_spec(smallest(tiny), tiny)
         measure = jobs.make_payload(cfg, spec, store=store)
         assert measure["dataset"] == ref.to_dict() and measure["train"]["subsample"] == 150
         assert measure["checkpoint"] == str(outcome.checkpoint)

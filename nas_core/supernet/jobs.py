@@ -110,6 +110,26 @@ def find_checkpoint(
     return found[0] if found else None
 
 
+def checkpoints_at(image_size: int, seed: int, *, store: Any = None, root: Path | None = None) -> list[Path]:
+    """Existing checkpoint files for this resolution and split seed: the store's registered ones (when a
+    store is given), then those in the checkpoint folder; each once."""
+    paths: list[Path] = []
+    if store is not None:
+        from nas_core.supernet.registry import list_supernets
+
+        paths += [Path(r.path) for r in list_supernets(store) if r.image_size == int(image_size)
+                  and r.seed == int(seed)]
+    folder = Path(root) if root is not None else supernet_dir()
+    if folder.is_dir():
+        paths += sorted(folder.glob(f"supernet_*_{int(image_size)}px_seed{int(seed)}_*.pt"))
+    out: list[Path] = []
+    for path in paths:
+        path = path.resolve()
+        if path not in out and path.is_file():
+            out.append(path)
+    return out
+
+
 def find_for_ref(
     ref: DatasetRef, image_size: int, seed: int, *, subsample: int | None = None, store: Any = None,
     root: Path | None = None,
@@ -124,22 +144,8 @@ def find_for_ref(
     Returns:
         (checkpoint path, what it was trained on), or None.
     """
-    paths: list[Path] = []
-    if store is not None:
-        from nas_core.supernet.registry import list_supernets
-
-        paths += [Path(r.path) for r in list_supernets(store) if r.image_size == int(image_size)
-                  and r.seed == int(seed)]
-    folder = Path(root) if root is not None else supernet_dir()
-    if folder.is_dir():
-        paths += sorted(folder.glob(f"supernet_*_{int(image_size)}px_seed{int(seed)}_*.pt"))
     best: tuple[tuple, Path, TrainedOn] | None = None
-    seen: set[Path] = set()
-    for path in paths:
-        path = path.resolve()
-        if path in seen or not path.is_file():
-            continue
-        seen.add(path)
+    for path in checkpoints_at(image_size, seed, store=store, root=root):
         info = read_trained_on(path)
         if info is None or info.dataset.content_hash != ref.content_hash:
             continue
@@ -442,9 +448,13 @@ def make_payload(
                 )
             train = dataclasses.replace(cfg.train, subsample=trained_on.subsample)
     legacy_hash = ""
-    if checkpoint is None or read_trained_on(checkpoint) is None:
-        # No record of its data beside it (trained by an older version or by train_supernet directly):
-        # only the prepared data's hash can tell, and that means loading the data.
+    if checkpoint is None:
+        legacy = any(read_trained_on(p) is None for p in checkpoints_at(size, seed, store=store))
+    else:
+        legacy = read_trained_on(checkpoint) is None
+    if legacy:
+        # A checkpoint with no record of its data beside it (trained by an older version or by
+        # train_supernet directly): only the prepared data's hash can tell, and that loads the data.
         prepared = load_prepared(ref, cfg.train)
         seed = int(getattr(prepared.split, "seed", seed))
         legacy_hash = str(prepared.dataset_hash)
