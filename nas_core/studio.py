@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from nas_core import engines
 from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES, Candidate, direction
 from nas_core.runconfig import RunConfig
@@ -387,10 +388,15 @@ def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[s
 
     signs = np.array([-1.0 if direction(o) == "max" else 1.0 for o in objectives])
     per_run: dict[int, list[np.ndarray]] = {}
-    labels = {}
+    labels, fidelity = {}, {}
     for rid in run_ids:
         run = store.get_run(rid)
-        labels[rid] = f"#{rid} {run.name} ({run.engine})"
+        try:
+            fidelity[rid] = "estimates" if session(store, rid).config.evaluation == "supernet" else "measured"
+        except UserError:
+            fidelity[rid] = "measured"
+        # Estimate runs and from-scratch runs are not comparable: the label says which is which.
+        labels[rid] = f"#{rid} {run.name} ({run.engine}, {fidelity[rid]})"
         pts = []
         for c in sorted(store.list_candidates(rid), key=lambda c: c.id):
             if c.metrics is None or c.origin == "baseline":
@@ -402,7 +408,7 @@ def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[s
         per_run[rid] = pts
     allpts = [p for pts in per_run.values() for p in pts]
     if not allpts:
-        return pd.DataFrame(columns=["run", "evaluations", "hypervolume"])
+        return pd.DataFrame(columns=["run", "evaluations", "hypervolume", "fidelity"])
     stack = np.vstack(allpts)
     ideal, nadir = stack.min(axis=0), stack.max(axis=0)
     nadir = np.where(nadir - ideal < 1e-12, ideal + 1.0, nadir)
@@ -411,7 +417,8 @@ def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[s
     for rid, pts in per_run.items():
         tracker = HypervolumeTracker(ref, ideal, nadir)
         for i, p in enumerate(pts, start=1):
-            rows.append({"run": labels[rid], "evaluations": i, "hypervolume": tracker.update(p)})
+            rows.append({"run": labels[rid], "evaluations": i, "hypervolume": tracker.update(p),
+                         "fidelity": fidelity[rid]})
     return pd.DataFrame(rows)
 
 
@@ -533,6 +540,16 @@ def export_bundle(store: Any, candidate_id: int) -> bytes:
 def objective_names() -> list[str]:
     """Every metric name the app can plot or optimize."""
     return list(OBJECTIVES)
+
+
+def engine_labels() -> dict[str, str]:
+    """Engine name -> label for the Setup page, from the engine registry (:mod:`nas_core.engines`)."""
+    return engines.engine_labels()
+
+
+def engine_proposes_batches(engine: str) -> bool:
+    """True when ``engine`` proposes a whole generation per iteration (per_iteration = population)."""
+    return engines.get_engine(engine).batch
 
 
 def spec_json(spec: ArchSpec) -> str:
@@ -903,3 +920,56 @@ def duration_text(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+# ---------------------------------------------------------------------------- results for clinicians
+
+
+def baseline_status(sess: Any) -> pd.DataFrame:
+    """The run's baselines and where each stands (queued, running, done, failed, cancelled) with its error."""
+    rows = [{"baseline": c.baseline, "candidate": c.id, "status": c.status, "error": c.error or ""}
+            for c in sess.baselines()]
+    return pd.DataFrame(rows, columns=["baseline", "candidate", "status", "error"])
+
+
+def class_mix_frame(c: Candidate, min_n: int = 30) -> pd.DataFrame:
+    """Per group: n, accuracy, balanced accuracy, the accuracy expected from its class mix, and the split.
+
+    See :mod:`nas_core.metrics.classmix`; ``small`` marks groups under ``min_n`` test images.
+    """
+    from nas_core.metrics.classmix import class_mix_rows
+
+    cols = ["attribute", "group", "n", "small", "accuracy", "balanced_accuracy", "expected_from_class_mix",
+            "class_mix_effect", "model_gap"]
+    if c.metrics is None:
+        return pd.DataFrame(columns=cols)
+    return pd.DataFrame(list(class_mix_rows(c.metrics, min_n)), columns=cols)
+
+
+def class_recall_frame(c: Candidate) -> pd.DataFrame:
+    """Recall of every class in every group (rows ``attribute: group``, one column per class, plus overall)."""
+    if c.metrics is None:
+        return pd.DataFrame()
+    rows = {"overall": dict(c.metrics.per_class_recall)}
+    for g in c.metrics.fairness.groups:
+        if g.group == "unknown":
+            continue
+        rows[f"{g.attribute}: {g.group} (n={g.n})"] = {r.cls: (r.tpr if r.n_pos else None) for r in g.rates}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def iteration_frame(store: Any, run_id: int, metric: str) -> pd.DataFrame:
+    """Measured candidates in order: iteration, candidate, the metric, the best so far, estimate or measured."""
+    rows = []
+    best = None
+    sign = 1 if direction(metric) == "max" else -1
+    for c in sorted(store.list_candidates(run_id), key=lambda c: c.id):
+        if c.metrics is None or c.origin == "baseline" or c.status != "done":
+            continue
+        v = c.metrics.value(metric)
+        if v is None:
+            continue
+        best = v if best is None or sign * v > sign * best else best
+        rows.append({"evaluation": len(rows) + 1, "iteration": c.iteration, "candidate": c.id, metric: v,
+                     "best so far": best, "kind": "estimate" if c.metrics.estimate else "measured"})
+    return pd.DataFrame(rows, columns=["evaluation", "iteration", "candidate", metric, "best so far", "kind"])

@@ -8,10 +8,11 @@ from ui.charts import (
     group_accuracy_bars,
     hypervolume_lines,
     label,
+    metric_over_iterations,
     parallel_coordinates,
     pareto_scatter,
 )
-from ui.common import fmt, get_store, run_picker, worker_badge
+from ui.common import act, fmt, get_store, run_picker, show_flash, worker_badge
 from ui.rungs import seed_line
 
 store = get_store()
@@ -37,14 +38,27 @@ only_front = f2.checkbox("Only estimates from the super-network", key="lb_estima
 view = board[board["status"].isin(statuses)] if statuses else board
 if only_front:
     view = view[view["estimate"]]
+all_cols = list(view.columns)
+default_cols = [c for c in ("label", "status", "estimate", "accuracy", "balanced_accuracy", "worst_group_accuracy",
+                            "unfairness", "params", "latency") if c in all_cols] or all_cols
+shown = st.multiselect("Columns", all_cols, default_cols, key="lb_cols", format_func=label)
+PERCENT = ("accuracy", "balanced_accuracy", "worst_group_accuracy", "val_accuracy")
 st.dataframe(
-    view, hide_index=True, key="leaderboard",
-    column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                   "worst_group_accuracy": st.column_config.NumberColumn(format="percent")},
+    view[shown or all_cols], hide_index=True, key="leaderboard",
+    column_config={c: st.column_config.NumberColumn(label(c), format="percent") if c in PERCENT
+                   else st.column_config.Column(label(c)) for c in all_cols},
 )
+if "estimate" in board and board["estimate"].any():
+    st.caption("Estimate rows come from the super-network and are scored on the **validation** split; "
+               "'Test accuracy' of an estimate is a validation number, not a test result.")
 if board["estimate"].any():
     st.caption("Rows with estimate = true are super-network estimates, not from-scratch results. "
                + (studio.supernet_ranking_text(store) or ""))
+
+st.subheader("Over the search")
+it_metric = st.selectbox("Metric", metrics, metrics.index("accuracy"), key="iter_metric", format_func=label)
+st.plotly_chart(metric_over_iterations(studio.iteration_frame(store, run_id, it_metric), it_metric),
+                key="iter_chart")
 
 st.subheader("Pareto front")
 a1, a2 = st.columns(2)
@@ -69,6 +83,30 @@ if cands:
     if not tiny.empty:
         st.warning("Too few test images to trust: " + ", ".join(
             sorted({f"{r.attribute}: {r.group} (n={r.n})" for r in tiny.itertuples()})))
+    st.subheader("Class mix or model? (per group)")
+    st.caption("Expected = the accuracy the group would get if the model recognised each disease as well in "
+               "the group as overall; only the group's mix of diseases differs. **Class-mix effect** = expected − "
+               "overall (the group has easier or harder diseases). **Model gap** = observed − expected (below "
+               "zero: the model serves this group's cases worse than the same diseases elsewhere).")
+    for c in cands:
+        mix = studio.class_mix_frame(c, int(small))
+        if mix.empty:
+            continue
+        st.markdown(f"**{studio.candidate_label(c)}**" + (" *(super-network estimate, validation split)*"
+                                                           if c.metrics.estimate else " *(test split)*"))
+        shown_mix = mix.assign(group=[f"{g} (n={n}, too few)" if sm else g
+                                      for g, n, sm in zip(mix["group"], mix["n"], mix["small"])])
+        pct = {k: st.column_config.NumberColumn(label(k), format="percent") for k in
+               ("accuracy", "balanced_accuracy", "expected_from_class_mix", "class_mix_effect", "model_gap")}
+        st.dataframe(shown_mix.drop(columns=["small"]), hide_index=True, key=f"mix_{c.id}", column_config={
+            **pct, "attribute": "Attribute", "group": "Group", "n": "Test images",
+            "expected_from_class_mix": st.column_config.NumberColumn("Expected from class mix", format="percent"),
+            "class_mix_effect": st.column_config.NumberColumn("Class-mix effect", format="percent"),
+            "model_gap": st.column_config.NumberColumn("Model gap", format="percent")})
+        with st.expander(f"Recall of each class per group — {studio.candidate_label(c)}"):
+            rec = studio.class_recall_frame(c)
+            st.dataframe(rec, key=f"recall_{c.id}",
+                         column_config={k: st.column_config.NumberColumn(format="percent") for k in rec.columns})
     st.subheader("Fairness")
     for c in cands:
         attrs, pairs = studio.fairness_frames(c)
@@ -104,11 +142,27 @@ else:
 
 st.subheader("Against the hand-made baselines (FL-NAS Table I)")
 table = studio.comparison(sess)
+base = studio.baseline_status(sess)
 if (table.get("kind") == "baseline").any() if not table.empty else False:
     st.dataframe(table, hide_index=True, key="table_one")
     st.caption("↑/↓: better than every baseline.")
-else:
+open_base = base[base["status"].isin(["queued", "running", "evaluating"])] if not base.empty else base
+ended_base = base[base["status"].isin(["failed", "cancelled"])] if not base.empty else base
+if base.empty:
     st.info("The baselines (ResNet-18/34, MobileNetV1/V2) have not been trained on this run's split yet.")
-if st.button("Train the baselines on this run's split", key="baselines"):
-    sess.ensure_baselines("app")
-    st.toast("Baselines queued; the worker trains them like any candidate.")
+elif not open_base.empty:
+    st.info("Baselines " + ", ".join(f"{r.baseline} ({r.status})" for r in open_base.itertuples())
+            + ": the worker trains them one by one; follow them on **Jobs**.")
+for r in ended_base.itertuples():
+    st.warning(f"Baseline {r.baseline} was {r.status}" + (f": {r.error}" if r.error else "")
+               + "; it is left out of the table.")
+
+
+def _train_baselines() -> None:
+    queued = act(studio.session(get_store(), run_id).ensure_baselines, "app")
+    if queued is not None:
+        st.toast("Baselines queued; the worker trains them like any candidate (see Jobs).")
+
+
+show_flash()
+st.button("Train the baselines on this run's split", key="baselines", on_click=_train_baselines)

@@ -100,8 +100,10 @@ def group_accuracy_bars(groups: pd.DataFrame, overall: dict[str, float], min_n: 
     g["warn"] = g["n"] < min_n
     fig = go.Figure()
     for cand, part in g.groupby("candidate", sort=False):
-        err_hi = (part["ci_high"] - part["accuracy"]).fillna(0)
-        err_lo = (part["accuracy"] - part["ci_low"]).fillna(0)
+        # A group too small to trust gets no interval: a bootstrap of 5 images says 100-100 %, which reads
+        # as certainty; the hatching (with its legend entry below) says "do not trust this bar".
+        err_hi = (part["ci_high"] - part["accuracy"]).fillna(0).where(~part["warn"], 0)
+        err_lo = (part["accuracy"] - part["ci_low"]).fillna(0).where(~part["warn"], 0)
         fig.add_trace(
             go.Bar(
                 x=part["x"], y=part["accuracy"], name=str(cand),
@@ -113,9 +115,51 @@ def group_accuracy_bars(groups: pd.DataFrame, overall: dict[str, float], min_n: 
         if str(cand) in overall:
             fig.add_hline(y=overall[str(cand)], line_dash="dash", opacity=0.5,
                           annotation_text=f"{cand} overall", annotation_position="top left")
+    if g["warn"].any():
+        fig.add_trace(go.Bar(x=[None], y=[None], name=f"hatched: under {min_n} test images, no interval (do not trust)",
+                             marker=dict(color="rgba(0,0,0,0)", line=dict(color="#555", width=1),
+                                         pattern_shape="/", pattern_fgcolor="#555"), hoverinfo="skip"))
     fig.update_layout(barmode="group", yaxis_tickformat=".0%", yaxis_title="Accuracy", height=420,
-                      margin=dict(l=10, r=10, t=30, b=10))
+                      yaxis_range=[0, 1.05], margin=dict(l=10, r=10, t=30, b=10))
     return fig
+
+
+def metric_over_iterations(df: pd.DataFrame, metric: str) -> go.Figure:
+    """A metric of every measured candidate in evaluation order, with the best so far as a step line.
+
+    Args:
+        df: rows with ``evaluation``, ``candidate``, ``metric``, ``best so far`` and ``kind``
+            (``measured`` or ``estimate``; estimates are drawn as open markers).
+    """
+    if df.empty:
+        return _empty("Nothing measured yet.")
+    fig = go.Figure()
+    for kind, symbol in (("measured", "circle"), ("estimate", "circle-open")):
+        part = df[df["kind"] == kind]
+        if not part.empty:
+            fig.add_trace(go.Scatter(x=part["evaluation"], y=part[metric], mode="markers", name=kind,
+                                     marker=dict(symbol=symbol, size=10), text=[f"#{c}" for c in part["candidate"]],
+                                     hovertemplate="%{text}: %{y:.4g}<extra>" + kind + "</extra>"))
+    fig.add_trace(go.Scatter(x=df["evaluation"], y=df["best so far"], mode="lines", line_shape="hv",
+                             name="best so far", line=dict(color="#d62728")))
+    fig.update_layout(height=360, xaxis_title="Evaluation", yaxis_title=label(metric),
+                      margin=dict(l=10, r=10, t=30, b=10), legend_title_text="")
+    _sane_axes(fig, df[metric])
+    if metric in ("accuracy", "balanced_accuracy", "worst_group_accuracy", "val_accuracy"):
+        fig.update_yaxes(tickformat=".0%")
+    fig.update_xaxes(dtick=1 if len(df) < 15 else None)
+    return fig
+
+
+def _sane_axes(fig: go.Figure, values: pd.Series) -> None:
+    """A single point (or identical values) gets a range around it, not a 1e-3 sliver with odd ticks."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo <= 1e-9 * max(1.0, abs(hi)):
+        pad = abs(hi) * 0.1 or 0.1
+        fig.update_yaxes(range=[lo - pad, hi + pad])
 
 
 def hypervolume_lines(hv: pd.DataFrame) -> go.Figure:
@@ -129,6 +173,9 @@ def hypervolume_lines(hv: pd.DataFrame) -> go.Figure:
     fig = px.line(hv, x="evaluations", y="hypervolume", color="run", markers=True,
                   labels={"evaluations": "Evaluations", "hypervolume": "Hypervolume (normalized)"})
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10))
+    _sane_axes(fig, hv["hypervolume"])
+    if hv["evaluations"].max() < 15:
+        fig.update_xaxes(dtick=1)
     return fig
 
 
