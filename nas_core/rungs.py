@@ -302,11 +302,16 @@ def run_rung(
     from nas_core import evaluator as ev
 
     request_dict, meta = split_payload(payload, HALVING_KEY)
+
+    def labelled(report: dict[str, Any]) -> None:  # a progress bar can say which rung it is
+        if progress is not None:
+            progress({**report, "fidelity": meta.get("fidelity", ""), "preliminary": not meta.get("final")})
+
     if meta.get("final"):
-        return ev.run_request(request_dict, progress, should_stop)
+        return ev.run_request(request_dict, labelled, should_stop)
     request = ev.EvalRequest.from_dict(request_dict)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    metrics = _train_and_measure(request, ev.load_prepared(request), progress, should_stop)
+    metrics = _train_and_measure(request, ev.load_prepared(request), labelled, should_stop)
     return {"rung_metrics": metrics.to_dict(), "cpu_s": time.process_time() - cpu0,
             "seconds": time.perf_counter() - wall0}
 
@@ -673,7 +678,8 @@ def candidate_rungs(store: Any, run_id: int) -> dict[int, CandidateRungs]:
             result_fidelity="" if last is None else last.fidelity,
             rank=rank, ranked=ranked or 0,
             decided_by="" if last is None or job is not None else last.decided_by,
-            can_promote=job is None and last is not None and not last.final and c.status == "done",
+            can_promote=job is None and last is not None and not last.final
+            and c.status in ("done", "failed", "cancelled"),
             can_stop=job is not None,
             history=hist,
         )
@@ -727,6 +733,8 @@ class SeedSpread:
                 f"test accuracy SD {100 * (self.acc_sd or 0):.2f} points (range {100 * lo:.2f}-{100 * hi:.2f}%)")
         if self.unfairness_sd is not None:
             text += f", Unfairness SD {self.unfairness_sd:.4f}"
+        if self.pending:
+            text += f" ({self.pending} more queued)"
         return text
 
 

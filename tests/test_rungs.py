@@ -49,6 +49,22 @@ def fake_rung(payload, progress, should_stop):
     return {"rung_metrics": make_metrics(acc=acc).to_dict(), "cpu_s": 0.01, "seconds": 0.01}
 
 
+def slow_final_rung(payload, progress, should_stop):
+    """Like fake_rung, but the full-fidelity rung runs until it is asked to stop."""
+    import time
+
+    from nas_core.jobs import JobStopped
+
+    if not payload["halving"]["final"]:
+        return fake_rung(payload, progress, should_stop)
+    for _ in range(3000):
+        progress({"epoch": 1, "max_epochs": 2})
+        if should_stop():
+            raise JobStopped("stopped")
+        time.sleep(0.01)
+    raise AssertionError("never asked to stop")
+
+
 def fake_remeasure(payload, progress, should_stop):
     seed = payload["remeasure"]["init_seed"]
     acc = _acc_of(payload) + 0.1 + 0.01 * (seed % 3)
@@ -209,6 +225,33 @@ def test_forced_promote_and_stop(store):
     assert store.get_candidate(b).metrics.test_acc == pytest.approx(0.5)
 
 
+def test_stopping_a_running_rung_keeps_the_preliminary_result(store):
+    import threading
+
+    sess = Session.create_run(store, config())
+    a = add(store, sess, 50)
+    w = Worker(store.path, poll_s=0.01, heartbeat_s=0.05, stale_after_s=5,
+               handlers={"evaluate_rung": "tests.test_rungs:slow_final_rung"})
+    t = threading.Thread(target=w.run, kwargs={"once": True})
+    t.start()
+    try:
+        for _ in range(500):
+            jobs = store.list_jobs(candidate_id=a, status="running")
+            if jobs and jobs[0].payload["halving"]["final"]:
+                break
+            threading.Event().wait(0.01)
+        else:
+            raise AssertionError("the full-fidelity rung never started")
+        assert stop(store, a, actor="ann").status == "running"  # flagged; the worker stops it
+    finally:
+        t.join(timeout=30)
+    assert store.get_candidate(a).status == "done" and store.get_candidate(a).metrics is None
+    (row,) = rows.list_rungs(store, candidate_id=a)
+    assert (row.decision, row.decided_by) == ("stopped", "user:ann")
+    view = candidate_rungs(store, sess.run_id)[a]
+    assert view.state == "stopped" and view.preliminary and view.can_promote
+
+
 def test_remeasure_with_another_seed_keeps_the_spread(store):
     sess = Session.create_run(store, config())
     a = add(store, sess, 50)
@@ -305,6 +348,8 @@ def test_worker_trains_a_candidate_through_two_rungs_on_tiny_data(tmp_path, tiny
     m = store.get_candidate(c.id).metrics
     assert m is not None and m.test_acc == pytest.approx(hist[1].test_acc) and m.hardware.latency_image_s
     assert store.get_candidate(c.id).status == "done" and not sess.poll().in_flight
+    first_job = store.list_jobs(candidate_id=c.id)[0]
+    assert first_job.progress["fidelity"] == hist[0].fidelity and first_job.progress["preliminary"] is True
     store.close()
 
 
