@@ -131,6 +131,38 @@ def test_a_plain_folder_gets_a_ref_by_detection(tiny_dataset):
     assert len(ref.load_index()) == 240
 
 
+@pytest.mark.parametrize("kind", ["generic", "ham", "folder", "folder_no_csv", "isic"])
+def test_every_format_reads_back_through_its_ref_exactly_as_imported(kind, tmp_path):
+    from tests.data import b2_fixtures as fx
+
+    root = tmp_path / kind
+    mapping = None
+    if kind == "generic":
+        fx.make_generic(root)
+        mapping = studio.column_mapping(image="file", label="diagnosis", attributes=["patient"], age_column="age")
+    elif kind == "ham":
+        fx.make_ham(root)
+        mapping = studio.column_mapping(attributes=["localization"], age_column="age", age_bins="40")
+    elif kind.startswith("folder"):
+        fx.make_folder(root, with_csv=kind == "folder")
+        mapping = studio.column_mapping(attributes=["skin"]) if kind == "folder" else None
+    else:
+        fx.make_isic(root)
+    with Store.open(tmp_path / "s.db") as store:
+        rec = import_dataset(root, store, name=kind, mapping=mapping, image_size=16, allow_corrupt=True,
+                             cache_dir=tmp_path / "cache", workers=1)
+        ref = DatasetRef.from_dict(json.loads(json.dumps(DatasetRef.from_registered(rec).to_dict())))
+        index = ref.load_index()
+        assert len(index) == rec.counts["images"] and list(index.attribute_names) == rec.config["attributes"]
+        assert ref.attribute_names == index.attribute_names
+        extra = {"generic": "patient", "ham": "localization", "folder": "skin"}.get(kind)
+        if extra:
+            assert extra in ref.attribute_names
+        if kind == "ham":
+            (age,) = [a for a in ref.attributes if a.name == "age"]
+            assert age.bins == (40.0,) and set(index.attribute("age")) <= {"<40", ">40", "unknown"}
+
+
 def test_create_run_the_setup_page_way_carries_the_ref(env):
     db, root, _ = env
     with Store.open(db) as store:
