@@ -144,6 +144,18 @@ if evaluation == "supernet":
             st.progress(min(float(frac or 0.0), 1.0),
                         text=f"training job {job['job']}: {job['status']}" + (
                             f", {job['message']}" if job.get("message") else (f", epoch {epoch}/{total}" if epoch else "")))
+        if not overview.empty and (overview["status"] == "trained").any():
+            c1, c2 = st.columns([3, 1])
+            c1.caption(studio.supernet_ranking_text(store) or "")
+            if c2.button("Measure its ranking (slow)", key="sn_calibrate",
+                         help="The worker trains 8 sub-networks from scratch with two seeds each (tens of "
+                              "minutes on a CPU) and records the Kendall tau and the noise ceiling."):
+                try:
+                    job_id = studio.queue_supernet_calibration(store)
+                except (UserError, ValueError) as exc:
+                    st.error(str(exc))
+                else:
+                    st.toast(f"Ranking calibration queued (job {job_id}); the worker runs it.")
         s1, s2, s3 = st.columns(3)
         sn_epochs = s1.number_input("Epochs", 1, 500, 16, key="sn_epochs")
         sn_sub = s2.number_input("Subsample (0 = all images)", 0, 10**6, 0, key="sn_subsample")
