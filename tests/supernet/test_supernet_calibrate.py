@@ -158,3 +158,33 @@ def test_cli_calibrate_status_and_finetune(trained, tiny_dataset, tmp_path, monk
     assert res["metrics"]["epochs"] == 1 and not math.isnan(res["metrics"]["test_acc"])
     assert main(["supernet", "finetune", "--db", db, "--config", "nonsense"]) == 2
     assert "is not largest, smallest, random" in capsys.readouterr().err
+
+
+def test_studio_shows_tau_and_ceiling_and_queues_calibration(trained, tmp_path):
+    from nas_core import studio
+    from nas_core.errors import UserError
+
+    _, src = trained
+    path = tmp_path / src.name
+    path.write_bytes(src.read_bytes())
+    store = Store.open(str(tmp_path / "s.db"))
+    try:
+        with pytest.raises(UserError, match="no trained super-network"):
+            studio.queue_supernet_calibration(store)
+        ck.update_meta(path, kendall_tau=None, kendall_n=0, calibration=None)
+        register(store, path, ck.read_meta(path))
+        assert "not measured yet" in studio.supernet_ranking_text(store)
+        job = store.get_job(studio.queue_supernet_calibration(store, n=4))
+        assert job.kind == "supernet_calibrate" and job.payload["n"] == 4
+        assert job.payload["checkpoint"] == str(path.resolve())
+        figs = {"accuracy": {"tau": 0.5, "ceiling_tau": 0.7}, "unfairness": {"tau": 0.3, "ceiling_tau": 0.4},
+                "group_error": 0.02}
+        res = cal.CalibrationResult(figs, 8, 2, 600.0, 700.0, 16)
+        register(store, path, ck.update_meta(path, kendall_tau=0.5, kendall_n=8, calibration=res.to_dict()))
+        row = studio.supernet_overview(store).iloc[0]
+        assert row["Kendall tau vs scratch"] == 0.5 and row["noise ceiling (seed vs seed)"] == 0.7
+        assert row["Unfairness tau"] == 0.3 and row["Unfairness ceiling"] == 0.4
+        text = studio.supernet_ranking_text(store)
+        assert "accuracy 0.50 (seed-vs-seed ceiling 0.70)" in text and "10.0 CPU-min" in text
+    finally:
+        store.close()
