@@ -103,8 +103,11 @@ class FidelityResult:
         return cls(**{**d, "unfairness_ci": None if ci is None else (float(ci[0]), float(ci[1]))})
 
 
-def builtin_estimates() -> list[Estimate]:
-    """Short training, lower resolution, a subsample, and a first rung (1 epoch at half resolution)."""
+def builtin_estimates(recipes: bool = False) -> list[Estimate]:
+    """Short training, lower resolution, a subsample, and a first rung (1 epoch at half resolution).
+
+    With ``recipes``, also candidate faster training recipes (compare their mean accuracy column).
+    """
 
     def one_epoch(s: Any) -> Any:
         return dataclasses.replace(s, max_epochs=1)
@@ -124,13 +127,13 @@ def builtin_estimates() -> list[Estimate]:
         Estimate("1/4 of training split", lambda s: s, train_fraction=0.25),
         Estimate("1 epoch @ half res", rung0),
         # a faster recipe, not only an estimate: its mean accuracy column says whether it loses any
-        Estimate("one-cycle, 60% of epochs", onecycle),
+        *([Estimate("one-cycle, 60% of epochs", onecycle)] if recipes else []),
     ]
 
 
-def all_estimates() -> list[Estimate]:
+def all_estimates(recipes: bool = False) -> list[Estimate]:
     """The built-in estimates plus those of :data:`PLUGIN_MODULES` that exist."""
-    out = builtin_estimates()
+    out = builtin_estimates(recipes)
     for name in PLUGIN_MODULES:
         try:
             mod = importlib.import_module(name)
@@ -430,7 +433,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truth0_mean = statistics.mean(acc[0])
     sys.stdout.write(f"\n{'estimate':<26} {'tau acc':>8} {'/ceiling':>9} {'tau unf':>8} {'/ceiling':>9} "
                      f"{'CPU s/cand':>11} {'x cheaper':>10} {'mean acc - truth':>17}\n")
-    for est in all_estimates() if not args.no_estimates else []:
+    for est in all_estimates(args.recipes) if not args.no_estimates else []:
         st = est.settings(dataclasses.replace(base, seed=0))
         prepared = prepared_at(st.image_size)
         res = [cached_train(sp, prepared, st, use_cache=not args.no_cache, train_fraction=est.train_fraction)[0]
@@ -461,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--no-cache", action="store_true", help="retrain the ground truth instead of reading it")
     p.add_argument("--no-estimates", action="store_true", help="only the ground truth and noise ceiling")
+    p.add_argument("--recipes", action="store_true",
+                   help="also train the candidate faster recipes (one-cycle at 60%% of the epochs)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -129,3 +129,25 @@ def test_cli_make_default(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["datasets", "make-default", "--out", str(tmp_path / "file"), "--n", "100"]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_whole_photo_shifts_by_group_are_affine_per_channel():
+    """Older patients' photos are flatter, men's have a warmer cast: shifts that per-image normalization undoes."""
+
+    def photo(age, male, i):
+        return render(Lesion(i, "NV", age, male, "anterior torso", 1, 0.3), 0, 48, seed=3).astype(float) / 255
+
+    def centre_std(age):  # inside the dermoscope's frame, which some photos have
+        return np.mean([photo(age, False, i)[8:40, 12:52].std(axis=(0, 1)).mean() for i in range(8)])
+
+    assert centre_std(80) < 0.75 * centre_std(25)
+    red_blue = [np.mean([(lambda x: x[..., 0].mean() / x[..., 2].mean())(photo(50, m, i)) for i in range(8)])
+                for m in (False, True)]
+    assert red_blue[1] > 1.05 * red_blue[0]
+
+
+def test_default_size_gives_every_age_group_a_fifth_or_more():
+    photos = plan(synthetic.DEFAULT_N_IMAGES, seed=0)
+    ages = np.array([p.lesion.age for p in photos])
+    assert len(photos) == 6000
+    assert (ages < 30).mean() > 0.15 and (ages > 65).mean() > 0.18 and ((ages >= 30) & (ages <= 65)).mean() > 0.4
