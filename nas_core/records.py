@@ -128,6 +128,8 @@ class HardwareMetrics:
     device: str = "cpu"
     threads: int = 1
     batch_size: int = 2
+    # (max - min) / min of the latency's round medians (nas_core.metrics.hardware); None before it existed
+    latency_spread: float | None = None
 
 
 @dataclass(frozen=True)

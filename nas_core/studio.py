@@ -973,3 +973,15 @@ def iteration_frame(store: Any, run_id: int, metric: str) -> pd.DataFrame:
         rows.append({"evaluation": len(rows) + 1, "iteration": c.iteration, "candidate": c.id, metric: v,
                      "best so far": best, "kind": "estimate" if c.metrics.estimate else "measured"})
     return pd.DataFrame(rows, columns=["evaluation", "iteration", "candidate", metric, "best so far", "kind"])
+
+
+def noisy_latencies(store: Any, run_id: int) -> list[tuple[str, float]]:
+    """Measured candidates whose latency rounds disagreed by more than the noise threshold: (label, spread)."""
+    from nas_core.metrics.hardware import NOISY_SPREAD
+
+    out = []
+    for c in store.list_candidates(run_id):
+        spread = None if c.metrics is None else c.metrics.hardware.latency_spread
+        if spread is not None and spread > NOISY_SPREAD:
+            out.append((candidate_label(c), float(spread)))
+    return out

@@ -55,6 +55,12 @@ if board["estimate"].any():
     st.caption("Rows with estimate = true are super-network estimates, not from-scratch results. "
                + (studio.supernet_ranking_text(store) or ""))
 
+noisy = studio.noisy_latencies(store, run_id)
+if noisy:
+    st.warning("Latency measured on a busy machine (its timed rounds disagree, so treat it as rough): "
+               + ", ".join(f"{name} ±{spread:.0%}" for name, spread in noisy)
+               + ". The figure is the quietest round's median; re-measure on a quiet machine to be sure.")
+
 st.subheader("Over the search")
 it_metric = st.selectbox("Metric", metrics, metrics.index("accuracy"), key="iter_metric", format_func=label)
 st.plotly_chart(metric_over_iterations(studio.iteration_frame(store, run_id, it_metric), it_metric),

@@ -10,7 +10,15 @@ Owns :func:`measure_hardware` (-> :class:`~nas_core.records.HardwareMetrics`),
 - Latency: the model in eval mode under ``torch.inference_mode`` on a random batch
   of ``Env.batch_size`` images (and separately of 1 image), ``Env.warmup`` untimed
   runs, then ``Env.repeats`` runs timed one by one with ``time.perf_counter``
-  (``torch.cuda.synchronize`` around each on CUDA); the median is reported.
+  (``torch.cuda.synchronize`` around each on CUDA), made to survive a busy machine:
+  the repeats are split into rounds (:data:`LATENCY_ROUNDS`), the batch and the
+  single-image measurements take turns round by round (interleaved, so a burst of load
+  from another process hits both alike), and the reported figure is the *minimum over
+  rounds of each round's median*: load only ever adds time, so the quietest round is
+  the best estimate of the model's own cost, and a median inside a round ignores a
+  single stall. The spread ``(max - min) / min`` of the round medians is reported as
+  ``latency_spread``; above :data:`NOISY_SPREAD` the figure is logged and shown as
+  noisy (re-measure on a quiet machine).
   ``torch.set_num_threads(Env.threads)`` applies while timing and the previous thread
   count is restored afterwards. Throughput = batch size / median batch latency.
 - Peak memory, CUDA: ``torch.cuda.max_memory_allocated`` after
@@ -35,8 +43,9 @@ import logging
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -139,6 +148,108 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: Timed repeats are split into this many rounds (fewer when there are too few repeats).
+LATENCY_ROUNDS = 5
+#: A spread of round medians above this (50 %) marks a latency as noisy.
+NOISY_SPREAD = 0.5
+
+
+@dataclass(frozen=True)
+class LatencyEstimate:
+    """A latency from several rounds of timed runs: the quietest round's median and the spread."""
+
+    seconds: float  # min over rounds of the round's median
+    spread: float  # (max - min) / min of the round medians; 0 = every round agreed
+    round_medians: tuple[float, ...]
+
+    @property
+    def noisy(self) -> bool:
+        """True when the rounds disagree by more than :data:`NOISY_SPREAD` (the machine was busy)."""
+        return self.spread > NOISY_SPREAD
+
+
+def estimate_latency(round_medians: Sequence[float]) -> LatencyEstimate:
+    """Min of the round medians, with their relative spread.
+
+    Raises:
+        ValueError: no round.
+    """
+    if not round_medians:
+        raise ValueError("no timed round to estimate a latency from")
+    lo, hi = min(round_medians), max(round_medians)
+    return LatencyEstimate(seconds=float(lo), spread=float((hi - lo) / lo) if lo > 0 else 0.0,
+                           round_medians=tuple(float(m) for m in round_medians))
+
+
+def interleaved_latencies(
+    fns: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    rounds: int = LATENCY_ROUNDS,
+    clock: Callable[[], float] = time.perf_counter,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, LatencyEstimate]:
+    """Time every function in ``fns`` in turns: round 1 of each, round 2 of each, ...
+
+    Args:
+        fns: name -> a call to time (already warmed up).
+        repeats: timed calls of each function in all (split evenly over the rounds, at least one per round).
+        rounds: rounds to split them into (at most ``repeats``).
+        clock: seconds, monotonic (injectable so the estimator is testable without a real model).
+        sync: waits for queued device work (CUDA) before the clock is read.
+    """
+    repeats = max(1, int(repeats))
+    rounds = max(1, min(int(rounds), repeats))
+    per_round = max(1, repeats // rounds)
+    medians: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times = []
+            for _ in range(per_round):
+                t0 = clock()
+                fn()
+                sync()
+                times.append(clock() - t0)
+            medians[name].append(statistics.median(times))
+    return {name: estimate_latency(m) for name, m in medians.items()}
+
+
+def _latency_fns(model: nn.Module, input_shape: tuple[int, int, int], batch_sizes: Sequence[int],
+                 warmup: int, device: torch.device, channels_last: bool, seed: int) -> dict[str, Callable[[], Any]]:
+    fns: dict[str, Callable[[], Any]] = {}
+    for b in dict.fromkeys(batch_sizes):
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.rand((b, *input_shape), generator=gen).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        fns[str(b)] = partial(model, x)
+        for _ in range(max(0, warmup)):
+            model(x)
+    _sync(device)
+    return fns
+
+
+def measure_latencies(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    batch_sizes: Sequence[int],
+    warmup: int,
+    repeats: int,
+    device: torch.device,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> dict[int, LatencyEstimate]:
+    """Interleaved latency of one forward pass at each batch size (see the module docstring)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            fns = _latency_fns(model, input_shape, batch_sizes, warmup, device, channels_last, seed)
+            est = interleaved_latencies(fns, repeats, sync=partial(_sync, device))
+    finally:
+        model.train(was_training)
+    return {int(k): v for k, v in est.items()}
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, int, int],
@@ -149,30 +260,12 @@ def measure_latency(
     channels_last: bool = False,
     seed: int = 0,
 ) -> float:
-    """Median seconds of one inference forward pass over ``batch_size`` random images.
+    """Seconds of one inference forward pass over ``batch_size`` random images (min of round medians).
 
     The model must already be on ``device``; its train/eval mode is restored afterwards.
     """
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand((batch_size, *input_shape), generator=gen).to(device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    was_training = model.training
-    model.eval()
-    times = []
-    try:
-        with torch.inference_mode():
-            for _ in range(max(0, warmup)):
-                model(x)
-            _sync(device)
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                model(x)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-    finally:
-        model.train(was_training)
-    return float(statistics.median(times))
+    return measure_latencies(model, input_shape, [batch_size], warmup, repeats, device, channels_last,
+                             seed)[batch_size].seconds
 
 
 def _measure_peak(fn: Callable[[], Any], device: torch.device, already_live: Any) -> float:
@@ -269,13 +362,14 @@ def measure_hardware(
     size = model_size_mb(model)
     tb = max(2, env.batch_size) if train_batch_size is None else int(train_batch_size)
     with num_threads(env.threads):
-        lat_batch = measure_latency(model, shape, env.batch_size, env.warmup, env.repeats, device,
-                                    channels_last, seed)
-        lat_b1 = (
-            lat_batch
-            if env.batch_size == 1
-            else measure_latency(model, shape, 1, env.warmup, env.repeats, device, channels_last, seed)
-        )
+        lats = measure_latencies(model, shape, [env.batch_size, 1], env.warmup, env.repeats, device,
+                                 channels_last, seed)
+        lat_batch, lat_b1 = lats[env.batch_size].seconds, lats[1].seconds
+        spread = max(e.spread for e in lats.values())
+        if spread > NOISY_SPREAD:
+            log.warning("latency is noisy: round medians differ by %.0f%% (%s); the machine is busy, "
+                        "re-measure on a quiet one", 100 * spread,
+                        ", ".join(f"{m * 1e3:.3g} ms" for m in lats[env.batch_size].round_medians))
         mem = peak_memory(model, shape, env.batch_size, device, False, channels_last, seed)
         train_mem = peak_memory(model, shape, tb, device, True, channels_last, seed) if tb >= 2 else None
     return HardwareMetrics(
@@ -292,6 +386,7 @@ def measure_hardware(
         device=device.type,
         threads=int(env.threads),
         batch_size=int(env.batch_size),
+        latency_spread=spread,
     )
 
 
