@@ -33,6 +33,7 @@ class CardContext:
     dataset_summary: str = ""  # one paragraph: source, size, classes, attributes
     training: str = ""  # one line: the run's training settings
     env: str = ""  # one line: the deployment target
+    preprocessing: tuple[str, ...] = ()  # input preprocessing steps and the class-index map (models.export)
 
 
 def _md(text: object) -> str:
@@ -115,9 +116,13 @@ def model_card_markdown(c: Candidate, ctx: CardContext) -> str:
     out += ["", "## Data", "", f"Data set: {_md(ctx.dataset_name)}. {_md(ctx.dataset_summary)}".strip()]
     if ctx.training:
         out += ["", f"Training: {_md(ctx.training)}"]
+    if ctx.preprocessing:
+        out += ["", "## Input preprocessing", ""] + [f"{i}. {_md(s)}" for i, s in enumerate(ctx.preprocessing, 1)]
     out += [
         "", "## Accuracy", "",
-        f"- test accuracy {_pct(m.test_acc)} (n = {fr.n}), balanced accuracy {_pct(m.balanced_acc)}",
+        # A super-network estimate is scored on the validation split: it must not be called a test result.
+        f"- {'validation (estimate)' if m.estimate else 'test'} accuracy {_pct(m.test_acc)} (n = {fr.n}), "
+        f"balanced accuracy {_pct(m.balanced_acc)}",
         f"- validation accuracy {_pct(m.val_acc)}, train accuracy {_pct(m.train_acc)}",
         "", "| class | recall |", "|---|---|",
     ]

@@ -440,6 +440,30 @@ def comparison(sess: Any) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- export
 
 
+def preprocessing_of(store: Any, c: Candidate) -> Any:
+    """The candidate's input preprocessing and class map (:class:`nas_core.models.export.Preprocessing`).
+
+    The per-channel mean/std are the training split's, recomputed from the candidate's own evaluation
+    request (the prepared data is cached, so this is quick); None when that request is not available.
+    """
+    from nas_core.models.export import Preprocessing
+
+    cfg = session(store, c.run_id).config
+    names = tuple(c.metrics.class_names) if c.metrics is not None and c.metrics.class_names else tuple(
+        name for name, _ in (c.metrics.per_class_recall if c.metrics is not None else ()))
+    mean = std = None
+    jobs = [j for j in store.list_jobs(candidate_id=c.id) if j.kind == "evaluate"]
+    if jobs:
+        try:
+            from nas_core.evaluator import EvalRequest, channel_stats, load_prepared
+
+            m, s = channel_stats(load_prepared(EvalRequest.from_dict(jobs[-1].payload)))
+            mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
+        except (UserError, OSError, KeyError, ValueError, TypeError):
+            mean = std = None  # the data moved or the request is old: the card says "not recorded"
+    return Preprocessing(image_size=int(cfg.train.image_size), mean=mean, std=std, class_names=names)
+
+
 def _trained_model(store: Any, c: Candidate) -> Any:
     from nas_core.models import build_model
     from nas_core.models.export import load_state
@@ -485,7 +509,7 @@ def export_candidate(store: Any, candidate_id: int, fmt: str) -> tuple[str, byte
                           training=f"{cfg.train.optimizer}, lr {cfg.train.lr}, batch {cfg.train.batch_size}, "
                                    f"up to {cfg.train.max_epochs} epochs, patience {cfg.train.patience}, "
                                    f"{cfg.train.image_size} px, seed {cfg.train.seed}",
-                          env=cfg.env.describe())
+                          env=cfg.env.describe(), preprocessing=tuple(preprocessing_of(store, c).lines()))
         if fmt == "card_md":
             return f"{stem}_model_card.md", model_card_markdown(c, ctx).encode()
         return f"{stem}_model_card.html", model_card_html(c, ctx).encode()
@@ -497,7 +521,8 @@ def export_candidate(store: Any, candidate_id: int, fmt: str) -> tuple[str, byte
         from nas_core.models.export import generate_source
 
         cfg = session(store, c.run_id).config
-        return f"{stem}_model.py", generate_source(c.spec, cfg.input_shape, cfg.n_classes or 8).encode()
+        return f"{stem}_model.py", generate_source(c.spec, cfg.input_shape, cfg.n_classes or 8,
+                                                   preprocessing_of(store, c)).encode()
     model, cfg = _trained_model(store, c)
     if fmt == "weights":
         from nas_core.session import weights_path

@@ -134,3 +134,30 @@ def test_choices_editor_text_round_trips():
     text = studio.choices_json(Choices.default())
     assert Choices.from_dict(json.loads(text)) == Choices.default()
     assert '"kernel": [3, 5, 7]' in text
+
+
+def test_exports_state_the_preprocessing_and_class_map(trained, tmp_path):
+    from nas_core.evaluator import EvalRequest, InputTransform, load_prepared
+
+    store, sess, cand = trained
+    _, src = studio.export_candidate(store, cand.id, "source")
+    path = tmp_path / "pre_model.py"
+    path.write_bytes(src)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pre_model", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    names = cand.metrics.class_names or tuple(n for n, _ in cand.metrics.per_class_recall)
+    assert mod.CLASS_NAMES == tuple(names) and mod.IMAGE_SIZE == sess.config.train.image_size
+    assert "Centre-crop" in mod.__doc__ and f"0 = {names[0]}" in mod.__doc__
+    # The module's preprocess() gives exactly the tensor the app trained and measured on.
+    job = store.list_jobs(candidate_id=cand.id)[-1]
+    prepared = load_prepared(EvalRequest.from_dict(job.payload))
+    images = prepared.images[:4]
+    want = InputTransform.for_data(prepared, torch.device("cpu"))(images)
+    torch.testing.assert_close(mod.preprocess(images), want, atol=1e-5, rtol=1e-5)
+    _, card = studio.export_candidate(store, cand.id, "card_md")
+    text = card.decode()
+    assert "## Input preprocessing" in text and "Output index" in text
+    assert f"0 = {names[0]}" in text and "std (" in text

@@ -26,6 +26,7 @@ import logging
 import pathlib
 import pprint
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -156,7 +157,45 @@ def _call(name: str, kwargs: dict, indent: str) -> str:
     return f"{indent}{name}({args})"
 
 
-def generate_source(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int) -> str:
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image must be prepared for the exported network, and what its outputs mean.
+
+    The app's pipeline (nas_core.data.cache and nas_core.evaluator.InputTransform): RGB, centre-crop to
+    a square on the shorter side, bilinear resize to ``image_size``, scale to [0, 1], subtract ``mean``
+    and divide by ``std`` per channel (the training split's statistics). Output ``i`` is the logit of
+    ``class_names[i]``.
+    """
+
+    image_size: int
+    mean: tuple[float, ...] | None  # per channel on the [0, 1] scale; None when not known
+    std: tuple[float, ...] | None
+    class_names: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """The steps and the class map as plain sentences (model card, README of an export)."""
+        out = [
+            "Convert the image to RGB.",
+            "Centre-crop it to a square (the shorter side), then resize to "
+            f"{self.image_size} x {self.image_size} pixels (bilinear, antialiased).",
+            "Scale pixel values to [0, 1] (divide by 255), channels first (3, H, W).",
+        ]
+        if self.mean is not None and self.std is not None:
+            out.append("Normalise each channel: (x - mean) / std with mean "
+                       f"{_floats(self.mean)} and std {_floats(self.std)} (R, G, B; the training split's statistics).")
+        else:
+            out.append("Normalise each channel with the training split's mean and std (not recorded for this model).")
+        if self.class_names:
+            out.append("Output index -> class: " + ", ".join(f"{i} = {n}" for i, n in enumerate(self.class_names)) + ".")
+        return out
+
+
+def _floats(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+
+
+def generate_source(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes: int,
+                    preprocessing: Preprocessing | None = None) -> str:
     """A standalone Python module (imports only torch) whose ``build_model()`` rebuilds ``spec``'s network.
 
     The returned network has the same ``state_dict`` keys and shapes as
@@ -177,12 +216,17 @@ def generate_source(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes
         "Load the exported weights with:\n\n"
         "    model = build_model()\n"
         '    model.load_state_dict(torch.load("weights.pt", weights_only=True))\n'
-        '"""\n\n'
+        + ("\nInput preprocessing (the same as in training; ``preprocess`` below does steps 3-4):\n\n"
+           + "".join(f"{i}. {line}\n" for i, line in enumerate(preprocessing.lines(), start=1))
+           if preprocessing is not None else "")
+        + '"""\n\n'
     )
     footer = (
         f"\n\nINPUT_SHAPE = {shape!r}\n"
         f"N_CLASSES = {int(n_classes)!r}\n"
-        f"SPEC = {spec_text}\n\n\n"
+        f"SPEC = {spec_text}\n"
+        + (_preprocess_source(preprocessing) if preprocessing is not None else "")
+        + "\n\n"
         "def build_model() -> SpecNet:\n"
         '    """The network of ``SPEC``, freshly initialised."""\n'
         "    return SpecNet(\n"
@@ -194,3 +238,21 @@ def generate_source(spec: ArchSpec, input_shape: tuple[int, int, int], n_classes
         "    )\n"
     )
     return header + _layers_body() + footer
+
+
+def _preprocess_source(p: Preprocessing) -> str:
+    """Constants and a ``preprocess`` function for the generated module (torch only)."""
+    mean = repr(tuple(round(v, 6) for v in p.mean)) if p.mean is not None else "None"
+    std = repr(tuple(round(v, 6) for v in p.std)) if p.std is not None else "None"
+    return (
+        f"IMAGE_SIZE = {int(p.image_size)!r}\n"
+        f"MEAN = {mean}  # per channel (R, G, B) on the [0, 1] scale: the training split's statistics\n"
+        f"STD = {std}\n"
+        f"CLASS_NAMES = {tuple(p.class_names)!r}  # output index -> class\n\n\n"
+        "def preprocess(images: torch.Tensor) -> torch.Tensor:\n"
+        '    """uint8 (batch, 3, IMAGE_SIZE, IMAGE_SIZE) RGB images, already centre-cropped and resized -> model input."""\n'
+        "    x = images.float() / 255.0\n"
+        "    if MEAN is not None:\n"
+        "        x = (x - torch.tensor(MEAN).view(1, -1, 1, 1)) / torch.tensor(STD).view(1, -1, 1, 1)\n"
+        "    return x\n"
+    )
