@@ -1,6 +1,7 @@
 """Super-network ranking and speed benchmark (issue 13; issue 7's search comparison in the full form).
 
-What it measures (``--quick``: 32 px, a 2,000-image balanced subsample, 8 epochs; full form: the run's
+What it measures (``--quick``: 32 px, a 2,000-image balanced subsample, 5 epochs from scratch and 8 for
+the super-network; full form: the run's
 default settings, 64 px, every image, 10 epochs from scratch):
 
 1. **Ranking** of >= 24 sub-networks (:func:`nas_core.supernet.calibrate.calibration_subnets`:
@@ -212,7 +213,7 @@ def _timings(args, dataset: Path, space: SupernetSpaceConfig, configs) -> dict[s
     out["train"] = {"epoch_cpu": epoch_cpu, "epoch_wall": epoch_wall, "epochs": n_epochs,
                     "total_cpu": epoch_cpu * n_epochs, "total_wall": epoch_wall * n_epochs}
     _log(f"training at the default settings ({len(full.split.train)} training images, 64 px, trained at "
-         f"{round(64 * SupernetTrainSettings().train_scale)} px, {args.threads} thread(s)): one epoch "
+         f"{max(32, round(64 * SupernetTrainSettings().train_scale))} px, {args.threads} thread(s)): one epoch "
          f"{epoch_cpu:.0f} s CPU / {epoch_wall:.0f} s wall -> {n_epochs} epochs {epoch_cpu * n_epochs / 60:.1f} "
          f"CPU-min ({epoch_wall * n_epochs / 60:.1f} min wall here) [target <= 10 min on an idle 2-core machine]")
     # In process: every metric incl. latency and memory.
@@ -363,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsample", type=int, default=None, help="balanced subsample (quick 2000, full: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     p.add_argument("--n-subnets", type=int, default=24, help="sub-networks compared (>= 24 for the figures)")
-    p.add_argument("--scratch-epochs", type=int, default=None, help="from-scratch epochs (quick 8, full 10)")
+    p.add_argument("--scratch-epochs", type=int, default=None, help="from-scratch epochs (quick 5, full 10)")
     p.add_argument("--supernet-epochs", type=int, default=None, help="super-network epochs (default: its own)")
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--variants", default=None, help="recipes to compare (quick: before,after,ps; full: before,after)")
@@ -382,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     args.image_size = args.image_size or (32 if q else 64)
     args.subsample = args.subsample or (2000 if q else None)
-    args.scratch_epochs = args.scratch_epochs or (8 if q else TrainSettings().max_epochs)
+    args.scratch_epochs = args.scratch_epochs or (5 if q else TrainSettings().max_epochs)
     args.supernet_epochs = args.supernet_epochs or (8 if q else SupernetTrainSettings().max_epochs)
     variants = [v.strip() for v in (args.variants or ("before,after,ps" if q else "before,after")).split(",")
                 if v.strip()]

@@ -63,6 +63,9 @@ class Stopped(UserError):
 
 SCHEDULES = ("cosine", "constant")
 
+#: Lower-resolution training never goes below this (4 stride-2 stages leave 2 x 2 maps at 32 px).
+MIN_TRAIN_SIZE = 32
+
 #: Elastic dimensions in the order progressive shrinking opens them.
 PHASES = ("largest", "kernel", "depth", "expand", "width")
 
@@ -86,9 +89,10 @@ class SupernetTrainSettings:
     # "cosine": one warm-up epoch then cosine decay to 0 at max_epochs (converges in few epochs);
     # "constant": lr throughout (the first recipe, kept for comparison)
     schedule: str = "cosine"
-    # Train at this share of the run's resolution (images downscaled per batch, 0.75: 64 -> 48 px,
-    # about half the compute) and measure at the run's; BN statistics are recalibrated at the run's.
-    train_scale: float = 0.75
+    # Train at this share of the run's resolution (images downscaled per batch; 0.5: 64 -> 32 px, a
+    # quarter of the compute), never below 32 px, and measure at the run's resolution: batch-norm
+    # statistics are recalibrated there (train low, test high works with recalibration, cf. FixRes).
+    train_scale: float = 0.5
     # Progressive shrinking (Once-for-All): the first share of epochs trains the largest only, then
     # elastic kernel, then depth, then expand and width, each phase an equal share of the rest.
     # 0 = every dimension elastic from the start (the sandwich rule alone).
@@ -370,7 +374,7 @@ def train_supernet(
     train_idx = torch.tensor(np.asarray(split.train), dtype=torch.long)
     val_idx = torch.tensor(np.asarray(split.val), dtype=torch.long)
     T = settings.distill_temperature
-    size = max(16, round(image_size * settings.train_scale / 8) * 8)  # a multiple of 8 px
+    size = max(MIN_TRAIN_SIZE, round(image_size * settings.train_scale / 8) * 8)  # a multiple of 8 px
     resize = size < image_size
     steps = max(1, math.ceil(len(train_idx) / settings.batch_size))
     epoch = start_epoch

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nas_core.supernet import checkpoint as ck
+from nas_core.supernet import train as train_module
 from nas_core.supernet.space import SupernetSpaceConfig, check_config, largest, smallest
 from nas_core.supernet.train import (
     PHASES,
@@ -157,7 +158,10 @@ def test_progressive_shrinking_opens_kernel_then_depth_then_expand_then_width():
     assert phase_smallest(space, 1).kernels == tuple((min(space.kernels),) * n for n in big.depths)
 
 
-def test_progressive_low_resolution_training_resumes_exactly_and_reports_time_left(tiny_prepared, tmp_path):
+def test_progressive_low_resolution_training_resumes_exactly_and_reports_time_left(
+    tiny_prepared, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(train_module, "MIN_TRAIN_SIZE", 16)  # the tiny data are 32 px: train at 16
     settings = dataclasses.replace(FAST, max_epochs=3, progressive=0.34, train_scale=0.5)
     seen = []
     full = tmp_path / "full.pt"
