@@ -199,11 +199,12 @@ def inspect_upload(store: Any, name: str, data: bytes, fmt: str | None = None, m
 
 def import_upload(store: Any, file_name: str, data: bytes, key: str = "", **kwargs: Any) -> Any:
     """Import an uploaded zip (extracted beside the database); the zip itself is deleted afterwards."""
-    from nas_core.data.uploads import holding_upload
+    from nas_core.data.uploads import holding_upload, remove_orphan_extraction
 
     with holding_upload(store, file_name, data, key) as path:
         if not kwargs.get("name"):
             kwargs["name"] = Path(file_name).stem
+        remove_orphan_extraction(store, kwargs["name"])
         return import_dataset(store, path, **kwargs)
 
 

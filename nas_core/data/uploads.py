@@ -11,8 +11,8 @@ Decisions:
   the database, never relative to the working folder), by temp file + fsync + rename, and
   deleted again as soon as the inspection or import that needed them has finished or
   refused them. The extracted data of an import stays in ``<uploads>/<name>`` (that is the
-  data set). An upload left behind by a killed app is removed by the next upload once it is
-  an hour old.
+  data set). An upload or half-extracted folder left behind by a killed app is removed by the
+  next upload once it is an hour old.
 - **Server folders.** The allowed roots are the data directory (the database's folder),
   the default data set's folder, the uploads folder, and every folder named in
   ``$EQUINAS_DATA_ROOTS`` (``os.pathsep``-separated; ``serve --data-root`` sets it). A path is
@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -55,11 +56,16 @@ def incoming_dir(store: Any = None) -> Path:
 
 
 def _remove_stale(folder: Path, now: float) -> None:
-    for p in folder.iterdir():
+    """Remove uploads and half-extracted folders (``.<name>.partial-*``) that a killed process left."""
+    for p in list(folder.iterdir()) + list(folder.parent.glob(".*.partial-*")):
         try:
-            if p.is_file() and now - p.stat().st_mtime > STALE_UPLOAD_S:
+            if now - p.stat().st_mtime <= STALE_UPLOAD_S:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
                 p.unlink()
-                log.info("removed an upload left behind by an earlier app process: %s", p)
+            log.info("removed what an earlier, killed app process left behind: %s", p)
         except OSError:  # another process removed it first
             continue
 
@@ -107,6 +113,25 @@ def discard_upload(path: str | os.PathLike | None) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def remove_orphan_extraction(store: Any, name: str) -> bool:
+    """Remove ``<uploads>/<name>`` when a killed import left it extracted but never registered.
+
+    Only folders untouched for :data:`STALE_UPLOAD_S` are removed, so an import of the same name that
+    is still running in another browser session is never pulled from under it. Returns whether it removed one.
+    """
+    from nas_core.data.importer import safe_name, uploads_dir
+
+    dest = uploads_dir(store).expanduser().resolve() / safe_name(name)
+    if not dest.is_dir() or time.time() - dest.stat().st_mtime <= STALE_UPLOAD_S:
+        return False
+    used = {str(Path(d.config.get("root", "")).resolve()) for d in store.list_datasets() if d.config.get("root")}
+    if any(u == str(dest) or u.startswith(str(dest) + os.sep) for u in used):
+        return False
+    shutil.rmtree(dest, ignore_errors=True)
+    log.info("removed %s: extracted by an import that never finished", dest)
+    return True
 
 
 @contextlib.contextmanager
