@@ -135,6 +135,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.getLogger("nas_core").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from nas_core.redact import install_log_redaction
+
+    install_log_redaction()  # the worker's log file never holds a key
     db = _db_path(args, create_default_folder=True)
     Store.open(db).close()  # a wrong path fails here, before Ray starts
     handlers = parse_handler_overrides(args.handler)

@@ -141,3 +141,22 @@ def test_redact_keeps_ordinary_text_and_removes_registered_secrets():
     finally:
         red.forget_secret("shortish-but-typed")
     assert red.redact(None) == ""
+
+
+def test_log_lines_lose_keys_before_they_are_written(tmp_path):
+    import logging
+
+    path = tmp_path / "worker.log"
+    handler = logging.FileHandler(path)
+    logger = logging.getLogger("equinas.test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    red.install_log_redaction(logger)
+    red.register_secret(KEY)
+    try:
+        logger.warning("calling the endpoint with %s and Bearer %s", KEY, "abcdefgh12345678")
+    finally:
+        handler.close()
+        logger.removeHandler(handler)
+    text = path.read_text()
+    assert KEY not in text and "abcdefgh12345678" not in text and "[redacted]" in text

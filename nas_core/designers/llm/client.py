@@ -6,9 +6,10 @@ the key), key resolution (:func:`resolve_api_key`: passed in memory, else
 call through the real ``openai`` SDK with structured outputs when the endpoint
 supports them) and redaction of the key from any error text.
 
-HTTP 429 and 5xx answers and timeouts are retried by the SDK itself with
-exponential backoff (it honours ``Retry-After``/``retry-after-ms``), up to
-``http_retries`` times.
+HTTP 429 and 5xx answers, timeouts and connection errors are retried up to
+``http_retries`` times with exponential backoff (honouring ``Retry-After`` /
+``retry-after-ms``), all inside one deadline of ``timeout_s`` for the whole call:
+each try gets what is left of it, so a 60 s timeout never becomes 3 x 60 s.
 
 Constrained decoding (``LlmSettings.decoding``) is a ladder of rungs, strongest first:
 
