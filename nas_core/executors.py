@@ -190,7 +190,11 @@ def _ray_entry(target: str, payload: dict[str, Any], job_id: int, hub: Any) -> O
             last_check[1] = bool(ray.get(hub.should_stop.remote(job_id)))
         return bool(last_check[1])
 
-    return _run_handler(target, payload, progress, should_stop)
+    outcome = _run_handler(target, payload, progress, should_stop)
+    # Barrier: the hub runs this task's calls in order, so once this answers every report has
+    # arrived, and the driver can collect the last ones when it sees the task done.
+    ray.get(hub.should_stop.remote(job_id))
+    return outcome
 
 
 class _ProgressHub:
@@ -223,8 +227,12 @@ class _RayExecution(Execution):
         self._ex = executor
         self._ref = ref
         self._outcome: Outcome | None = None
+        self._tail: list[dict[str, Any]] = []  # reports collected when the task ended
 
     def drain_progress(self) -> list[dict[str, Any]]:
+        if self._outcome is not None:
+            out, self._tail = self._tail, []
+            return out
         return list(self._ex.ray.get(self._ex.hub.drain.remote(self.job_id)))
 
     def done(self) -> bool:
@@ -237,6 +245,8 @@ class _RayExecution(Execution):
             self._outcome = tuple(self._ex.ray.get(self._ref))  # type: ignore[assignment]
         except Exception as exc:  # the task never produced an outcome: node died, task cancelled
             self._outcome = ("lost", f"Ray lost the task ({type(exc).__name__}: {exc})")
+        # the last reports (after the worker's latest drain) still count: keep them, then forget
+        self._tail = list(self._ex.ray.get(self._ex.hub.drain.remote(self.job_id)))
         self._ex.hub.forget.remote(self.job_id)
         return True
 

@@ -20,6 +20,7 @@ from typing import Any
 from nas_core.data.ref import DatasetRef
 from nas_core.designers.llm.client import LlmSettings
 from nas_core.designers.llm.prompt import PromptParts
+from nas_core.engines import BUILTIN_ENGINES, engine_names, objectives_problem
 from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES
 from nas_core.rungs import HalvingSettings
@@ -27,7 +28,8 @@ from nas_core.selection import Priorities
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import Choices
 
-ENGINES = ("llm", "heuristic", "random", "linas", "nsga2")
+#: The built-in engines (the registry, :mod:`nas_core.engines`, is the one list; plug-ins add to it).
+ENGINES = BUILTIN_ENGINES
 EVALUATIONS = ("scratch", "supernet")
 ALGORITHMS = ("auto", "nsga2", "agemoea", "unsga3", "moead", "ctaea")
 #: Hand-made models every run is compared with (FL-NAS Table I); names of nas_core.models.baselines.
@@ -74,8 +76,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not str(self.name).strip():
             raise RunConfigError("a run needs a name")
-        if self.engine not in ENGINES:
-            raise RunConfigError(f"engine {self.engine!r} is unknown; use one of {', '.join(ENGINES)}")
+        if self.engine not in engine_names():
+            raise RunConfigError(f"engine {self.engine!r} is unknown; use one of {', '.join(engine_names())}")
         if self.evaluation not in EVALUATIONS:
             raise RunConfigError(f"evaluation {self.evaluation!r} is unknown; use scratch or supernet")
         if self.algorithm not in ALGORITHMS:
@@ -83,13 +85,9 @@ class RunConfig:
         for name in self.objectives:
             if name not in OBJECTIVES:
                 raise RunConfigError(f"objective {name!r} is unknown; known: {', '.join(OBJECTIVES)}")
-        if self.engine in ("linas", "nsga2") and len(self.objectives) < 2:
-            raise RunConfigError(f"the {self.engine} engine needs at least two objectives")
-        if self.engine == "nsga2" and len(self.objectives) > 2:
-            raise RunConfigError(
-                f"the nsga2 engine takes exactly two objectives, got {len(self.objectives)} "
-                f"({', '.join(self.objectives)}); choose two, or use the linas engine for three or more"
-            )
+        problem = objectives_problem(self.engine, tuple(self.objectives))
+        if problem:
+            raise RunConfigError(problem)
         cons = []
         for c in self.constraints:
             if len(c) != 3:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.cli import CliError, emit
+from nas_core.engines import engine_names, get_engine
 from nas_core.records import OBJECTIVES, Candidate
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     )
     if args.objectives:
         kw["objectives"] = tuple(o.strip() for o in args.objectives.split(","))
-    elif args.engine == "nsga2":
+    elif get_engine(args.engine).max_objectives == 2:
         kw["objectives"] = ("accuracy", "unfairness")  # NSGA-II takes exactly two
     if getattr(args, "rungs", None) is not None or getattr(args, "reduction_factor", None) is not None:
         from nas_core.rungs import HalvingSettings, parse_ladder
@@ -458,7 +459,8 @@ def register_cli(sub: Any) -> None:
                    help="data set folder or registered name (default: data/default)")
     p.add_argument("--run", type=int, help="continue this run instead of creating one")
     p.add_argument("--name", help="run name")
-    p.add_argument("--engine", choices=("llm", "heuristic", "random", "linas", "nsga2"), default="heuristic")
+    p.add_argument("--engine", choices=engine_names(), default="heuristic",
+                   help="search engine (the registry, nas_core.engines)")
     p.add_argument("--evaluation", choices=("scratch", "supernet"), default="scratch")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--per-iteration", type=int, default=1, help="proposals per iteration")

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas_core import engines
 from nas_core.data import formats
 from nas_core.data.prepare import load_index
 from nas_core.data.ref import DatasetRef
@@ -87,34 +88,12 @@ class SessionError(UserError):
 def make_designer(
     config: RunConfig, *, api_key: str | None = None, on_call: Callable[[Any], None] | None = None
 ) -> Designer:
-    """The designer of ``config.engine``.
+    """The designer of ``config.engine``, built by its factory in the engine registry.
 
     Raises:
-        SessionError: the engine is not available in this installation.
+        nas_core.engines.EngineError: the engine is not registered.
     """
-    engine = config.engine
-    if engine == "llm":
-        from nas_core.designers.llm.designer import LlmDesigner
-
-        return LlmDesigner(config.llm, config.prompt, api_key=api_key, on_call=on_call)
-    if engine == "heuristic":
-        from nas_core.designers.heuristic import HeuristicDesigner
-
-        return HeuristicDesigner()
-    if engine == "random":
-        from nas_core.designers.random import RandomDesigner
-
-        return RandomDesigner()
-    try:
-        from nas_core.linas import designers as linas_designers
-        from nas_core.linas.engines import LinasSettings, Nsga2Settings
-    except ImportError as exc:
-        raise SessionError(f"the {engine} engine is not available in this installation ({exc}); "
-                           "use heuristic, random or llm") from exc
-    if engine == "linas":
-        return linas_designers.LinasDesigner(LinasSettings(algorithm=config.algorithm))
-    # NSGA-II keeps at most `population` parents; the run's population is its generation size.
-    return linas_designers.Nsga2Designer(Nsga2Settings(population=max(2, config.population)))
+    return engines.make_designer(config, api_key=api_key, on_call=on_call)
 
 
 def weights_path(store: Any, run_id: int, candidate_id: int) -> Path:
@@ -188,7 +167,6 @@ class Session:
         """
         config = fill_dataset_facts(_resolve_dataset(store, config))
         if config.evaluation == "supernet":
-            _supernet_jobs()  # a clear error now rather than at the first approval
             if config.choices == Choices.default():
                 # Designers then mostly propose sub-networks; the rest are filtered by spec_problems.
                 from nas_core.supernet.space import choices_for_supernet
@@ -334,7 +312,7 @@ class Session:
             iteration = 0 if it is None else it.number
         if n is None:
             n = cfg.per_iteration
-            if cfg.engine in ("linas", "nsga2") and not any(c.metrics for c in self.searched()):
+            if engines.get_engine(cfg.engine).min_objectives >= 2 and not any(c.metrics for c in self.searched()):
                 n = max(n, cfg.population)  # the random initial population comes first
         return DesignContext(
             choices=cfg.choices,
@@ -683,14 +661,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _supernet_jobs() -> Any:
-    try:
-        from nas_core.supernet import jobs
-    except ImportError as exc:
-        raise SessionError(
-            "super-network evaluation is not available in this installation; use --evaluation scratch"
-        ) from exc
-    if not hasattr(jobs, "make_payload"):
-        raise SessionError("super-network evaluation is not available in this installation; use scratch")
+    """The super-network job module (imported on first use: it loads the super-network trainer)."""
+    from nas_core.supernet import jobs
+
     return jobs
 
 

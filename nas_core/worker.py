@@ -223,12 +223,13 @@ class Worker:
 
     def _collect(self, store: Store) -> None:
         for job_id, a in list(self._active.items()):
+            done = a.execution.done()  # first: a finished job's last reports are then drained too
             reports = a.execution.drain_progress()
             if reports:
                 for r in reports:
                     a.progress.update(r)
                 store.set_progress(job_id, a.progress, self.worker_id)
-            if a.execution.done():
+            if done:
                 try:
                     self._finish(store, a)
                 except (StoreBusy, StoreFull):

@@ -15,13 +15,7 @@ st.title("Set up a run")
 
 base = studio.default_config()
 datasets = studio.dataset_options(store)
-ENGINES = {
-    "heuristic": "Heuristic designer (offline, rule-based edits of the best model)",
-    "llm": "LLM designer (FL-NAS) through an OpenAI-compatible endpoint",
-    "linas": "LINAS (predictor-guided evolutionary search)",
-    "nsga2": "NSGA-II on real evaluations",
-    "random": "Random search",
-}
+ENGINES = studio.engine_labels()  # the engine registry's names and labels
 
 c1, c2 = st.columns(2)
 name = c1.text_input("Run name", "my search", key="cfg_name")
@@ -117,7 +111,7 @@ def make_config():
              "max_retries": int(retries)},
         objectives=tuple(objectives), constraints=cons, population=int(population),
         budget=int(budget) or None, algorithm=algorithm, auto_approve=auto, device=device,
-        per_iteration=int(population) if engine in ("linas", "nsga2", "random") else 1, seed=int(seed),
+        per_iteration=int(population) if studio.engine_proposes_batches(engine) else 1, seed=int(seed),
     )
 
 

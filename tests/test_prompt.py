@@ -77,7 +77,7 @@ def test_unknown_placeholders_listed_with_the_known_ones():
 def test_run_config_round_trip_and_messages():
     cfg = RunConfig(engine="linas", objectives=("accuracy", "eodd"), constraints=(("params", "<=", 1e6),))
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(RunConfigError, match="engine 'gpt' is unknown; use one of llm, heuristic"):
+    with pytest.raises(RunConfigError, match="engine 'gpt' is unknown; use one of heuristic, llm"):
         RunConfig(engine="gpt")
     with pytest.raises(RunConfigError, match="needs at least two objectives"):
         RunConfig(engine="nsga2", objectives=("accuracy",))

@@ -166,17 +166,6 @@ def test_candidate_of_another_run_is_refused(store):
         b.approve(c.id)
 
 
-def test_supernet_mode_without_supernet_jobs_is_refused_up_front(store, monkeypatch):
-    import nas_core.session as session
-
-    def missing():
-        raise SessionError("super-network evaluation is not available in this installation")
-
-    monkeypatch.setattr(session, "_supernet_jobs", missing)
-    with pytest.raises(SessionError, match="super-network evaluation is not available"):
-        Session.create_run(store, config(evaluation="supernet"))
-
-
 def _bad_then_good():
     good = default_spec().to_dict()
     return [reply("```python\nimport os\nos.system('rm -rf /')\n```"),

@@ -100,7 +100,7 @@ class _EngineDesigner:
 
     def propose(self, ctx: DesignContext) -> list[Proposal]:
         """Up to ``ctx.n`` new, valid proposals (fewer only if the space is exhausted)."""
-        objectives = objectives_of(ctx, self.algorithm)
+        objectives = self._objectives(ctx)
         if ctx.n < 1:
             return []
         space = _space_of(ctx)
@@ -151,11 +151,30 @@ class _EngineDesigner:
     def _rationale(self, batch: Batch) -> str:
         return ""
 
+    def _objectives(self, ctx: DesignContext) -> Objectives:
+        return objectives_of(ctx, self.algorithm)
+
 
 class RandomSearchDesigner(_EngineDesigner):
-    """Random search without replacement."""
+    """Random search without replacement: the one random designer of the app and the benchmark.
+
+    Draws with :class:`~nas_core.linas.engines.RandomEngine` (uniform over the space's valid gene
+    rows, as ``benchmarks/bench_search.py`` does) from a generator seeded with (seed, iteration).
+    It reads no objective, so runs with fewer than two objectives use it too.
+    """
 
     name = "random"
+    deterministic = True
+
+    def _objectives(self, ctx: DesignContext) -> Objectives:
+        if len(ctx.objectives) >= 2:
+            return objectives_of(ctx, self.algorithm)
+        names = tuple(ctx.objectives)
+        return Objectives(
+            names=names,
+            directions=tuple(OBJECTIVES[n][0] for n in names),
+            constraints=tuple(Constraint(str(m), str(op), float(b)) for m, op, b in ctx.constraints),
+        )
 
     def _engine(self):
         return RandomEngine()

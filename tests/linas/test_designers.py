@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from nas_core import models
 from nas_core.designers.base import DesignContext, Designer
 from nas_core.linas import LinasSettings, SearchError
 from nas_core.linas.designers import LinasDesigner, Nsga2Designer, RandomSearchDesigner
@@ -133,7 +134,6 @@ def test_bad_input_is_refused_before_anything_runs(objectives, constraints, mess
 
 
 def test_params_are_computed_exactly_not_predicted():
-    models = pytest.importorskip("nas_core.models")
     d = LinasDesigner(LinasSettings(population=12, inner_evaluations=240))
     props = d.propose(_ctx(_history(2, 8), n=2, objectives=("accuracy", "params")))
     assert len(props) == 2
@@ -146,7 +146,6 @@ def test_params_are_computed_exactly_not_predicted():
 
 
 def test_proposals_respect_the_parameter_cap():
-    models = pytest.importorskip("nas_core.models")
     tight = Choices(max_params=60_000, max_macs=None)
     ctx = DesignContext(choices=tight, input_shape=SHAPE, n_classes=8, n=6, seed=1, objectives=OBJ)
     props = RandomSearchDesigner().propose(ctx)

@@ -364,8 +364,11 @@ def test_worker_status(store):
     status = {w.id: w for w in store.worker_status()}
     assert status["w1"].alive and status["w1"].pid == os.getpid()
     assert not status["w2"].alive and status["w2"].status == "stopped"
+    # age w1's heartbeat by 100 s: it is no longer alive within 15 s, still alive within 200 s
     store.conn.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 100 WHERE id='w1'")
-    assert not store.worker_status(alive_within_s=15)[0].alive or not store._worker("w1").alive
+    aged = {w.id: w for w in store.worker_status(alive_within_s=15)}
+    assert not aged["w1"].alive and aged["w1"].status == "running"
+    assert {w.id: w.alive for w in store.worker_status(alive_within_s=200)} == {"w1": True, "w2": False}
 
 
 def test_llm_calls_and_feedback(store):

@@ -40,8 +40,10 @@ def _run(page: str, **query) -> AppTest:
     return at
 
 
-def _no_exception(at: AppTest) -> None:
+def _no_error(at: AppTest) -> None:
+    """Neither an exception nor an st.error on the page (a page that shows an error is broken)."""
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
 
 
 @pytest.fixture
@@ -67,13 +69,13 @@ def populated(env):
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_an_empty_store(env, page):
     at = _run(page)
-    _no_exception(at)
+    _no_error(at)
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_a_populated_store(populated, page):
     at = _run(page, run=str(populated["run_id"]))
-    _no_exception(at)
+    _no_error(at)
 
 
 def test_home_lists_runs_and_worker_status(populated):
@@ -88,7 +90,7 @@ def test_search_shows_the_waiting_proposal_and_approve_queues_it(populated):
     at = _run("pages/search.py", run=str(populated["run_id"]))
     assert at.button(key=f"approve_{cid}")
     at.button(key=f"approve_{cid}").click().run()
-    _no_exception(at)
+    _no_error(at)
     store = studio.open_store()
     assert store.get_candidate(cid).status == "queued"
     assert len(store.list_jobs(candidate_id=cid)) == 1
@@ -101,7 +103,7 @@ def test_search_reject_needs_a_reason_and_stores_it(populated):
     assert any("Write a reason" in e.value for e in at.error)
     at.text_area(key=f"reason_{cid}").input("too many parameters for the phone").run()
     at.button(key=f"reject_{cid}").click().run()
-    _no_exception(at)
+    _no_error(at)
     store = studio.open_store()
     assert store.get_candidate(cid).status == "rejected"
     assert "too many parameters for the phone" in studio.session(store, populated["run_id"]).next_prompt().text
@@ -117,7 +119,7 @@ def test_search_edit_refuses_an_invalid_spec(populated):
 
 def test_results_shows_leaderboard_and_pareto(populated):
     at = _run("pages/results.py", run=str(populated["run_id"]))
-    _no_exception(at)
+    _no_error(at)
     lb = at.dataframe[0].value
     assert len(lb) == 5
     assert at.get("plotly_chart")
@@ -127,7 +129,7 @@ def test_setup_creates_a_run(env):
     at = _run("pages/setup.py")
     at.text_input(key="cfg_name").input("from setup").run()
     at.button(key="create_run").click().run()
-    _no_exception(at)
+    _no_error(at)
     store = studio.open_store()
     assert [r.name for r in store.list_runs()] == ["from setup"]
 
@@ -141,7 +143,7 @@ def test_setup_reports_bad_choices_json(env):
 def test_export_offers_a_model_card(populated):
     at = _run("pages/export.py", run=str(populated["run_id"]))
     at.button(key="export_prepare").click().run()
-    _no_exception(at)
+    _no_error(at)
     assert at.get("download_button")
 
 
@@ -157,11 +159,11 @@ def test_home_demo_run_creates_a_proposal(env):
 def test_setup_queues_a_super_network_training(env):
     at = _run("pages/setup.py")
     at.radio(key="cfg_eval").set_value("supernet").run()
-    _no_exception(at)
+    _no_error(at)
     assert any("No super-network trained yet" in i.value for i in at.info)
     at.number_input(key="sn_epochs").set_value(2).run()
     at.button(key="sn_train").click().run()
-    _no_exception(at)
+    _no_error(at)
     store = studio.open_store()
     (job,) = store.list_jobs(status="queued")
     assert job.kind == "supernet_train" and job.payload["settings"]["max_epochs"] == 2
