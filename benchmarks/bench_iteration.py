@@ -16,11 +16,15 @@ Before timing, both resolutions' decoded-image caches are written and one short 
 untimed, so neither mode pays for the first decode or this process's one-time costs; the in-memory
 data cache is cleared before each mode, so both load from disk alike.
 
+A second part, :func:`halving_quality`, checks the selection itself on the fidelity benchmark's
+24 specs (its cached truth): the first rung's Kendall tau against full training and how often the
+best spec survives the pruner over shuffled arrival orders.
+
 Forms: full (``data/default``, generated with the default generator if missing, default
 TrainSettings: 64 px, up to 10 epochs) and ``--quick`` (a generated 1,200-image copy, 48 px, up to
 4 epochs; a couple of CPU-minutes).
 
-Run: ``python -m benchmarks iteration [--quick]``.
+Run: ``python -m benchmarks iteration [--quick] [--only timing|quality]``.
 """
 
 from __future__ import annotations
@@ -148,15 +152,110 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
+    """How well the default first rung selects, on the fidelity benchmark's 24 specs and its cached truth.
+
+    Trains every spec at the first rung (its validation loss = what the pruner compares by default), then
+    reports its Kendall tau against the seed-averaged full training (and against the noise ceiling,
+    seed 0 vs seed 1), and, over ``--shuffles`` random arrival orders, how often Optuna's pruner
+    (:func:`nas_core.rungs.asha_decisions`, the product's own decision) lets the truly best spec
+    through, how many go on, and the CPU of successive halving against training every spec fully.
+    Needs the fidelity benchmark's truth in its cache (``python -m benchmarks fidelity [--quick]``);
+    skipped with a message otherwise, since training the truth here would cost the whole benchmark.
+    """
+    import dataclasses
+    import json
+    import random
+    import statistics
+
+    from benchmarks import bench_fidelity as bf
+    from nas_core.data.prepare import prepare
+    from nas_core.evaluator import EvalRequest
+    from nas_core.rungs import HalvingSettings, _train_and_measure, asha_decisions, ladder
+    from nas_core.settings import Env, TrainSettings
+
+    base = TrainSettings()
+    if args.quick:
+        base = dataclasses.replace(base, image_size=bf.QUICK["image_size"], max_epochs=bf.QUICK["max_epochs"],
+                                   patience=bf.QUICK["patience"])
+    data = bf._dataset(argparse.Namespace(dataset=None, quick=args.quick))
+    specs = bf.benchmark_specs()[: args.specs] if args.specs else bf.benchmark_specs()
+    p_full = prepare(data, image_size=base.image_size, seed=bf.SPLIT_SEED)
+    by_seed: dict[int, list[Any]] = {s: [] for s in bf.INIT_SEEDS}
+    for sp in specs:
+        for seed in bf.INIT_SEEDS:
+            path = bf._cache_path(sp, dataclasses.replace(base, seed=seed), p_full.dataset_hash, 1.0)
+            if not path.is_file():
+                sys.stdout.write("halving quality: skipped, the fidelity benchmark's truth is not cached for these "
+                                 f"settings; run `python -m benchmarks fidelity{' --quick' if args.quick else ''}` "
+                                 "first\n")
+                return None
+            by_seed[seed].append(bf.FidelityResult.from_dict(json.loads(path.read_text())))
+    truth = [statistics.mean(by_seed[s][i].test_acc for s in bf.INIT_SEEDS) for i in range(len(specs))]
+    ceiling, _ = bf.rank_agreement([r.test_acc for r in by_seed[0]], [r.test_acc for r in by_seed[1]])
+    full_cpu = statistics.mean(r.cpu_s for s in bf.INIT_SEEDS for r in by_seed[s])
+    step = ladder(HalvingSettings(), base)[0]
+    if step.final:
+        sys.stdout.write("halving quality: skipped, the default rung is not cheaper than these settings\n")
+        return None
+    rung = dataclasses.replace(step.train, seed=0)
+    p_rung = prepare(data, image_size=rung.image_size, seed=bf.SPLIT_SEED, subsample=rung.subsample)
+    val, loss, test, cpu = [], [], [], []
+    for sp in specs:
+        c0 = time.process_time()
+        m = _train_and_measure(EvalRequest(dataset=str(data), arch=sp, train=rung, env=Env(), device="cpu"),
+                               p_rung, None, None)
+        cpu.append(time.process_time() - c0)
+        val.append(m.val_acc)
+        loss.append(None if m.val_loss is None else -m.val_loss)
+        test.append(m.test_acc)
+    metric = HalvingSettings().metric
+    scores = loss if metric == "val_loss" else val
+    tau_score, _ = bf.rank_agreement(scores, truth)
+    tau_val, _ = bf.rank_agreement(val, truth)
+    tau_test, _ = bf.rank_agreement(test, truth)
+    best = max(range(len(specs)), key=truth.__getitem__)
+    kept, promoted_n = 0, []
+    for k in range(args.shuffles):
+        order = list(range(len(specs)))
+        random.Random(k).shuffle(order)
+        decisions = asha_decisions([(i, 0, scores[i]) for i in order], HalvingSettings().reduction_factor)
+        promoted = {i for i, d in zip(order, decisions, strict=True) if d}
+        kept += best in promoted
+        promoted_n.append(len(promoted))
+    rung_cpu = statistics.mean(cpu)
+    sh_cpu = len(specs) * rung_cpu + statistics.mean(promoted_n) * full_cpu
+    sys.stdout.write(
+        f"\nhalving quality on the fidelity benchmark's {len(specs)} specs ({step.label}; full = "
+        f"{base.max_epochs} epochs at {base.image_size} px):\n"
+        f"  first rung vs seed-averaged full training: Kendall tau {tau_score:.3f} by {metric} (what the pruner "
+        f"uses; {tau_val:.3f} by validation accuracy, {tau_test:.3f} by test accuracy); noise ceiling "
+        f"{ceiling:.3f}; share of the ceiling {tau_score / ceiling if ceiling > 0 else float('nan'):.2f} "
+        f"(target >= 0.7)\n"
+        f"  best full-fidelity spec kept in {kept} of {args.shuffles} shuffled arrival orders (target >= 9 of 10); "
+        f"{statistics.mean(promoted_n):.1f} of {len(specs)} go on to full fidelity on average\n"
+        f"  CPU per candidate: rung {rung_cpu:.1f} s vs full {full_cpu:.1f} s; successive halving over the "
+        f"{len(specs)} specs {sh_cpu:.0f} s vs {len(specs) * full_cpu:.0f} s training all fully "
+        f"(ratio {sh_cpu / (len(specs) * full_cpu):.2f})\n")
+    return {"metric": metric, "tau_score": tau_score, "tau_val": tau_val, "tau_test": tau_test, "ceiling": ceiling, "kept": kept, "shuffles": args.shuffles,
+            "promoted_mean": statistics.mean(promoted_n), "rung_cpu": rung_cpu, "full_cpu": full_cpu}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks iteration``."""
     p = argparse.ArgumentParser(prog="python -m benchmarks iteration", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a small generated data set and a short schedule")
     p.add_argument("--dataset", default=None, help="data set folder (default: data/default, or the quick copy)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
+    p.add_argument("--shuffles", type=int, default=10, help="arrival orders for the keeps-the-best check")
+    p.add_argument("--specs", type=int, default=None, help="quality: only the first N of the 24 specs")
+    p.add_argument("--only", choices=("timing", "quality"), default=None, help="run one part only")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    run(args)
+    if args.only != "quality":
+        run(args)
+    if args.only != "timing":
+        halving_quality(args)
     return 0
 
 

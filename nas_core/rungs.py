@@ -26,13 +26,15 @@ The decision (why Optuna, and how). There is no scheduler here: one in-memory Op
 per run is rebuilt from the store's rung rows on every decision, replaying them in the
 order they finished (``study.ask()`` once per candidate, ``trial.report(score, step)`` with
 rung r at step ``reduction_factor ** r``, then ``trial.should_prune()``). That is exactly
-asynchronous successive halving (ASHA): a candidate continues when its validation accuracy
-at the rung is among the best ``1 / reduction_factor`` of all the run's candidates that
+asynchronous successive halving (ASHA): a candidate continues when its score (by default
+minus its validation loss, ``HalvingSettings.metric``) at the rung is among the best ``1 / reduction_factor`` of all the run's candidates that
 finished that rung so far (at least the best one), ties promoted. Consequences, stated
 because they are what a user sees: the first candidate of a run always continues; with the
 default factor 3, of n candidates at a rung about n/3 continue. Replays are deterministic,
-so the decision recorded for a rung is the one a replay gives again. The score is the
-validation accuracy, never the test accuracy, so the test split stays out of selection.
+so the decision recorded for a rung is the one a replay gives again. The score comes from the
+validation split, never the test split, so the test split stays out of selection; validation
+loss is the default because after one short epoch many candidates still predict the majority
+class, so their accuracies tie while their losses still differ.
 
 Rungs that would cost as much as full training (same or more epochs and pixels, no
 subsample) are left out of the ladder; a run without a cheaper rung trains every candidate
@@ -51,7 +53,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,8 @@ log = logging.getLogger(__name__)
 RUNG_KIND = "evaluate_rung"
 REMEASURE_KIND = "remeasure"
 FOLLOW_UP_KINDS = frozenset({RUNG_KIND, REMEASURE_KIND})
+#: What the pruner may compare at a rung (validation numbers only: the test split stays out of selection).
+SCORE_METRICS = ("val_loss", "val_acc")
 #: Keys under which a rung's / re-measurement's own facts ride in the job payload beside the EvalRequest.
 HALVING_KEY = "halving"
 REMEASURE_KEY = "remeasure"
@@ -105,17 +109,22 @@ class HalvingSettings:
     enabled: bool = True  # False: every approved candidate trains at full fidelity at once
     rungs: tuple[Rung, ...] = (Rung(),)  # cheap first: 1 epoch at 32 px is ~1/50 of a default full training
     reduction_factor: int = 3  # keep about the best 1/3 at each rung (Optuna's eta; >= 2)
+    # What the pruner compares. Validation loss (lower is better) separates candidates even when one
+    # short epoch leaves them all predicting the majority class (equal accuracies would all tie).
+    metric: str = "val_loss"  # val_loss | val_acc
 
     def __post_init__(self) -> None:
         rungs = tuple(r if isinstance(r, Rung) else _rung_from(r) for r in self.rungs)
         object.__setattr__(self, "rungs", rungs)
+        if self.metric not in SCORE_METRICS:
+            raise SettingsError(f"halving metric {self.metric!r} is unknown; use {' or '.join(SCORE_METRICS)}")
         if not isinstance(self.reduction_factor, int) or self.reduction_factor < 2:
             raise SettingsError(f"reduction_factor must be a whole number of at least 2, got {self.reduction_factor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (what the store keeps inside the run's settings)."""
         return {"enabled": self.enabled, "rungs": [r.to_dict() for r in self.rungs],
-                "reduction_factor": self.reduction_factor}
+                "reduction_factor": self.reduction_factor, "metric": self.metric}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HalvingSettings:
@@ -124,7 +133,7 @@ class HalvingSettings:
         Raises:
             SettingsError: unknown fields or invalid values, named.
         """
-        allowed = {"enabled", "rungs", "reduction_factor"}
+        allowed = {"enabled", "rungs", "reduction_factor", "metric"}
         unknown = set(data) - allowed
         if unknown:
             raise SettingsError(f"halving settings: unknown field(s) {sorted(unknown)}; allowed: "
@@ -249,7 +258,8 @@ def rung_job(config: Any, full_payload: Mapping[str, Any], index: int) -> tuple[
     # The EvalRequest stays the payload's top level (what every reader of an evaluation job expects);
     # the rung's facts ride along under one key the handler takes off.
     request[HALVING_KEY] = {"rung": index, "rungs": len(steps), "final": step.final, "fidelity": step.label,
-                            "full": dict(full_payload), "reduction_factor": config.halving.reduction_factor}
+                            "full": dict(full_payload), "reduction_factor": config.halving.reduction_factor,
+                            "metric": config.halving.metric}
     return RUNG_KIND, request
 
 
@@ -354,6 +364,14 @@ def _summary(metrics: Mapping[str, Any]) -> tuple[float | None, float | None, fl
     return num(metrics.get("val_acc")), num(metrics.get("test_acc")), num(fairness.get("unfairness"))
 
 
+def rung_score(metrics: Mapping[str, Any], metric: str) -> float | None:
+    """The pruner's score of a rung's metrics, higher is better: minus validation loss, or validation accuracy."""
+    value = metrics.get(metric)
+    if value is None:
+        return None
+    return -float(value) if metric == "val_loss" else float(value)
+
+
 def after_result(store: Any, job_id: int) -> None:
     """Follow up a finished ``evaluate_rung`` / ``remeasure`` job (call inside the result's transaction).
 
@@ -381,7 +399,8 @@ def after_result(store: Any, job_id: int) -> None:
     val, test, unf = _summary(m)
     row = rows.add_rung(
         store, run_id=int(job.run_id), candidate_id=int(job.candidate_id), rung=int(payload["rung"]), final=final,
-        fidelity=str(payload["fidelity"]), settings=request["train"], job_id=job.id, score=val,
+        fidelity=str(payload["fidelity"]), settings=request["train"], job_id=job.id,
+        score=rung_score(m, str(payload.get("metric", "val_acc"))),
         val_acc=val, test_acc=test, unfairness=unf, metrics=m, seconds=result.get("seconds", seconds),
         cpu_s=result.get("cpu_s"), decision="final" if final else "", decided_by="",
     )
@@ -427,37 +446,49 @@ def _queue_next(store: Any, meta: Mapping[str, Any], candidate_id: int, run_id: 
 # The decision
 
 
-def decide(store: Any, row: Any, reduction_factor: int = 3) -> bool:
-    """Whether the candidate of rung row ``row`` continues, by Optuna's SuccessiveHalvingPruner.
+def asha_decisions(events: Sequence[tuple[Any, int, float | None]], reduction_factor: int = 3) -> list[bool]:
+    """Optuna's SuccessiveHalvingPruner over rung results in the order they finished.
 
-    The run's study is rebuilt in memory from its rung rows up to ``row`` (see the module
-    docstring), so the answer depends only on what the store holds, in the order it finished.
+    Args:
+        events: (candidate, rung index, score) per finished low rung, in order; higher scores are better.
+        reduction_factor: about the best 1/reduction_factor at a rung continue.
+
+    Returns:
+        For each event, whether that candidate continues past that rung. The study lives in memory
+        (``InMemoryStorage``); one trial per candidate reports rung r at step ``reduction_factor ** r``.
     """
     import optuna
     from optuna.pruners import SuccessiveHalvingPruner
-
-    from nas_core.store import rungs as rows
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = SuccessiveHalvingPruner(min_resource=1, reduction_factor=reduction_factor, min_early_stopping_rate=0,
                                      bootstrap_count=0)
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=pruner,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    trials: dict[int, Any] = {}
-    for r in rows.list_rungs(store, run_id=row.run_id):
-        if r.id > row.id:
-            break
-        if r.final:
-            continue
-        trial = trials.get(r.candidate_id)
+    trials: dict[Any, Any] = {}
+    out = []
+    for candidate, rung, score in events:
+        trial = trials.get(candidate)
         if trial is None:
-            trial = trials[r.candidate_id] = study.ask()
-        score = float("nan") if r.score is None or math.isnan(r.score) else float(r.score)
-        trial.report(score, step=reduction_factor ** r.rung)
-        pruned = trial.should_prune()
-        if r.id == row.id:
-            return not pruned
-    raise RungError(f"rung row {row.id} is not among run {row.run_id}'s rungs")
+            trial = trials[candidate] = study.ask()
+        value = float("nan") if score is None or math.isnan(score) else float(score)
+        trial.report(value, step=reduction_factor ** int(rung))
+        out.append(not trial.should_prune())
+    return out
+
+
+def decide(store: Any, row: Any, reduction_factor: int = 3) -> bool:
+    """Whether the candidate of rung row ``row`` continues, by Optuna's SuccessiveHalvingPruner.
+
+    The run's study is rebuilt in memory from its rung rows up to ``row`` (see the module
+    docstring), so the answer depends only on what the store holds, in the order it finished.
+    """
+    from nas_core.store import rungs as rows
+
+    history = [r for r in rows.list_rungs(store, run_id=row.run_id) if r.id <= row.id and not r.final]
+    if not history or history[-1].id != row.id:
+        raise RungError(f"rung row {row.id} is not among run {row.run_id}'s rungs")
+    return asha_decisions([(r.candidate_id, r.rung, r.score) for r in history], reduction_factor)[-1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,7 +626,7 @@ class CandidateRungs:
     test_acc: float | None
     unfairness: float | None
     result_fidelity: str  # label of the rung those numbers come from
-    rank: int | None  # rank by validation accuracy among the run's candidates at that rung (1 = best)
+    rank: int | None  # rank by the pruner's score among the run's candidates at that rung (1 = best)
     ranked: int  # how many candidates finished that rung
     decided_by: str
     can_promote: bool

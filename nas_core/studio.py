@@ -782,10 +782,12 @@ def halving_caption(config: RunConfig) -> str:
     if not active(config):
         return "Every approved candidate trains at full fidelity at once (no cheaper rung in this run's settings)."
     steps = ladder(config.halving, config.train)
+    metric = {"val_loss": "validation loss", "val_acc": "validation accuracy"}.get(config.halving.metric,
+                                                                                   config.halving.metric)
     return ("Successive halving: every approved candidate first gets "
             + "; then ".join(s.label.split(": ", 1)[1] for s in steps[:-1])
             + f" (a *preliminary* result), and about the best 1/{config.halving.reduction_factor} of the run's "
-            "candidates at each rung (Optuna's SuccessiveHalvingPruner, by validation accuracy) continue to "
+            f"candidates at each rung (Optuna's SuccessiveHalvingPruner, by {metric}) continue to "
             f"full fidelity ({steps[-1].label.split(': ', 1)[1]}). Promote or stop any of them yourself.")
 
 

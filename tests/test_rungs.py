@@ -3,6 +3,7 @@ the migration, re-measuring with another seed, the CLI, and one candidate throug
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 
@@ -46,7 +47,8 @@ def fake_rung(payload, progress, should_stop):
     acc = _acc_of(payload)
     if payload["halving"]["final"]:
         return make_metrics(acc=min(acc + 0.1, 1.0)).to_dict()
-    return {"rung_metrics": make_metrics(acc=acc).to_dict(), "cpu_s": 0.01, "seconds": 0.01}
+    m = dataclasses.replace(make_metrics(acc=acc), val_loss=2.0 - acc)  # the pruner's default score: -val_loss
+    return {"rung_metrics": m.to_dict(), "cpu_s": 0.01, "seconds": 0.01}
 
 
 def slow_final_rung(payload, progress, should_stop):
@@ -126,7 +128,7 @@ def test_ladder_drops_rungs_that_are_not_cheaper_and_caps_the_size():
 
 
 def test_ladder_setting_round_trips_and_rejects_bad_values():
-    cfg = config(halving=HalvingSettings(rungs=(Rung(1, 32, 200),), reduction_factor=2))
+    cfg = config(halving=HalvingSettings(rungs=(Rung(1, 32, 200),), reduction_factor=2, metric="val_acc"))
     back = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert back.halving == cfg.halving
     assert RunConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "halving"}).halving == HalvingSettings()
@@ -140,6 +142,8 @@ def test_ladder_setting_round_trips_and_rejects_bad_values():
         RunConfig.from_dict({**cfg.to_dict(), "halving": {"rungs": [{"epochs": 0}]}})
     with pytest.raises(SettingsError, match="unknown field"):
         HalvingSettings.from_dict({"rungz": []})
+    with pytest.raises(SettingsError, match="val_loss or val_acc"):
+        HalvingSettings(metric="test_acc")  # the test split never selects
 
 
 # ---------------------------------------------------------------------------------------------- decisions
@@ -168,6 +172,20 @@ def test_pruner_decisions_are_deterministic_and_respect_the_factor(store):
     assert first == again
     # eta=2: of n so far the best max(1, n // 2) continue: 0.51 is 3rd of 5 (stops), 0.65 2nd of 8 (continues)
     assert first == [True, True, False, True, False, False, True, True]
+
+
+def test_the_score_is_minus_validation_loss_by_default_so_tied_accuracies_still_rank():
+    from nas_core.rungs import asha_decisions, rung_score
+
+    assert HalvingSettings().metric == "val_loss"
+    assert rung_score({"val_loss": 0.5, "val_acc": 0.7}, "val_loss") == -0.5
+    assert rung_score({"val_loss": 0.5, "val_acc": 0.7}, "val_acc") == 0.7
+    assert rung_score({"val_loss": None}, "val_loss") is None
+    # Three candidates all predicting the majority class: equal accuracy, so all would tie and go on ...
+    assert asha_decisions([(1, 0, 0.6), (2, 0, 0.6), (3, 0, 0.6)]) == [True, True, True]
+    # ... while their losses still separate them.
+    losses = [rung_score({"val_loss": v}, "val_loss") for v in (1.2, 1.3, 1.1)]
+    assert asha_decisions([(1, 0, losses[0]), (2, 0, losses[1]), (3, 0, losses[2])]) == [True, False, True]
 
 
 # ---------------------------------------------------------------------------------------------- through the worker
