@@ -87,7 +87,9 @@ class Rung:
 
     epochs: int = 1  # training epochs at this rung (no early stopping below full fidelity)
     image_size: int | None = 32  # training resolution; None = the run's; capped at the run's
-    subsample: int | None = None  # balanced subsample of this many images; None = the run's
+    # Balanced subsample of this many images; None = the run's. A subsample is split on its own (same
+    # seed), so its validation images are a subset chosen for the rung: every candidate gets the same.
+    subsample: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
