@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from nas_core import engines
+from nas_core import engines, runconfig
 from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES, Candidate, direction
 from nas_core.runconfig import RunConfig
@@ -576,6 +576,34 @@ def engine_labels() -> dict[str, str]:
 def engine_proposes_batches(engine: str) -> bool:
     """True when ``engine`` proposes a whole generation per iteration (per_iteration = population)."""
     return engines.get_engine(engine).batch
+
+
+# ------------------------------------------------------------------ store reads (pages never call the store)
+
+
+def get_candidate(store: Any, candidate_id: int) -> Candidate:
+    """One candidate by id."""
+    return store.get_candidate(candidate_id)
+
+
+def list_runs(store: Any) -> list[Any]:
+    """Every run record (id, name, engine, ...), as the store lists them."""
+    return store.list_runs()
+
+
+def llm_calls(store: Any, run_id: int) -> list[Any]:
+    """The run's LLM calls, as sent and answered (secrets redacted)."""
+    return store.list_llm_calls(run_id)
+
+
+def run_events(store: Any, run_id: int, limit: int = 50) -> list[Any]:
+    """The run's latest audit-log events."""
+    return store.events(run_id=run_id, limit=limit)
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    """``"params<=500000"`` -> ``("params", "<=", 500000.0)`` (see :func:`nas_core.runconfig.parse_constraint`)."""
+    return runconfig.parse_constraint(text)
 
 
 def spec_json(spec: ArchSpec) -> str:

@@ -78,7 +78,7 @@ ids = list(labels)
 best_id = sess.poll().best_id
 default = [best_id] if best_id in labels else ids[:1]
 chosen = st.multiselect("Candidates to compare", ids, default, format_func=labels.get, key="compare_ids")
-cands = [store.get_candidate(i) for i in chosen]
+cands = [studio.get_candidate(store, i) for i in chosen]
 if cands:
     st.subheader("Accuracy per group")
     small = st.number_input("Warn below this many test images in a group", 1, 1000, 30, key="small_n")
@@ -136,7 +136,7 @@ pc = st.multiselect("Metrics", metrics, ["accuracy", "unfairness", "params", "la
 st.plotly_chart(parallel_coordinates(measured, pc, color="accuracy"), key="parallel")
 
 st.subheader("Hypervolume against evaluations")
-runs = {r.id: f"#{r.id} {r.name} ({r.engine})" for r in store.list_runs()}
+runs = {r.id: f"#{r.id} {r.name} ({r.engine})" for r in studio.list_runs(store)}
 hv_runs = st.multiselect("Runs to compare", list(runs), [run_id], format_func=runs.get, key="hv_runs")
 hv_obj = st.multiselect("Objectives", metrics, list(sess.config.objectives), key="hv_obj", format_func=label)
 if len(hv_obj) >= 2 and hv_runs:

@@ -122,7 +122,7 @@ if uses_reasons:  # heuristic and LINAS designers ignore free text, so no prompt
             st.error(str(exc))
 
 # ----------------------------------------------------------------------------- proposals
-pending = [store.get_candidate(cid) for cid in state.pending]
+pending = [studio.get_candidate(store, cid) for cid in state.pending]
 if pending:
     st.subheader(f"Proposals of iteration {state.iteration}")
     if len(pending) > 1:
@@ -174,7 +174,7 @@ def live() -> None:
     st.session_state["in_flight_seen"] = now.in_flight
     if before is not None and set(before) - set(now.in_flight):
         for cid in set(before) - set(now.in_flight):
-            st.toast(f"Evaluation of #{cid} finished: {store.get_candidate(cid).status}")
+            st.toast(f"Evaluation of #{cid} finished: {studio.get_candidate(store, cid).status}")
         st.rerun(scope="app")
     if st.session_state.get("auto_left") and not now.in_flight:
         step = studio.session(store, run_id, api_key=api_key).step_auto("auto")
@@ -187,7 +187,7 @@ def live() -> None:
         return
     st.subheader("Evaluations")
     for cid in now.in_flight:
-        c = store.get_candidate(cid)
+        c = studio.get_candidate(store, cid)
         p = studio.job_progress(store, cid)
         epoch, total = p.get("epoch"), p.get("max_epochs")
         label = f"#{cid} {c.origin}: {c.status}"
@@ -218,7 +218,7 @@ if done:
         "note": c.error or c.rationale[:120],
     } for c in reversed(done)]), hide_index=True, key="decided")
 
-calls = store.list_llm_calls(run_id)
+calls = studio.llm_calls(store, run_id)
 if calls:
     with st.expander(f"LLM transcript ({len(calls)} calls)"):
         for call in reversed(calls[-10:]):
@@ -233,7 +233,7 @@ if calls:
             st.caption("Answer")
             st.code((call.raw_answer or "")[:4000] or "(no answer)", language=None)
 
-events = store.events(run_id=run_id, limit=50)
+events = studio.run_events(store, run_id, limit=50)
 if events:
     with st.expander("Timeline (who did what, when)"):
         st.dataframe(pd.DataFrame([{

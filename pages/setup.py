@@ -96,9 +96,7 @@ auto = st.checkbox("Auto-approve every proposal (unattended)", key="cfg_auto")
 
 
 def make_config():
-    from nas_core.runconfig import parse_constraint
-
-    cons = tuple(parse_constraint(c) for c in constraints_text.split(",") if c.strip())
+    cons = tuple(studio.parse_constraint(c) for c in constraints_text.split(",") if c.strip())
     return studio.build_config(
         base, name=name, dataset=dataset, engine=engine, evaluation=evaluation, choices_json=choices_json,
         env={"device": device, "threads": int(threads), "batch_size": int(env_batch),

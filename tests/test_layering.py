@@ -38,3 +38,87 @@ def test_pages_import_only_engine_ui_and_display_libraries():
             if bad:
                 offenders[p.name] = sorted(bad)
     assert offenders == {}
+
+
+# --- the app's layers: pages and ui/ reach the engine only through nas_core.studio ---------------
+
+APP_FILES = sorted((ROOT / "pages").glob("*.py")) + sorted((ROOT / "ui").glob("*.py")) + [ROOT / "app.py"]
+#: What a page or a ui module may import from the engine: the view functions, and the exception types.
+ENGINE_DOORS = {"nas_core.studio", "nas_core.errors"}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
+        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    )
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node, except those under ``if TYPE_CHECKING:`` (annotations only)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _engine_imports(path: pathlib.Path) -> set[str]:
+    """Full names of the nas_core modules ``path`` imports at run time."""
+    out: set[str] = set()
+    for node in _runtime_nodes(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "nas_core")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "nas_core":
+                out.update(f"nas_core.{a.name}" for a in node.names)
+            elif node.module.split(".")[0] == "nas_core":
+                out.add(node.module)
+    return out
+
+
+def test_app_files_exist_to_check():
+    names = {p.name for p in APP_FILES if p.exists()}
+    assert {"setup.py", "search.py", "results.py", "common.py", "app.py"} <= names
+
+
+def test_pages_and_ui_import_the_engine_only_through_studio():
+    offenders = {}
+    for p in APP_FILES:
+        if p.exists():
+            bad = _engine_imports(p) - ENGINE_DOORS
+            if bad:
+                offenders[f"{p.parent.name}/{p.name}"] = sorted(bad)
+    assert offenders == {}
+
+
+def test_ui_never_imports_heavy_or_storage_libraries():
+    forbidden = {"torch", "pymoo", "sklearn", "sqlite3", "openai"}
+    offenders = {p.name: sorted(_imports(p) & forbidden) for p in (ROOT / "ui").glob("*.py") if _imports(p) & forbidden}
+    assert offenders == {}
+
+
+def test_pages_and_ui_never_call_the_store_directly():
+    # the store object is passed to studio functions; any `store.<attribute>` in a page is a direct call
+    offenders = []
+    for p in APP_FILES:
+        if not p.exists():
+            continue
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p))):
+            if isinstance(node, ast.Attribute):
+                base = node.value
+                name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)
+                if name == "store":
+                    offenders.append(f"{p.parent.name}/{p.name}:{node.lineno} store.{node.attr}")
+    assert offenders == []
+
+
+def test_the_layering_checks_catch_a_violation(tmp_path):
+    page = tmp_path / "bad.py"
+    page.write_text("from nas_core.store import Store\nfrom nas_core import studio\n"
+                    "if TYPE_CHECKING:\n    from nas_core.space import ArchSpec\n")
+    assert _engine_imports(page) == {"nas_core.store", "nas_core.studio"}

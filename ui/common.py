@@ -20,7 +20,7 @@ def get_store():
 
 def run_picker(store, label: str = "Run", key: str = "run_picker") -> int | None:
     """Select the current run (kept in the URL, so a refresh keeps it)."""
-    runs = store.list_runs()
+    runs = studio.list_runs(store)
     if not runs:
         return None
     ids = [r.id for r in runs]  # newest first

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
-from nas_core.space import ArchSpec
+if TYPE_CHECKING:  # annotations only: ui/ reaches the engine through nas_core.studio
+    from nas_core.space import ArchSpec
 
 
 def blocks_table(spec: ArchSpec) -> pd.DataFrame:
