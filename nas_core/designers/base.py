@@ -4,7 +4,8 @@ A designer reads a :class:`DesignContext` (the run's Choices, everything measure
 so far, the human's feedback, the priorities) and returns proposals. It never
 touches the store, never trains, never blocks on a person: the session
 (:mod:`nas_core.session`) owns the loop and the approval gate. Every designer
-passes the shared contract suite in ``tests/designers/contract.py``.
+passes the shared contract suite :class:`nas_core.testing.DesignerTestCase`; register a new
+one with :func:`nas_core.engines.register_engine`.
 """
 
 from __future__ import annotations
