@@ -586,7 +586,7 @@ def _run_training(req: TrainRequest, progress: Callable[[dict[str, Any]], None] 
         write_trained_on(path, trained_on)
 
     def on_epoch(record: dict[str, Any]) -> None:
-        if store is not None:
+        if store is not None and not record.get("partial"):  # a checkpoint is written once per epoch
             register(store, path, read_meta(path))
         if progress is not None:
             progress(record)
