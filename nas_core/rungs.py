@@ -644,15 +644,15 @@ class CandidateRungs:
         return d
 
     def to_text(self) -> str:
-        """One line: ``#3 rung 1/2 stopped (pruner): preliminary acc 0.61 ... rank 2 of 3``."""
-        head = f"#{self.candidate_id} rung {self.rung}/{self.rungs} {self.state}"
-        if self.decided_by:
-            head += f" ({self.decided_by})"
+        """One line: ``#3 rung 1/2 stopped (pruner): PRELIMINARY (1 epoch at 32 px) val acc ..., rank 2 of 3``."""
+        head = f"#{self.candidate_id} rung {self.rung}/{self.rungs}"
+        if self.state != "final":
+            head += f" {self.state}" + (f" ({self.decided_by})" if self.decided_by else "")
         if self.test_acc is None:
-            return head
+            return head + (f": {self.fidelity}" if self.fidelity else "")
         kind = "PRELIMINARY" if self.preliminary else "final"
-        text = (f"{head}: {kind} [{self.result_fidelity}] val acc {_f(self.val_acc)}, test acc {_f(self.test_acc)}, "
-                f"unfairness {_f(self.unfairness)}")
+        text = (f"{head}: {kind} ({self.result_fidelity.split(': ', 1)[-1]}) val acc {_f(self.val_acc)}, "
+                f"test acc {_f(self.test_acc)}, unfairness {_f(self.unfairness)}")
         if self.rank is not None:
             text += f", rank {self.rank} of {self.ranked} at this rung"
         return text
@@ -699,7 +699,7 @@ def candidate_rungs(store: Any, run_id: int) -> dict[int, CandidateRungs]:
         else:
             rung, fidelity, state = 0, "", c.status
         rank = ranked = None
-        if last is not None and last.score is not None:
+        if last is not None and last.score is not None and not last.final:  # full results rank on Results
             peers = [r.score for r in by_rung.get(last.rung, ()) if r.score is not None]
             rank, ranked = 1 + sum(1 for s in peers if s > last.score), len(peers)
         out[c.id] = CandidateRungs(

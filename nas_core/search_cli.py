@@ -339,6 +339,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             lines.append("failed: " + "; ".join(f"#{c.id}: {(c.error or 'no message')[:160]}" for c in failed_cands[:5])
                          + ("; ..." if len(failed_cands) > 5 else ""))
         lines.append("best: " + ("none measured" if best is None else _cand_line(best)))
+        from nas_core.rungs import candidate_rungs  # successive halving: who stopped at a preliminary rung
+
+        stopped = [v.candidate_id for v in candidate_rungs(s.store, s.run_id).values() if v.state == "stopped"]
+        if stopped:
+            report["stopped_at_rung"] = stopped
+            lines.append(f"{len(stopped)} candidate(s) stopped after a preliminary rung "
+                         f"({', '.join(f'#{i}' for i in stopped)}): see `python -m nas_core rungs --db {args.db} "
+                         f"--run {s.run_id}`; continue one with `python -m nas_core promote --db {args.db} ID`")
         if best is not None:
             lines.append("spec: " + best.spec.to_json())
             lines.append(f"compare with the baselines: python -m nas_core table --db {args.db} --run {s.run_id}")

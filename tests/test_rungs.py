@@ -330,7 +330,7 @@ def test_cli_rungs_promote_stop_remeasure_seeds(store, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["rungs", "--db", db, "--run", str(sess.run_id)]) == 0
     out = capsys.readouterr().out
-    assert f"#{b} rung 1/2 stopped (pruner): PRELIMINARY" in out and f"#{a} rung 2/2 final" in out
+    assert f"#{b} rung 1/2 stopped (pruner): PRELIMINARY" in out and f"#{a} rung 2/2: final (up to 4 epochs at 64 px)" in out
     assert main(["promote", "--db", db, str(b)]) == 0
     assert "queued" in capsys.readouterr().out
     assert main(["stop", "--db", db, str(b), "--json"]) == 0
