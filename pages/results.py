@@ -104,7 +104,8 @@ if cands:
                                       for g, n, sm in zip(mix["group"], mix["n"], mix["small"])])
         pct = {k: st.column_config.NumberColumn(label(k), format="percent") for k in
                ("accuracy", "balanced_accuracy", "expected_from_class_mix", "class_mix_effect", "model_gap")}
-        st.dataframe(shown_mix.drop(columns=["small"]), hide_index=True, key=f"mix_{c.id}", column_config={
+        st.container(key=f"mix_box_{c.id}").dataframe(
+            shown_mix.drop(columns=["small"]), hide_index=True, key=f"mix_{c.id}", column_config={
             **pct, "attribute": "Attribute", "group": "Group", "n": "Test images",
             "expected_from_class_mix": st.column_config.NumberColumn("Expected from class mix", format="percent"),
             "class_mix_effect": st.column_config.NumberColumn("Class-mix effect", format="percent"),

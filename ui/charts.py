@@ -82,6 +82,8 @@ def pareto_scatter(df: pd.DataFrame, x: str, y: str, front_col: str = "on_front"
         )
     fig.update_traces(marker=dict(size=11), selector=dict(mode="markers"))
     fig.update_layout(height=440, legend_title_text="", margin=dict(l=10, r=10, t=30, b=10))
+    _sane_axes(fig, data[y])
+    _sane_axes(fig, data[x], axis="x")
     return fig
 
 
@@ -151,7 +153,7 @@ def metric_over_iterations(df: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
-def _sane_axes(fig: go.Figure, values: pd.Series) -> None:
+def _sane_axes(fig: go.Figure, values: pd.Series, axis: str = "y") -> None:
     """A single point (or identical values) gets a range around it, not a 1e-3 sliver with odd ticks."""
     v = pd.to_numeric(values, errors="coerce").dropna()
     if v.empty:
@@ -159,7 +161,7 @@ def _sane_axes(fig: go.Figure, values: pd.Series) -> None:
     lo, hi = float(v.min()), float(v.max())
     if hi - lo <= 1e-9 * max(1.0, abs(hi)):
         pad = abs(hi) * 0.1 or 0.1
-        fig.update_yaxes(range=[lo - pad, hi + pad])
+        (fig.update_xaxes if axis == "x" else fig.update_yaxes)(range=[lo - pad, hi + pad])
 
 
 def hypervolume_lines(hv: pd.DataFrame) -> go.Figure:

@@ -91,8 +91,9 @@ def test_heuristic_demo_run_end_to_end(app_server, page):
     click(page, "demo_run")
     page.wait_for_url(re.compile(r"/search"), timeout=60_000)
     page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
+    wait_idle(page)
     (cid,) = card_ids(page)
-    assert page.get_by_text("Rationale.").first.is_visible()
+    page.get_by_text("Rationale.").first.wait_for(state="visible")
     click(page, f"approve_{cid}")
     wait_for_done(page, 1)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,10 @@ def test_heuristic_demo_run_end_to_end(app_server, page):
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     assert page.get_by_text("Leaderboard").first.is_visible()
     assert page.get_by_text("Accuracy per group").first.is_visible()
+    # The class-mix split (the tiny data set's age groups differ in class mix) and the search's curve.
+    assert page.get_by_text("Class mix or model? (per group)").first.is_visible()
+    assert page.locator(key(f"mix_box_{cid}")).first.is_visible()  # a canvas grid: its cells are not DOM text
+    assert page.get_by_text("Over the search").first.is_visible()
     page.screenshot(path=str(SHOTS / "results.png"), full_page=True)
 
     goto(page, f"{url}/export")
@@ -171,3 +176,28 @@ def test_linas_step_approves_a_population(app_server, page):
     click(page, "approve_all")
     wait_for_done(page, 3)
     assert not card_ids(page)
+
+
+PAGES = ["", "data", "setup", "search", "results", "jobs", "export"]
+REVIEW = ROOT / "test-artifacts" / "review"
+
+
+@pytest.mark.parametrize("size", [(1400, 1000), (1280, 720)], ids=["1400x1000", "1280x720"])
+def test_screenshot_review_of_every_page(app_server, browser, size):
+    """Every page (with the runs the tests above made) at a desktop and a laptop size: nothing wider than
+    the window, and a picture of each under test-artifacts/review/ for a person to look at."""
+    width, height = size
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    REVIEW.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in PAGES:
+            goto(page, f"{app_server['url']}/{name}")
+            page.screenshot(path=str(REVIEW / f"{name or 'home'}_{width}x{height}.png"), full_page=True)
+            overflow = page.evaluate(
+                "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 1, f"page /{name} is {overflow}px wider than a {width}px window"
+            assert not page.locator('[data-testid="stException"]').count(), f"page /{name} shows a traceback"
+    finally:
+        context.close()
