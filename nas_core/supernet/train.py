@@ -11,6 +11,16 @@ labels. After every epoch the largest network's batch-norm statistics are
 recalibrated and its validation loss decides early stopping (patience); the best
 weights are kept.
 
+The default recipe is sized for 2 CPU cores (issue 13, measured by
+``benchmarks/bench_supernet.py``): a cosine learning-rate schedule with one warm-up
+epoch (converges in the 16 epochs it is given), one random sub-network per step, and
+training at half the run's resolution (never below 32 px) while measuring at the
+run's, with batch-norm statistics recalibrated there. Progressive shrinking
+(Once-for-All: the largest first, then elastic kernel, depth, expand, width) is
+available as ``progressive`` and off by default until the benchmark shows it ranks
+better. Progress reports carry ``fraction``, ``message`` and ``eta_seconds``, after
+every epoch and every :data:`PROGRESS_EVERY_S` seconds inside one (``partial``).
+
 A checkpoint is written atomically after every epoch with the current and best
 weights, the optimizer state and every random-number state (torch's global RNG, the
 batch-order generator, the sub-network sampler), so a stopped training resumes at
