@@ -340,7 +340,11 @@ class Nsga2Engine:
 # ----------------------------------------------------------------------------- LINAS
 @dataclass(frozen=True)
 class LinasSettings:
-    """LINAS defaults (seed 001 Tables 4-5; the inner search runs on predictors only)."""
+    """LINAS defaults (seed 001 Tables 4-5; the inner search runs on predictors only).
+
+    The selection defaults were chosen by ``benchmarks/bench_search.py`` on NAS-Bench-Graph and
+    the MobileNetV3-style space (issue 12); each is a switch so the benchmark can compare them.
+    """
 
     population: int = 50  # inner population size
     inner_evaluations: int = 20_000  # predictor evaluations of the inner search per iteration
@@ -353,6 +357,15 @@ class LinasSettings:
     rank_against_measured: bool = True  # rank picks together with the measured front (fill its gaps)
     exact_features: bool = False  # add cheap exact objectives (log) as features; hurt SVR on cora
     exact_rerank: int = 3  # non-cheap exact objectives: compute them for this many x n picks, re-rank
+    # target transform of "max" objectives: rank (extends past the measured range) | rank_clamped
+    transform: str = "rank_clamped"
+    log_costs: bool = False  # fit logs of every positive "min" objective (else only when max/min > 5)
+    rank_against: str = "measured"  # anchors of the picks: measured values | predicted values of them
+    extreme_picks: int = 0  # picks per objective reserved for the best predicted value of it
+    inactive_features: bool = False  # add an "inactive" flag per gene the space can switch off
+    selection: str = "spread"  # spread (farthest point on the predicted fronts) | hvi (greedy HV gain)
+    disagreement_share: float = 0.0  # share of picks with the largest ensemble disagreement
+    fast_inner: bool = True  # nsga2: the vectorized inner search (nas_core.linas.fastmoo), not pymoo's
 
 
 class LinasEngine:
@@ -367,6 +380,12 @@ class LinasEngine:
     def _expensive(self, space: SearchSpace, objectives: Objectives) -> list[str]:
         cheap = set(space.exact_names) if space.exact_is_cheap else set()
         return [m for m in objectives.metrics if m not in cheap]
+
+    def _make(self, objectives: Objectives, metric: str, name: str, seed: int):
+        s = self.settings
+        direction = dict(zip(objectives.names, objectives.directions)).get(metric, "min")
+        log_target = True if (s.log_costs and direction == "min") else None
+        return make_predictor(name, seed, transform=s.transform, log_target=log_target)
 
     def fit_predictors(
         self,
@@ -387,11 +406,11 @@ class LinasEngine:
         for m in self._expensive(space, objectives):
             y = V[m]
             best, cv = select_predictor(feats, y, s.predictors, s.cv_folds, seed)
-            models[m] = make_predictor(best, seed).fit(feats, y)
+            models[m] = self._make(objectives, m, best, seed).fit(feats, y)
             for name in s.predictors:
                 tau = err = None
                 if old.sum() >= 2 and new.sum() >= 2:
-                    pred = make_predictor(name, seed).fit(feats[old], y[old]).predict(feats[new])
+                    pred = self._make(objectives, m, name, seed).fit(feats[old], y[old]).predict(feats[new])
                     tau, err = kendall_tau(y[new], pred), mape(y[new], pred)
                 scores.append(PredictorScore(m, name, cv.get(name), tau, err, name == best))
         n_test = int(new.sum()) if old.sum() >= 2 and new.sum() >= 2 else 0
@@ -399,10 +418,39 @@ class LinasEngine:
             iteration=iteration, n_train=len(X), n_test=n_test, scores=tuple(scores)
         )
 
+    def _members(self, space, objectives, models, history, seed: int, k: int = 3) -> dict[str, list]:
+        """Bootstrap refits (80% subsamples) of every chosen predictor: the disagreement ensemble."""
+        X, V, _ = measured_arrays(space, objectives, history)
+        feats = self.features(space, X)
+        rng = np.random.default_rng(seed + 7)
+        out: dict[str, list] = {}
+        for m, mdl in models.items():
+            name = getattr(mdl, "name", "ridge")
+            out[m] = []
+            for _ in range(k):
+                idx = rng.choice(len(X), size=max(2, int(0.8 * len(X))), replace=False)
+                out[m].append(self._make(objectives, m, name, seed).fit(feats[idx], V[m][idx]))
+        return out
+
+    def _inactive_columns(self, space: SearchSpace) -> np.ndarray | None:
+        """Genes the space can switch off (probed once per space), or None when not asked for."""
+        if not self.settings.inactive_features:
+            return None
+        cache = self.__dict__.setdefault("_inactive_cache", {})
+        if id(space) not in cache:
+            probe = space.random_genes(np.random.default_rng(0), 512)
+            cols = np.arange(space.n_var)
+            cache[id(space)] = cols[_inactive(space, probe, cols).any(axis=0)]
+        return cache[id(space)]
+
     def features(self, space: SearchSpace, X: np.ndarray) -> np.ndarray:
-        """Gene features, plus the log of every cheap exact objective (known for free, and
-        informative: parameters say much about latency and capacity)."""
+        """Gene features, plus an "inactive" flag per gene the space can switch off (an inactive
+        layer is then not the same as its smallest choice), plus the log of every cheap exact
+        objective when ``exact_features`` (parameters say much about latency and capacity)."""
         F = space.features(X)
+        cols = self._inactive_columns(space)
+        if cols is not None and len(cols):
+            F = np.column_stack([F, _inactive(space, X, cols)])
         if not (self.settings.exact_features and space.exact_is_cheap and space.exact_names):
             return F
         ex = space.exact_array(X)
@@ -440,19 +488,18 @@ class LinasEngine:
         seen = _history_ids(space, history) | set(exclude)
         seed = int(rng.integers(2**31 - 1))
         models, report = self.fit_predictors(space, objectives, history, iteration, seed)
-        archive = self._inner_search(space, objectives, models, X, V, rng, seed, progress)
-        # every distinct, valid, new config the inner search visited
-        A = space.canonical(archive)
-        A = A[space.is_valid(A)]
+        A, P = self._inner_search(space, objectives, models, X, V, rng, seed, progress)
+        # every distinct, valid, new config the inner search visited, with its predictions
+        ok = space.is_valid(A)
+        A, P = A[ok], {m: v[ok] for m, v in P.items()}
         ids = space.ids(A)
         _, first = np.unique(ids, return_index=True) if ids.dtype != object else _unique_obj(ids)
         first = np.sort(first)
-        A, ids = A[first], ids[first]
-        new = np.array([i not in seen for i in ids], dtype=bool)
-        A, ids = A[new], ids[new]
-        Fm, CVm = objectives.to_min(V), objectives.violation(V, len(X))
-        anchors = Fm[CVm <= 0] if s.rank_against_measured else Fm[:0]
-        picks = self._pick(space, objectives, models, A, n, anchors)
+        new = first[np.array([i not in seen for i in ids[first]], dtype=bool)] if len(first) else first
+        A, ids, P = A[new], ids[new], {m: v[new] for m, v in P.items()}
+        anchors = self._anchors(space, objectives, models, X, V)
+        members = self._members(space, objectives, models, history, seed) if s.disagreement_share > 0 else None
+        picks = self._pick(space, objectives, models, A, n, anchors, P, members)
         Xo = A[picks]
         seen |= set(ids[picks].tolist())
         Xo, exhausted = _fill_random(space, rng, n, Xo, seen)
@@ -472,22 +519,101 @@ class LinasEngine:
             progress(1.0)
         return _batch(Xo, predicted, report, exhausted)
 
-    def _pick(self, space, objectives, models, A: np.ndarray, n: int, measured: np.ndarray) -> np.ndarray:
+    def _anchors(self, space, objectives, models, X: np.ndarray, V) -> np.ndarray:
+        """Points the picks are ranked against: the measured feasible front, as measured or as
+        predicted (shrunk predictions then compete with equally shrunk anchors)."""
+        s = self.settings
+        Fm, CVm = objectives.to_min(V), objectives.violation(V, len(X))
+        if not s.rank_against_measured:
+            return Fm[:0]
+        feas = np.flatnonzero(CVm <= 0)
+        if s.rank_against == "measured" or len(feas) == 0:
+            return Fm[feas]
+        from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+        front = feas[NonDominatedSorting().do(Fm[feas], only_non_dominated_front=True)]
+        return objectives.to_min(self.predict(space, objectives, models, X[front]))
+
+    def _pick(
+        self, space, objectives, models, A: np.ndarray, n: int, measured: np.ndarray, vals=None, members=None
+    ) -> np.ndarray:
         if len(A) == 0:
             return np.zeros(0, dtype=np.int64)
-        vals = self.predict(space, objectives, models, A)
+        if vals is None:
+            vals = self.predict(space, objectives, models, A)
         F, CV = objectives.to_min(vals), objectives.violation(vals, len(A))
         rerank = [m for m in objectives.metrics if m in space.exact_names and not space.exact_is_cheap]
         if not rerank:
-            return survive_against(F, CV, n, measured)
+            return self._select(objectives, A, F, CV, n, measured, space, members)
         # exact objectives too slow for the whole archive: shortlist by prediction, re-rank exactly
         short = survive_against(F, CV, self.settings.exact_rerank * n, measured)
         exact = space.exact_array(A[short])
         sub = {m: (exact[m] if m in rerank else np.asarray(vals[m])[short]) for m in objectives.metrics}
         Fs, CVs = objectives.to_min(sub), objectives.violation(sub, len(short))
-        return short[survive_against(Fs, CVs, n, measured)]
+        return short[self._select(objectives, A[short], Fs, CVs, n, measured, space, members)]
 
-    def _inner_search(self, space, objectives, models, X, V, rng, seed, progress) -> np.ndarray:
+    def _select(self, objectives, A, F, CV, n: int, anchors, space, members) -> np.ndarray:
+        """The batch: reserved extremes, a share by ensemble disagreement, the rest by the rule."""
+        s = self.settings
+        n = min(n, len(F))
+        chosen: list[int] = []
+        feas = np.flatnonzero(CV <= 0)
+        if s.extreme_picks > 0 and len(feas):
+            for j in range(F.shape[1]):
+                order = feas[np.argsort(F[feas, j], kind="stable")]
+                chosen += [int(i) for i in order[: s.extreme_picks] if int(i) not in chosen]
+        chosen = chosen[:n]
+        k_dis = int(round(s.disagreement_share * n)) if members else 0
+        if k_dis > 0 and len(chosen) < n:
+            pool = survive_against(F, CV, min(len(F), 6 * n), anchors)
+            pool = np.array([i for i in pool if i not in set(chosen)], dtype=np.int64)
+            if len(pool):
+                feats = self.features(space, A[pool])
+                spread_ = np.zeros(len(pool))
+                for mem in members.values():
+                    P = np.column_stack([mm.predict(feats) for mm in mem])
+                    spread_ += P.std(axis=1) / (np.std(P) or 1.0)
+                chosen += pool[np.argsort(-spread_, kind="stable")[: min(k_dis, n - len(chosen))]].tolist()
+        rest = n - len(chosen)
+        if rest <= 0:
+            return np.array(chosen[:n], dtype=np.int64)
+        mask = np.ones(len(F), dtype=bool)
+        mask[chosen] = False
+        left = np.flatnonzero(mask)
+        if s.selection == "hvi" and F.shape[1] == 2:
+            sel = greedy_hvi(F[left], CV[left], rest, np.vstack([anchors, F[chosen]]) if chosen else anchors)
+        else:
+            sel = survive_against(F[left], CV[left], rest, np.vstack([anchors, F[chosen]]) if chosen else anchors)
+        return np.array(chosen + left[sel].tolist(), dtype=np.int64)
+
+    def _inner_search(self, space, objectives, models, X, V, rng, seed, progress):
+        """Run the inner algorithm on the predictors; return every row it evaluated and its predictions."""
+        s = self.settings
+        algo_name = check_algorithm(s.algorithm, len(objectives.names), bool(objectives.constraints))
+        if algo_name == "nsga2" and s.fast_inner:
+            from nas_core.linas.fastmoo import nsga2_search
+
+            store: list[dict] = []
+
+            def evaluate(Xi: np.ndarray):
+                vals = self.predict(space, objectives, models, Xi)
+                store.append(vals)
+                cv = objectives.violation(vals, len(Xi)) + np.where(space.is_valid(Xi), 0.0, 1.0)
+                if progress:
+                    progress(min(0.99, sum(len(next(iter(v.values()))) for v in store) / s.inner_evaluations))
+                return objectives.to_min(vals), cv
+
+            W = self.warm_start(space, objectives, X, V, rng)
+            p_mut = s.mutation or 1.0 / space.n_var
+            A, _, _ = nsga2_search(
+                space, evaluate, W, s.inner_evaluations, s.population, s.crossover, p_mut, rng
+            )
+            P = {m: np.concatenate([v[m] for v in store]) for m in store[0]} if store else {}
+            return A, P
+        A = self._pymoo_search(space, objectives, models, X, V, rng, seed, progress)
+        return A, self.predict(space, objectives, models, A) if len(A) else {}
+
+    def _pymoo_search(self, space, objectives, models, X, V, rng, seed, progress) -> np.ndarray:
         """Run the pymoo algorithm on the predictors; return every gene row it evaluated."""
         from pymoo.core.problem import Problem
 
@@ -609,6 +735,78 @@ class LinasEngine:
             mutation=ops["mutation"],
             repair=ops["repair"],
         )
+
+
+
+
+def greedy_hvi(F: np.ndarray, CV: np.ndarray, k: int, anchors: np.ndarray) -> np.ndarray:
+    """``k`` indices of ``F`` (two objectives, minimization) chosen greedily by hypervolume gain.
+
+    Each step takes the candidate whose predicted point adds the most hypervolume to the anchors
+    plus the points chosen so far (objectives normalized over candidates and anchors, reference
+    point 1.1). Once nothing adds volume, the rest follow :func:`survive_against`.
+    """
+    n = len(F)
+    k = min(k, n)
+    feas = np.flatnonzero(CV <= 0)
+    anchors = np.asarray(anchors, dtype=float).reshape(-1, 2)
+    if k == 0 or len(feas) == 0:
+        return survive_against(F, CV, k, anchors)
+    both = np.vstack([F[feas], anchors])
+    lo, span = both.min(axis=0), both.max(axis=0) - both.min(axis=0)
+    span = np.where(span > 0, span, 1.0)
+    Z = (F[feas] - lo) / span
+    S = (anchors - lo) / span
+    ref = np.array([1.1, 1.1])
+    chosen: list[int] = []
+    avail = np.ones(len(feas), dtype=bool)
+    while len(chosen) < k:
+        if len(S):
+            S = S[np.lexsort((S[:, 1], S[:, 0]))]
+            S = S[np.concatenate([[True], np.minimum.accumulate(S[:, 1])[:-1] > S[1:, 1]])]
+        c = Z[avail]
+        box = np.clip(ref[0] - c[:, 0], 0, None) * np.clip(ref[1] - c[:, 1], 0, None)
+        if len(S):
+            T1 = np.minimum(np.maximum(S[None, :, 0], c[:, None, 0]), ref[0])
+            T2 = np.minimum(np.maximum(S[None, :, 1], c[:, None, 1]), ref[1])
+            width = np.diff(np.concatenate([T1, np.full((len(c), 1), ref[0])], axis=1), axis=1)
+            height = ref[1] - np.minimum.accumulate(T2, axis=1)
+            gain = box - (width * height).sum(axis=1)
+        else:
+            gain = box
+        if len(gain) == 0 or gain.max() <= 1e-12:
+            break
+        j = np.flatnonzero(avail)[int(np.argmax(gain))]
+        chosen.append(int(j))
+        avail[j] = False
+        S = np.vstack([S, Z[j]]) if len(S) else Z[j][None, :]
+    picked = feas[chosen]
+    if len(picked) < k:
+        rest = np.setdiff1d(np.arange(n), picked)
+        more = survive_against(F[rest], CV[rest], k - len(picked), np.vstack([anchors, F[picked]]))
+        picked = np.concatenate([picked, rest[more]])
+    return picked.astype(np.int64)
+
+def _inactive(space: SearchSpace, X: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(n, len(cols)) mask: gene ``cols[j]`` means nothing in row i.
+
+    Uses the space's ``active(X)`` when it has one; otherwise a gene is inactive where changing
+    it leaves the canonical row unchanged (so the CNN and super-network spaces get the flags too).
+    """
+    X = np.asarray(X, dtype=np.int64)
+    active = getattr(space, "active", None)
+    if active is not None:
+        return ~np.asarray(active(X), dtype=bool)[:, cols]
+    C = space.canonical(X)
+    out = np.zeros((len(X), len(cols)), dtype=bool)
+    for j, c in enumerate(cols):
+        n = space.genes[c].n
+        if n < 2:
+            continue
+        Y = X.copy()
+        Y[:, c] = (Y[:, c] + 1) % n
+        out[:, j] = np.all(space.canonical(Y) == C, axis=1)
+    return out
 
 
 def _unique_obj(ids: np.ndarray) -> tuple[list, np.ndarray]:

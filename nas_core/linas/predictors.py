@@ -22,17 +22,31 @@ PREDICTOR_NAMES = ("ridge", "svr", "stacked")
 
 
 class _Standardized:
-    """Shared target scaling; subclasses implement ``_fit`` / ``_predict`` on scaled targets."""
+    """Shared target scaling; subclasses implement ``_fit`` / ``_predict`` on scaled targets.
+
+    Attributes:
+        transform: ``rank`` (fit normal scores of the ranks, map back by the training quantiles,
+            extended linearly past the measured extremes), ``rank_clamped`` (the same, clamped at
+            the measured extremes) or ``none`` (standardized values).
+        log_target: None: fit logs of positive targets whose max/min > 5; True: of every
+            positive target; False: never.
+    """
+
+    transform = "rank_clamped"
+    log_target: bool | None = None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Any:
         """Fit on features ``X`` (n, d) and targets ``y`` (n,); returns self."""
         y = np.asarray(y, dtype=float)
         # positive, skewed targets (latency, parameters) are multiplicative in the genes: fit logs
-        self.log_ = bool(len(y) and y.min() > 0 and y.max() / y.min() > 5)
+        if self.log_target is None:
+            self.log_ = bool(len(y) and y.min() > 0 and y.max() / y.min() > 5)
+        else:
+            self.log_ = bool(self.log_target and len(y) and y.min() > 0)
         self.quantiles_ = None
         if self.log_:
             y = np.log(y)
-        elif len(y) >= 4:
+        elif len(y) >= 4 and self.transform != "none":
             # other targets (accuracy) are fitted as normal scores of their ranks: a tail of broken
             # architectures would otherwise dominate the fit and flatten the top, where the front is
             # (halved the evaluations LINAS needed on NAS-Bench-Graph cora)
@@ -51,7 +65,7 @@ class _Standardized:
         if self.log_:
             return np.exp(z)
         if self.quantiles_ is not None:
-            return _from_scores(z, *self.quantiles_)
+            return _from_scores(z, *self.quantiles_, extrapolate=self.transform == "rank")
         return z
 
     def _fit_predict(self, X: np.ndarray, y: np.ndarray, Xt: np.ndarray) -> np.ndarray:
@@ -130,11 +144,20 @@ class StackedPredictor(_Standardized):
         n = len(z)
         oof = np.zeros((n, 2))
         k = min(self.folds, n)
+        # the targets are already transformed: the old default transformed them once more (and
+        # clamped); the extrapolating transforms fit the base learners on them as they are
+        inner = "rank_clamped" if self.transform == "rank_clamped" else "none"
+
+        def base(cls):
+            b = cls()
+            b.transform, b.log_target = inner, (None if inner == "rank_clamped" else False)
+            return b
+
         if k >= 2:
             for tr, te in _folds(n, k, self.seed):
-                oof[te, 0] = RidgePredictor()._fit_predict(X[tr], z[tr], X[te])
-                oof[te, 1] = SvrPredictor()._fit_predict(X[tr], z[tr], X[te])
-        self.base_ = (RidgePredictor().fit(X, z), SvrPredictor().fit(X, z))
+                oof[te, 0] = base(RidgePredictor)._fit_predict(X[tr], z[tr], X[te])
+                oof[te, 1] = base(SvrPredictor)._fit_predict(X[tr], z[tr], X[te])
+        self.base_ = (base(RidgePredictor).fit(X, z), base(SvrPredictor).fit(X, z))
         if k < 2:
             oof = np.column_stack([b.predict(X) for b in self.base_])
         self.final_ = Ridge(alpha=1e-3).fit(oof, z)
@@ -149,25 +172,39 @@ def _normal_scores(ranks: np.ndarray, n: int) -> np.ndarray:
     return norm.ppf((ranks + 0.5) / n)
 
 
-def _from_scores(z: np.ndarray, zs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _from_scores(z: np.ndarray, zs: np.ndarray, ys: np.ndarray, extrapolate: bool = False) -> np.ndarray:
     """Map normal scores back to target units by the training quantiles.
 
-    Clamped at the measured extremes: extending the end slopes instead was measured worse on
-    cora (median 204 vs 145 evaluations to 0.98 HV); with ties at the top, the inner search
-    trades off the other objectives among the configs predicted best.
+    ``extrapolate=False`` clamps at the measured extremes (then a config predicted better than
+    the best measured one ties with it, so the picks can never extend the front's ends);
+    ``True`` extends each end by the slope of its outer tenth of the training points.
     """
-    return np.interp(z, zs, ys)
+    y = np.interp(z, zs, ys)
+    if not extrapolate or len(zs) < 4:
+        return y
+    k = max(2, len(zs) // 10)
+    lo = (ys[k - 1] - ys[0]) / max(zs[k - 1] - zs[0], 1e-12)
+    hi = (ys[-1] - ys[-k]) / max(zs[-1] - zs[-k], 1e-12)
+    y = np.where(z < zs[0], ys[0] + (z - zs[0]) * lo, y)
+    return np.where(z > zs[-1], ys[-1] + (z - zs[-1]) * hi, y)
 
 
-def make_predictor(name: str, seed: int = 0) -> _Standardized:
-    """A fresh predictor by name (one of :data:`PREDICTOR_NAMES`)."""
+def make_predictor(
+    name: str, seed: int = 0, transform: str = "rank_clamped", log_target: bool | None = None
+) -> _Standardized:
+    """A fresh predictor by name (one of :data:`PREDICTOR_NAMES`) with its target transform."""
     if name == "ridge":
-        return RidgePredictor()
-    if name == "svr":
-        return SvrPredictor()
-    if name == "stacked":
-        return StackedPredictor(seed=seed)
-    raise ValueError(f"unknown predictor {name!r}; known: {', '.join(PREDICTOR_NAMES)}")
+        p: _Standardized = RidgePredictor()
+    elif name == "svr":
+        p = SvrPredictor()
+    elif name == "stacked":
+        p = StackedPredictor(seed=seed)
+    else:
+        raise ValueError(f"unknown predictor {name!r}; known: {', '.join(PREDICTOR_NAMES)}")
+    if transform not in ("rank", "rank_clamped", "none"):
+        raise ValueError(f"unknown target transform {transform!r}; known: rank, rank_clamped, none")
+    p.transform, p.log_target = transform, log_target
+    return p
 
 
 def _folds(n: int, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -52,3 +52,16 @@ class GridSource:
 
 
 DIRS = {"error": "min", "cost": "min", "latency": "min"}
+
+
+class GridProblem(GridSpace):
+    """GridSpace that evaluates itself: a benchmark plug-in for ``--space tests.linas.synthetic:GridProblem``."""
+
+    metrics = {"error": "min", "latency": "min", "cost": "min"}
+
+    def __init__(self, scale: str = "1"):
+        self.scale = float(scale)
+        self._source = GridSource()
+
+    def evaluate(self, configs):
+        return [{k: v * self.scale for k, v in r.items()} for r in self._source.evaluate(configs)]
