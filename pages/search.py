@@ -46,7 +46,20 @@ m3.metric("Waiting for you", len(state.pending))
 m4.metric("Queued / running", len(state.in_flight))
 best = sess.best()
 if best is not None and best.metrics is not None:
-    st.caption(f"Best so far: #{best.id} — {best.metrics.to_text()}")
+    bm = best.metrics
+    split = "validation, super-network estimate" if bm.estimate else "test split"
+    with st.container(border=True, key="best_so_far"):
+        st.markdown(f"**Best so far: #{best.id}** ({split})")
+        b = st.columns(5)
+        b[0].metric("Accuracy", f"{bm.test_acc:.1%}")
+        b[1].metric("Balanced accuracy", f"{bm.balanced_acc:.1%}", help="Mean recall over the classes: not "
+                    "fooled by a majority class. Near 1/number of classes means the model guesses the majority.")
+        b[2].metric("Unfairness", fmt(bm.fairness.unfairness, 3), help="Mean |group accuracy − overall accuracy|.")
+        b[3].metric("Parameters", fmt(bm.hardware.params))
+        lat = bm.hardware.latency_image_s
+        b[4].metric("Latency / image", "n/a" if lat is None else f"{lat * 1e3:.2f} ms")
+        with st.expander("All metrics (the text the LLM designer reads)"):
+            st.text(bm.to_text())
 
 # ----------------------------------------------------------------------------- actions
 # Every action is an on_click callback that leaves its message in st.session_state (ui.common.act):
@@ -132,9 +145,10 @@ for c in pending:
     view = studio.candidate_view(sess, c, best)
     with st.container(border=True, key=f"card_{c.id}"):
         st.markdown(f"**#{c.id}** · {c.origin} · key `{c.key}`")
+        # The blocks table gets the card's full width: in a column its last columns were cut off.
+        st.dataframe(blocks_table(c.spec), hide_index=True, key=f"blocks_{c.id}", width="stretch")
         left, right = st.columns([3, 2])
         with left:
-            st.dataframe(blocks_table(c.spec), hide_index=True, key=f"blocks_{c.id}")
             st.graphviz_chart(diagram_dot(c.spec))
         with right:
             st.metric("Parameters", fmt(view.params))
@@ -211,12 +225,18 @@ done = [c for c in sess.candidates() if c.status in ("done", "failed", "rejected
 if done:
     st.subheader("Decided candidates")
     st.dataframe(pd.DataFrame([{
-        "id": c.id, "iteration": c.iteration, "origin": c.origin, "status": c.status,
-        "accuracy": None if c.metrics is None else c.metrics.value("accuracy"),
-        "unfairness": None if c.metrics is None else c.metrics.value("unfairness"),
-        "params": None if c.metrics is None else c.metrics.value("params"),
-        "note": c.error or c.rationale[:120],
-    } for c in reversed(done)]), hide_index=True, key="decided")
+        "Candidate": c.id, "Iteration": c.iteration, "Origin": c.origin, "Status": c.status,
+        "Measured as": None if c.metrics is None else ("estimate (validation)" if c.metrics.estimate else "test"),
+        "Accuracy": None if c.metrics is None else c.metrics.value("accuracy"),
+        "Balanced accuracy": None if c.metrics is None else c.metrics.value("balanced_accuracy"),
+        "Unfairness": None if c.metrics is None else c.metrics.value("unfairness"),
+        "Parameters": None if c.metrics is None else c.metrics.value("params"),
+        "Note": c.error or c.rationale[:120],
+    } for c in reversed(done)]), hide_index=True, key="decided", width="stretch", column_config={
+        "Accuracy": st.column_config.NumberColumn(format="percent"),
+        "Balanced accuracy": st.column_config.NumberColumn(format="percent"),
+        "Unfairness": st.column_config.NumberColumn(format="%.4f"),
+        "Note": st.column_config.TextColumn(width="large")})
 
 calls = studio.llm_calls(store, run_id)
 if calls:
