@@ -120,3 +120,30 @@ def test_a_job_that_hits_a_full_disk_is_failed_and_the_worker_goes_on(tmp_path):
         assert second.status == "done"  # the worker lived on
         assert store.get_candidate(a.id).status == "failed"
     assert not (tmp_path / "w").exists() or list((tmp_path / "w").iterdir()) == []
+
+
+def test_a_worker_whose_database_disk_is_full_keeps_the_outcome_and_writes_it_later(tmp_path, monkeypatch):
+    from nas_core.store import StoreFull
+
+    db = tmp_path / "full.db"
+    with Store.open(db) as store:
+        run = store.create_run("r", "random", "data", {})
+        store.start_iteration(run.id)
+        (c,) = (store.add_candidate(run.id, 1, p) for p in proposals(1))
+        store.approve(c.id, "t", "sleep", {"steps": 1, "step_s": 0.01, "fail": "the weights did not fit"})
+    real = Store.fail_job
+    attempts = []
+
+    def full_twice(self, *a, **k):
+        attempts.append(1)
+        if len(attempts) <= 2:  # SQLite answers "database or disk is full": nothing was written
+            raise StoreFull("the disk holding the database is full; nothing was changed")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Store, "fail_job", full_twice)
+    worker = Worker(db, poll_s=0.05, heartbeat_s=0.5, stale_after_s=30, handlers={"sleep": "tests.store.handlers:sleep"})
+    assert worker.run(once=True) == 1
+    assert len(attempts) == 3
+    with Store.open(db) as store:
+        (job,) = store.list_jobs()
+        assert job.status == "failed" and "did not fit" in job.error
