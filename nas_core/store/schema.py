@@ -294,6 +294,26 @@ def _v7(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE llm_calls ADD COLUMN decoding TEXT NOT NULL DEFAULT ''")
 
 
+def _v8(conn: sqlite3.Connection) -> None:
+    """``notes``: free notes a person writes on a run or one of its candidates (Results page).
+
+    Unlike ``feedback`` they never reach a designer's prompt: they are for the people reading the run.
+    """
+    conn.executescript(
+        """
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    candidate_id INTEGER REFERENCES candidates(id) ON DELETE CASCADE,
+    text TEXT NOT NULL,
+    author TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_notes_run ON notes(run_id, candidate_id);
+"""
+    )
+
+
 #: Ordered migrations: (version, description, apply). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = (
     (1, "first schema", _v1),
@@ -303,6 +323,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[sqlite3.Connection], None]], ...] = 
     (5, "successive-halving rungs and seed re-measurements", _v5),
     (6, "runs.dataset_hash: content hash of the run's DatasetRef", _v6),
     (7, "llm_calls.decoding: the constrained-decoding rung of each LLM call", _v7),
+    (8, "notes on runs and candidates", _v8),
 )
 
 #: The schema version this code writes.
