@@ -22,6 +22,10 @@ How a candidate moves (``RunConfig.halving`` active, evaluation ``scratch``):
 3. A person may force either way: :func:`promote` a stopped candidate to its next rung,
    :func:`stop` one that is queued or running at a later rung.
 
+A promotion joins the end of the queue (jobs run oldest first), so when an iteration approves
+several candidates, every one of them gets its preliminary result before any trains at full
+fidelity.
+
 The decision (why Optuna, and how). There is no scheduler here: one in-memory Optuna study
 per run is rebuilt from the store's rung rows on every decision, replaying them in the
 order they finished (``study.ask()`` once per candidate, ``trial.report(score, step)`` with
