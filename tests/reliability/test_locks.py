@@ -131,3 +131,34 @@ def test_a_45_s_lock_from_another_process_with_the_default_wait(db, tmp_path):
     proc.wait(10)
     assert store.get_candidate(c.id).status == "proposed"
     store.close()
+
+
+def test_an_app_approval_during_a_long_lock_says_so_and_a_retry_after_it_works(tmp_path, monkeypatch, tiny_dataset):
+    from streamlit.testing.v1 import AppTest
+
+    from nas_core import studio
+
+    monkeypatch.setenv("EQUINAS_DB", str(tmp_path / "app.db"))
+    monkeypatch.setenv("EQUINAS_DEFAULT_DATASET", str(tiny_dataset))
+    monkeypatch.setenv("EQUINAS_FAST", "1")
+    store = studio.open_store()
+    run_id = studio.create_run(store, studio.default_config(name="locked", engine="heuristic"))
+    (cand,) = studio.session(store, run_id).propose("test")
+    store.close()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    at.switch_page("pages/search.py").run()
+    monkeypatch.setenv("EQUINAS_LOCK_WAIT_S", "0.5")
+    db = tmp_path / "app.db"
+    started = threading.Event()
+    t = _hold_lock(db, 2.5, started)
+    at.button(key=f"approve_{cand.id}").click().run()
+    t.join()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("locked by another program" in e.value for e in at.error), [e.value for e in at.error]
+    with Store.open(db) as s:
+        assert s.get_candidate(cand.id).status == "proposed" and s.list_jobs() == []
+    at.button(key=f"approve_{cand.id}").click().run()
+    with Store.open(db) as s:
+        assert s.get_candidate(cand.id).status == "queued" and len(s.list_jobs()) == 1
