@@ -212,6 +212,9 @@ def test_candidates_climb_the_ladder_and_every_rung_is_stored(store):
         [(a, 0, "promoted"), (a, 1, "final"), (b, 0, "stopped"), (c, 0, "promoted"), (c, 1, "final")])
     assert all(r.fidelity.startswith(f"rung {r.rung + 1}/2") for r in hist)
     assert "PRELIMINARY" in by[b].to_text() and "rank 3 of 3" in by[b].to_text()
+    # Promotions queue behind the waiting rungs: every preliminary result came before any full training.
+    started = sorted(store.list_jobs(run_id=sess.run_id), key=lambda j: (j.started_at, j.id))
+    assert [j.payload["halving"]["rung"] for j in started] == [0, 0, 0, 1, 1]
     # Rankings only see full-fidelity results: b (stopped) is not in them.
     assert [x.id for x in sess.ranked()] == [c, a]
 
