@@ -1041,3 +1041,24 @@ def noisy_latencies(store: Any, run_id: int) -> list[tuple[str, float]]:
         if spread is not None and spread > NOISY_SPREAD:
             out.append((candidate_label(c), float(spread)))
     return out
+
+
+def notes_frame(store: Any, run_id: int) -> pd.DataFrame:
+    """The run's free notes, newest first: when, on what (the run or a candidate), who, text."""
+    import datetime as dt
+
+    rows = [{"when": dt.datetime.fromtimestamp(n.created_at).strftime("%Y-%m-%d %H:%M"),
+             "on": "the run" if n.candidate_id is None else f"#{n.candidate_id}", "author": n.author,
+             "note": n.text} for n in reversed(store.list_notes(run_id))]
+    return pd.DataFrame(rows, columns=["when", "on", "author", "note"])
+
+
+def add_note(store: Any, run_id: int, text: str, candidate_id: int | None = None, author: str = "app") -> Any:
+    """Keep a free note on the run or a candidate (never sent to a designer).
+
+    Raises:
+        UserError: the note is empty, or the candidate is not in this run.
+    """
+    if candidate_id is not None and store.get_candidate(candidate_id).run_id != run_id:
+        raise UserError(f"candidate #{candidate_id} is not in run #{run_id}")
+    return store.add_note(run_id, text, author, candidate_id)

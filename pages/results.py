@@ -131,6 +131,29 @@ if cands:
                     cols[i % 3].plotly_chart(confusion_heatmap(matrix, c.metrics.class_names, f"{attr}: {grp}"),
                                              key=f"cm_{c.id}_{i}")
 
+st.subheader("Notes")
+st.caption("Free notes for the people reading this run (what you noticed, what to check). They are stored "
+           "with the run and never sent to a designer.")
+
+
+def _add_note() -> None:
+    target = st.session_state.get("note_on")
+    act(studio.add_note, get_store(), run_id, st.session_state.get("note_text", ""),
+        None if target in (None, "run") else int(target), success="Note kept")
+    st.session_state["note_text"] = ""
+
+
+n1, n2 = st.columns([1, 3])
+n1.selectbox("On", ["run", *ids], key="note_on",
+             format_func=lambda v: "the whole run" if v == "run" else labels.get(v, f"#{v}"))
+n2.text_area("Note", key="note_text", height=80, placeholder="e.g. the old-age group's gap is class mix, "
+             "not the model: check with a dermatologist before concluding")
+st.button("Add note", key="add_note", on_click=_add_note)
+notes = studio.notes_frame(store, run_id)
+if not notes.empty:
+    st.dataframe(notes, hide_index=True, width="stretch", key="notes_table",
+                 column_config={"note": st.column_config.TextColumn(width="large")})
+
 st.subheader("Three or more objectives")
 pc = st.multiselect("Metrics", metrics, ["accuracy", "unfairness", "params", "latency"], key="pc_metrics",
                     format_func=label)

@@ -163,6 +163,18 @@ class LLMCallRecord:
 
 
 @dataclass(frozen=True)
+class NoteRecord:
+    """A free note on a run (``candidate_id`` None) or on one candidate; never sent to a designer."""
+
+    id: int
+    run_id: int
+    candidate_id: int | None
+    text: str
+    author: str
+    created_at: float
+
+
+@dataclass(frozen=True)
 class FeedbackRecord:
     """A person's note about a candidate or an iteration (e.g. a rejection reason)."""
 

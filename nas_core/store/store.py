@@ -49,6 +49,7 @@ from nas_core.store.records import (
     IterationRecord,
     JobRecord,
     LLMCallRecord,
+    NoteRecord,
     RunRecord,
     WorkerRecord,
 )
@@ -1355,6 +1356,24 @@ class Store:
                 },
             )
         return FeedbackRecord(**dict(self._one("SELECT * FROM feedback WHERE id=?", (fid,))))
+
+    def add_note(self, run_id: int, text: str, author: str = "", candidate_id: int | None = None) -> NoteRecord:
+        """Keep a free note on a run or one of its candidates (schema v8); secrets are redacted.
+
+        Raises:
+            UserError: the note is empty.
+        """
+        text = (text or "").strip()
+        if not text:
+            raise UserError("the note is empty: write something first")
+        with self.transaction():
+            nid = self._insert("notes", {"run_id": run_id, "candidate_id": candidate_id, "text": redact(text),
+                                         "author": author, "created_at": _now()})
+        return NoteRecord(**dict(self._one("SELECT * FROM notes WHERE id=?", (nid,))))
+
+    def list_notes(self, run_id: int) -> list[NoteRecord]:
+        """A run's notes (its own and its candidates'), oldest first."""
+        return [NoteRecord(**dict(r)) for r in self._all("SELECT * FROM notes WHERE run_id=? ORDER BY id", [run_id])]
 
     def list_feedback(self, run_id: int, iteration: int | None = None) -> list[FeedbackRecord]:
         """A run's feedback (of one iteration), oldest first."""

@@ -71,3 +71,23 @@ def test_iteration_frame_tracks_the_best_so_far(run):
     assert list(df["evaluation"]) == [1, 2, 3]
     assert list(df["best so far"]) == sorted(df["best so far"])
     assert set(df["kind"]) == {"measured"}
+
+
+def test_notes_on_the_run_and_a_candidate_are_kept_and_never_prompted(run):
+    store, run_id = run["store"], run["run_id"]
+    cid = store.list_candidates(run_id)[0].id
+    at = _results(run_id)
+    at.text_area(key="note_text").input("old-age gap looks like class mix").run()
+    at.button(key="add_note").click().run()
+    at.selectbox(key="note_on").set_value(cid).run()
+    at.text_area(key="note_text").input("check this one's BCC recall").run()
+    at.button(key="add_note").click().run()
+    assert not at.exception
+    fresh = studio.open_store()
+    notes = fresh.list_notes(run_id)
+    assert [(n.candidate_id, n.text) for n in notes] == [(None, "old-age gap looks like class mix"),
+                                                        (cid, "check this one's BCC recall")]
+    assert "BCC recall" not in " ".join(studio.session(fresh, run_id).feedback())
+    at.button(key="add_note").click().run()  # empty note: a message, nothing stored
+    assert any("empty" in e.value for e in at.error)
+    assert len(fresh.list_notes(run_id)) == 2
