@@ -67,6 +67,9 @@ class CheckpointMeta:
     # supernet calibrate's figures: {"figures": {accuracy: {tau, ceiling_tau, ...}, unfairness: ...},
     # "n", "seeds", "cpu_seconds", "seconds", "trained"}; None until measured
     calibration: Mapping[str, Any] | None = None
+    # The input transform's training-split channel statistics ({"mean": [...], "std": [...]}), so a
+    # measuring process need not recompute them over every training image; None in older checkpoints
+    input_stats: Mapping[str, Any] | None = None
 
     @property
     def space_config(self) -> SupernetSpaceConfig:
@@ -81,6 +84,7 @@ class CheckpointMeta:
         d["space"] = dict(self.space)
         d["settings"] = dict(self.settings)
         d["calibration"] = None if self.calibration is None else dict(self.calibration)
+        d["input_stats"] = None if self.input_stats is None else dict(self.input_stats)
         return d
 
     @classmethod

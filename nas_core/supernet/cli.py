@@ -337,6 +337,10 @@ def _measure(args: argparse.Namespace) -> int:
     check_usable(meta, dataset_hash=prepared.dataset_hash, image_size=meta.image_size, path=str(checkpoint))
     config = _parse_config(args.config, meta.space_config, args.seed)
     env = Env(threads=args.threads) if args.threads else Env()
+    if meta.input_stats:
+        from nas_core.supernet.measure import input_transform
+
+        input_transform(prepared, meta.input_stats)  # seeds the cache: no pass over every training image
     metrics = measure_subnet(
         loaded.net, config, prepared, env, split=args.split, calib_batches=args.calib_batches
     )

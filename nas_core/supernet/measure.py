@@ -46,8 +46,14 @@ def _data_key(prepared: Any) -> tuple:
     return (str(prepared.dataset_hash), int(prepared.image_size), int(getattr(prepared.split, "seed", 0)))
 
 
-def input_transform(prepared: Any) -> Any:
-    """The evaluator's input transform for ``prepared`` (training-split statistics), cached."""
+def input_transform(prepared: Any, stats: Any = None) -> Any:
+    """The evaluator's input transform for ``prepared`` (training-split statistics), cached.
+
+    Args:
+        prepared: the PreparedData.
+        stats: the checkpoint's ``input_stats`` (``{"mean": [...], "std": [...]}``) of the same data and
+            split, used instead of recomputing the statistics over every training image (None: compute).
+    """
     from nas_core.evaluator import InputTransform
 
     key = _data_key(prepared)
@@ -55,7 +61,13 @@ def input_transform(prepared: Any) -> Any:
         if key not in _transforms:
             if len(_transforms) >= 4:
                 _transforms.clear()
-            _transforms[key] = InputTransform.for_data(prepared, torch.device("cpu"))
+            if stats:
+                c = int(prepared.images.shape[1])
+                mean = torch.tensor(stats["mean"], dtype=torch.float32).view(1, c, 1, 1)
+                std = torch.tensor(stats["std"], dtype=torch.float32).view(1, c, 1, 1)
+                _transforms[key] = InputTransform(mean, std)
+            else:
+                _transforms[key] = InputTransform.for_data(prepared, torch.device("cpu"))
         return _transforms[key]
 
 

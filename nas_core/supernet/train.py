@@ -360,6 +360,7 @@ def train_supernet(
         settings=settings.to_dict(),
         subsample=subsample,
         dataset=str(dataset),
+        input_stats={"mean": transform.mean.flatten().tolist(), "std": transform.std.flatten().tolist()},
     )
     best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     start_epoch = 0

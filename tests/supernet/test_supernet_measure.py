@@ -198,3 +198,20 @@ def test_finetune_starts_from_the_inherited_weights_and_measures_a_normal_candid
     other = dataclasses.replace(tiny_prepared, dataset_hash="2" * 64)
     with pytest.raises(ck.CheckpointError, match="another data set"):
         finetune(path, cfg, other, settings, env=ENV, device="cpu")
+
+
+def test_checkpoint_input_stats_give_the_same_transform_without_a_pass_over_the_images(trained, tiny_prepared):
+    from nas_core.evaluator import channel_stats
+    from nas_core.supernet import measure as measure_module
+
+    _, path = trained
+    meta = ck.read_meta(path)
+    mean, std = channel_stats(tiny_prepared)
+    assert meta.input_stats["mean"] == pytest.approx(mean.tolist())
+    assert meta.input_stats["std"] == pytest.approx(std.tolist())
+    measure_module.clear_caches()
+    seeded = input_transform(tiny_prepared, meta.input_stats)
+    measure_module.clear_caches()
+    computed = input_transform(tiny_prepared)
+    x = tiny_prepared.images[:4]
+    assert torch.allclose(seeded(x), computed(x))
