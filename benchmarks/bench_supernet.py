@@ -184,13 +184,17 @@ def _timing_checkpoint(workdir: Path, prepared, space: SupernetSpaceConfig, data
     """An untrained super-network for the default data marked trained (time does not depend on weights)."""
     from nas_core.supernet.network import SuperNet
 
+    from nas_core.evaluator import InputTransform
+
     torch.manual_seed(0)
     net = SuperNet(space, len(prepared.class_names), int(prepared.image_size))
+    transform = InputTransform.for_data(prepared, torch.device("cpu"))
     meta = CheckpointMeta(
         schema_version=SCHEMA_VERSION, dataset_hash=str(prepared.dataset_hash), image_size=int(prepared.image_size),
         seed=int(prepared.split.seed), n_classes=len(prepared.class_names), class_names=tuple(prepared.class_names),
         space=space.to_dict(), settings=SupernetTrainSettings().to_dict(), dataset=str(dataset), epoch=1,
         best_epoch=1, complete=True, stopped_reason="timing only (untrained)",
+        input_stats={"mean": transform.mean.flatten().tolist(), "std": transform.std.flatten().tolist()},
     )
     path = workdir / "timing_supernet.pt"
     save_checkpoint(path, {"meta": meta.to_dict(), "model": net.state_dict(), "best_model": net.state_dict(),
