@@ -182,9 +182,8 @@ def _report(label: str, figs: dict[str, Any]) -> None:
 
 def _timing_checkpoint(workdir: Path, prepared, space: SupernetSpaceConfig, dataset: Path) -> Path:
     """An untrained super-network for the default data marked trained (time does not depend on weights)."""
-    from nas_core.supernet.network import SuperNet
-
     from nas_core.evaluator import InputTransform
+    from nas_core.supernet.network import SuperNet
 
     torch.manual_seed(0)
     net = SuperNet(space, len(prepared.class_names), int(prepared.image_size))
