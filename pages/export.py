@@ -29,14 +29,22 @@ FORMATS = {
     "torchscript": "TorchScript",
 }
 fmt = st.radio("Format", list(FORMATS), format_func=FORMATS.get, horizontal=True, key="export_fmt")
-if st.button("Prepare file", key="export_prepare"):
+
+
+def _prepare(candidate_id: int, fmt_name: str) -> None:
+    # A callback (not `if st.button`): the click counts even when it lands during another rerun.
+    st.session_state.pop("export_error", None)
     try:
-        with st.spinner("Exporting…"):
-            name, data = studio.export_candidate(store, cid, fmt)
+        st.session_state["export_file"] = studio.export_candidate(get_store(), candidate_id, fmt_name)
     except UserError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["export_file"] = (name, data)
+        st.session_state["export_error"] = str(exc)
+        st.session_state.pop("export_file", None)
+
+
+st.button("Prepare file", key="export_prepare", on_click=_prepare, args=(cid, fmt),
+          help="ONNX and TorchScript exports trace the model: seconds to a minute on a busy CPU.")
+if st.session_state.get("export_error"):
+    st.error(st.session_state["export_error"])
 if st.session_state.get("export_file"):
     name, data = st.session_state["export_file"]
     st.download_button(f"Download {name}", data, name, key="export_download")
