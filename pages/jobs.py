@@ -15,7 +15,7 @@ from ui.common import act, get_store, show_flash, worker_badge
 store = get_store()
 worker_badge(store)
 st.title("Jobs")
-st.caption("Everything the worker has to do or has done badly. Times are wall-clock on this machine; the "
+st.caption("Everything the worker has to do, is doing, or could not finish. Times are wall-clock on this machine; the "
            "estimate of the time left extrapolates the progress so far and is rough on a busy machine.")
 
 show_all = st.toggle("Also show finished jobs", key="jobs_show_done")

@@ -125,17 +125,29 @@ if evaluation == "supernet":
                     "are measured in seconds. Their numbers are estimates and are labelled so; the Kendall tau "
                     "below says how well they rank against training from scratch. Fine-tune the ones you like.")
         overview = studio.supernet_overview(store)
-        if overview.empty:
+        training = studio.supernet_training_jobs(store)
+        if overview.empty and not training:
             st.info("No super-network trained yet. Train one for this data set (the worker does it; minutes "
                     "per epoch on a CPU, use a subsample or a GPU to go faster).")
+        elif overview.empty:
+            st.info("A super-network training is queued or running (below, and on **Jobs**); it is listed "
+                    "here once its first epoch is saved.")
         else:
             st.dataframe(overview, hide_index=True, key="supernets")
-        for job in studio.supernet_training_jobs(store):
-            epoch, total = job.get("epoch"), job.get("max_epochs")
-            frac = job.get("fraction", epoch / total if epoch and total else 0.0)
-            st.progress(min(float(frac or 0.0), 1.0),
-                        text=f"training job {job['job']}: {job['status']}" + (
-                            f", {job['message']}" if job.get("message") else (f", epoch {epoch}/{total}" if epoch else "")))
+
+        @st.fragment(run_every=3)
+        def _training_progress() -> None:
+            """Live progress of the trainings (only this part refreshes)."""
+            for job in studio.supernet_training_jobs(get_store()):
+                epoch, total = job.get("epoch"), job.get("max_epochs")
+                frac = job.get("fraction", epoch / total if epoch and total else 0.0)
+                st.progress(min(float(frac or 0.0), 1.0),
+                            text=f"training job {job['job']}: {job['status']}" + (
+                                f", {job['message']}" if job.get("message")
+                                else (f", epoch {epoch}/{total}" if epoch else "")))
+
+        if training:  # polled only while there is something to watch (see pages/search.py)
+            _training_progress()
         if not overview.empty and (overview["status"] == "trained").any():
             c1, c2 = st.columns([3, 1])
             c1.caption(studio.supernet_ranking_text(store) or "")
