@@ -718,7 +718,7 @@ def build_config(base: RunConfig, **fields: Any) -> RunConfig:
 # ---------------------------------------------------------------------------- super-network
 
 
-def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 16, subsample: int | None = None) -> int:
+def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 12, subsample: int | None = None) -> int:
     """Queue a ``supernet_train`` job for the run settings' data set, resolution and split seed.
 
     The worker trains it (resuming a stopped training) and registers the checkpoint in the

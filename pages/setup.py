@@ -161,7 +161,7 @@ if evaluation == "supernet":
                 else:
                     st.toast(f"Ranking calibration queued (job {job_id}); the worker runs it.")
         s1, s2, s3 = st.columns(3)
-        sn_epochs = s1.number_input("Epochs", 1, 500, 16, key="sn_epochs")
+        sn_epochs = s1.number_input("Epochs", 1, 500, 12, key="sn_epochs")
         sn_sub = s2.number_input("Subsample (0 = all images)", 0, 10**6, 0, key="sn_subsample")
         if s3.button("Train the super-network", key="sn_train"):
             try:

@@ -39,7 +39,7 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--db", required=True, help="the EquiNAS database (the checkpoint is registered there)")
     t.add_argument("--dataset", required=True, help="data set folder")
     t.add_argument(
-        "--epochs", type=int, default=None, help="most epochs (default 16; early stopping may end sooner)"
+        "--epochs", type=int, default=None, help="most epochs (default 12; early stopping may end sooner)"
     )
     t.add_argument(
         "--patience", type=int, default=5, help="epochs without a better validation loss before stopping"

@@ -13,7 +13,7 @@ weights are kept.
 
 The default recipe is sized for 2 CPU cores (issue 13, measured by
 ``benchmarks/bench_supernet.py``): a cosine learning-rate schedule with one warm-up
-epoch (converges in the 16 epochs it is given), one random sub-network per step, and
+epoch (converges in the 12 epochs it is given), one random sub-network per step, and
 training at half the run's resolution (never below 32 px) while measuring at the
 run's, with batch-norm statistics recalibrated there. Progressive shrinking
 (Once-for-All: the largest first, then elastic kernel, depth, expand, width) is
@@ -84,7 +84,7 @@ PHASES = ("largest", "kernel", "depth", "expand", "width")
 class SupernetTrainSettings:
     """Hyperparameters of super-network training."""
 
-    max_epochs: int = 16  # hard cap on epochs (the cosine schedule reaches 0 here)
+    max_epochs: int = 12  # hard cap on epochs (the cosine schedule reaches 0 here)
     patience: int = 5  # stop when the largest's validation loss has not improved for this many epochs
     batch_size: int = 64  # images per step (each seen by 2 + n_random sub-networks)
     lr: float = 3e-3  # AdamW peak learning rate
