@@ -2,10 +2,11 @@
 
 Owns :class:`Session` (one run, driven one step at a time behind the human
 approval gate), :func:`make_designer` (engine name -> Designer) and the rules of
-what may happen when. All state lives in the store: a Session object holds only
-the run id and the store, so any step resumes after a restart, and two browser
-tabs cannot approve one candidate twice (the store's compare-and-set refuses
-the second).
+what may happen when. What a new run is stored with (its DatasetRef, the data
+set's facts) and where its weights go is :mod:`nas_core.run_setup`. All state
+lives in the store: a Session object holds only the run id and the store, so any
+step resumes after a restart, and two browser tabs cannot approve one candidate
+twice (the store's compare-and-set refuses the second).
 
 Life cycle (statuses are the store's):
 
@@ -45,22 +46,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nas_core import engines
-from nas_core.data import formats
-from nas_core.data.prepare import load_index
-from nas_core.data.ref import DatasetRef
 from nas_core.data.ref import resolve as resolve_ref
 from nas_core.designers.base import DesignContext, Designer
 from nas_core.designers.llm.prompt import PromptParts, check_parts
 from nas_core.designers.validation import spec_problems
 from nas_core.errors import UserError
 from nas_core.records import Candidate, Proposal
+
+# SessionError, fill_dataset_facts and weights_path moved to run_setup; importable from here as before.
+from nas_core.run_setup import (
+    SessionError,
+    prepare_config,
+    ref_of_stored_run,
+    weights_path,
+)
+from nas_core.run_setup import fill_dataset_facts as fill_dataset_facts
 from nas_core.runconfig import RunConfig
 from nas_core.selection import Priorities, best_candidate, rank_candidates
-from nas_core.space import ArchSpec, Choices, HeadSpec, SpecError, StemSpec
+from nas_core.space import ArchSpec, HeadSpec, SpecError, StemSpec
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +87,6 @@ MUTABLE_SETTINGS = frozenset({
 })
 
 
-class SessionError(UserError):
-    """A step that is not allowed now, or cannot be done; the message says why and what to do."""
-
-
 def make_designer(
     config: RunConfig, *, api_key: str | None = None, on_call: Callable[[Any], None] | None = None
 ) -> Designer:
@@ -94,14 +96,6 @@ def make_designer(
         nas_core.engines.EngineError: the engine is not registered.
     """
     return engines.make_designer(config, api_key=api_key, on_call=on_call)
-
-
-def weights_path(store: Any, run_id: int, candidate_id: int) -> Path:
-    """Where a candidate's trained weights (its best-validation state_dict) are written.
-
-    Beside the database (``weights/run<R>/candidate<C>.pt``), so a run's files travel together.
-    """
-    return Path(store.path).expanduser().resolve().parent / "weights" / f"run{run_id}" / f"candidate{candidate_id}.pt"
 
 
 def baseline_spec(name: str) -> ArchSpec:
@@ -165,13 +159,7 @@ class Session:
         Raises:
             UserError: the data set cannot be read, or a setting is invalid.
         """
-        config = fill_dataset_facts(_resolve_dataset(store, config))
-        if config.evaluation == "supernet":
-            if config.choices == Choices.default():
-                # Designers then mostly propose sub-networks; the rest are filtered by spec_problems.
-                from nas_core.supernet.space import choices_for_supernet
-
-                config = config.replace(choices=choices_for_supernet())
+        config = prepare_config(store, config)
         ref = config.dataset_ref
         # Linked by name when registered (the run then lists under its data set), else the text given.
         run = store.create_run(config.name, config.engine, ref.name if ref and ref.name else config.dataset,
@@ -198,7 +186,7 @@ class Session:
         if cfg.dataset_ref is not None:
             return cfg
         try:
-            ref = _ref_of_stored_run(self.store, run, cfg)
+            ref = ref_of_stored_run(self.store, run, cfg)
         except UserError as exc:
             log.debug("run %d keeps its path-only data set %r: %s", self.run_id, cfg.dataset, exc)
             return cfg
@@ -665,78 +653,3 @@ def _supernet_jobs() -> Any:
     from nas_core.supernet import jobs
 
     return jobs
-
-
-def _resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
-    """``config`` with its :class:`~nas_core.data.ref.DatasetRef`: from the registered data set it names
-    (its stored mapping, excluded rows and attributes) or from its folder (made absolute, so a worker
-    started elsewhere finds it); a missing default says how to make it."""
-    if config.dataset_ref is not None:
-        if _names(config.dataset_ref, config.dataset):
-            return config
-        config = config.replace(dataset_ref=None)  # ``dataset`` was changed after the ref was made
-    if Path(config.dataset).exists():
-        config = config.replace(dataset=str(Path(config.dataset).expanduser().resolve()))
-    elif store.find_dataset(config.dataset) is None:
-        if config.n_classes is not None and config.dataset_summary:
-            # The caller states the data set's facts for a folder this machine cannot see (a remote
-            # worker's, a test's): the run keeps the path, and its jobs read that folder where they run.
-            log.info("data set %s is not here; the run keeps its path only", config.dataset)
-            return config
-        if Path(config.dataset).name == "default":
-            raise SessionError(
-                f"the default data set {config.dataset} does not exist yet; create it with "
-                "`python -m nas_core datasets make-default`, or give --dataset PATH"
-            )
-    return config.replace(dataset_ref=resolve_ref(store, config.dataset))
-
-
-def _names(ref: DatasetRef, dataset: str) -> bool:
-    """True when the text ``dataset`` names the data set ``ref`` reads (its name or its folder)."""
-    if dataset in (ref.name, ref.root):
-        return True
-    try:
-        return Path(dataset).exists() and formats.resolve_root(dataset).resolve() == Path(ref.root).resolve()
-    except UserError:
-        return False
-
-
-def _ref_of_stored_run(store: Any, run: Any, config: RunConfig) -> DatasetRef:
-    """The ref of a run stored with a folder path only.
-
-    A run with candidates keeps reading its folder exactly as it did (format detected, the
-    format's default attributes), so every candidate stays measured on the same data and groups;
-    a run without candidates takes its registered data set's stored settings.
-    """
-    if run.dataset_id is not None and not store.list_candidates(run.id):
-        record = store.find_dataset(int(run.dataset_id))
-        if record is not None:
-            return DatasetRef.from_registered(record)
-    if Path(config.dataset).exists():
-        return DatasetRef.from_path(config.dataset)
-    return resolve_ref(store, config.dataset)
-
-
-def fill_dataset_facts(config: RunConfig) -> RunConfig:
-    """``config`` with ``n_classes`` and ``dataset_summary`` read from the data set (if not given).
-
-    Raises:
-        UserError: the data set cannot be read (the reader's message).
-    """
-    if config.n_classes is not None and config.dataset_summary:
-        return config
-    index = config.dataset_ref.load_index() if config.dataset_ref is not None else load_index(config.dataset)
-    n = len(index)
-    counts: dict[str, int] = {}
-    for lab in index.labels:
-        name = index.class_names[lab]
-        counts[name] = counts.get(name, 0) + 1
-    parts = [f"{n} images in {len(index.class_names)} classes ("
-             + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"]
-    for attr, values in index.attributes:
-        groups: dict[str, int] = {}
-        for v in values:
-            groups[v] = groups.get(v, 0) + 1
-        parts.append(f"{attr} groups: " + ", ".join(f"{k}: {v}" for k, v in sorted(groups.items())))
-    summary = config.dataset_summary or f"{index.format} data set; " + "; ".join(parts) + "."
-    return config.replace(n_classes=config.n_classes or len(index.class_names), dataset_summary=summary)
