@@ -164,9 +164,14 @@ runs = {r.id: f"#{r.id} {r.name} ({r.engine})" for r in studio.list_runs(store)}
 hv_runs = st.multiselect("Runs to compare", list(runs), [run_id], format_func=runs.get, key="hv_runs")
 hv_obj = st.multiselect("Objectives", metrics, list(sess.config.objectives), key="hv_obj", format_func=label)
 if len(hv_obj) >= 2 and hv_runs:
-    st.plotly_chart(hypervolume_lines(studio.hypervolume_frame(store, hv_runs, hv_obj)), key="hv_chart")
+    hv = studio.hypervolume_frame(store, hv_runs, hv_obj)
+    if hv["fidelity"].nunique() > 1:
+        st.warning("These runs are not comparable: some are super-network **estimates**, some were **measured** "
+                   "by training from scratch (each run's label says which). Compare runs of one kind.")
+    st.plotly_chart(hypervolume_lines(hv), key="hv_chart")
     st.caption("One normalization for all runs shown (ideal and nadir of their measured points, reference "
-               "point 1.1 after normalization), so the curves compare.")
+               "point 1.1 after normalization), so the curves compare. With a single point the front has "
+               "no extent yet and the value is the full normalised box (1.1 per objective), not a result.")
 else:
     st.info("Pick at least one run and two objectives.")
 
