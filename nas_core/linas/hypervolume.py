@@ -83,7 +83,8 @@ class HypervolumeTracker:
             if not dominated:
                 keep = ~np.all(f <= self._front, axis=1)
                 self._front = np.vstack([self._front[keep], f])
-                self._value = self.compute(self._front)
+                # a new non-dominated point never loses volume; max() drops 1-ulp recomputation noise
+                self._value = max(self._value, self.compute(self._front))
         self.trace.append(self._value)
         return self._value
 

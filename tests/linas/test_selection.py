@@ -58,7 +58,7 @@ def test_anchors_are_the_predicted_values_of_the_measured_front():
     X = np.array([[1, 1, 1, 1], [5, 5, 3, 2], [2, 3, 1, 0], [0, 0, 0, 0]] * 3)
     X = space.canonical(X + np.repeat(np.arange(3), 4)[:, None] * np.array([0, 0, 0, 0]))
     V = {"error": np.linspace(0.1, 0.9, len(X)), "cost": np.linspace(9, 1, len(X))}
-    models = {"error": make_predictor("ridge").fit(space.features(X), V["error"])}
+    models = {"error": make_predictor("ridge").fit(_engine().features(space, X), V["error"])}
     measured = _engine(rank_against="measured")._anchors(space, OBJ, models, X, V)
     predicted = _engine(rank_against="predicted")._anchors(space, OBJ, models, X, V)
     assert np.allclose(np.sort(measured[:, 0]), np.sort(V["error"]))
@@ -87,7 +87,7 @@ def test_inactive_flags_are_features_only_when_asked():
         [np.ones((len(X), 3), dtype=bool), np.asarray(X)[:, 0] != 0]
     )  # gene d is inactive when a == 0
     X = np.array([[0, 1, 1, 0], [1, 1, 1, 0]])
-    plain = _engine().features(space, X)
+    plain = _engine(inactive_features=False).features(space, X)
     flagged = _engine(inactive_features=True).features(space, X)
     assert flagged.shape[1] == plain.shape[1] + 1
     assert flagged[:, -1].tolist() == [1.0, 0.0]
