@@ -10,9 +10,18 @@ This package owns the multi-objective engines and their plug-in API:
 - an :class:`~nas_core.linas.space.ObjectiveSource` has ``evaluate(configs) -> [{name: value}]``;
 - :class:`~nas_core.linas.space.CnnSpace` is the CNN Template, :class:`~nas_core.linas.tabular.
   TabularBenchmark` is NAS-Bench-Graph (cora, citeseer, pubmed, ...);
-- engines ``linas``, ``nsga2``, ``random`` (:mod:`nas_core.linas.engines`), the store-free loop
-  :func:`run_search`, :class:`HypervolumeTracker`, and the session's designers
+- :class:`~nas_core.linas.mbv3_space.MobileNetV3Space` is a 46-gene MobileNetV3-style space with
+  a seeded accuracy surrogate and a latency look-up table (``bench-search --space mbv3:SEED``);
+- engines ``linas``, ``nsga2``, ``random`` (:mod:`nas_core.linas.engines`; LINAS's inner NSGA-II
+  is the vectorized :mod:`nas_core.linas.fastmoo`), the store-free loop :func:`run_search`,
+  :class:`HypervolumeTracker`, the benchmark harness (:mod:`nas_core.linas.bench`: any plug-in
+  space by registered name or ``package.module:CLASS``) and the session's designers
   (:mod:`nas_core.linas.designers`).
+
+``canonical`` and ``ids`` are optional but worth writing: ``canonical`` zeroes genes that mean
+nothing (an inactive layer), so one network has one row, and LINAS then also marks those genes
+as inactive in its features; ``ids`` is the vectorized identity the engines dedup on (the
+default calls ``key(decode(x))`` per row).
 
 LINAS on your own space and objective function::
 
@@ -21,9 +30,16 @@ LINAS on your own space and objective function::
 
     class Mine(SearchSpace):
         genes = (Gene("width", 8), Gene("depth", 6), Gene("act", 3, "cat"))
-        def encode(self, c): return np.array(c)
-        def decode(self, x): return tuple(int(v) for v in x)
-        def key(self, c): return "-".join(map(str, c))
+        def canonical(self, X):  # act means nothing at depth 0: zero it, one row per network
+            X = np.array(X, dtype=np.int64).reshape(-1, 3)
+            X[X[:, 1] == 0, 2] = 0
+            return X
+        def ids(self, X):  # vectorized identity: equal exactly when the networks are
+            C = self.canonical(X)
+            return C[:, 0] * 100 + C[:, 1] * 10 + C[:, 2]
+        def encode(self, c): return self.canonical([c])[0]
+        def decode(self, x): return tuple(int(v) for v in self.canonical([x])[0])
+        def key(self, c): return "-".join(map(str, self.encode(c)))
 
     class Source:
         def evaluate(self, configs):
