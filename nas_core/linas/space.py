@@ -395,6 +395,20 @@ class CnnSpace(SearchSpace):
             X[not_mb, s + expand_col] = 0
         return X
 
+    def active(self, X: np.ndarray) -> np.ndarray:
+        """(n, n_var) mask of genes that mean something: block slots within the depth, and
+        ``expand`` only in mbconv blocks (what :meth:`canonical` zeroes is inactive)."""
+        X = np.asarray(X, dtype=np.int64)
+        act = np.ones(X.shape, dtype=bool)
+        depth = self.choices.min_blocks + X[:, 0]
+        expand_col = self._sp.BLOCK_FIELDS.index("expand")
+        for i in range(self.choices.max_blocks):
+            s = self._b0 + i * self._nb
+            act[:, s : s + self._nb] &= (depth > i)[:, None]
+            is_mb = X[:, s] == self._mb if self._has_mb else np.zeros(len(X), dtype=bool)
+            act[:, s + expand_col] &= is_mb
+        return act
+
     def ids(self, X: np.ndarray) -> np.ndarray:
         """Canonical rows as bytes: a canonical row determines the normalized spec and its key."""
         C = np.ascontiguousarray(self.canonical(X))

@@ -104,3 +104,15 @@ def test_fast_moo_ranks_crowding_and_hashes():
     X = np.array([[1, 2, 3], [1, 2, 3], [3, 2, 1]])
     h = row_hash(X)
     assert h[0] == h[1] != h[2]
+
+
+def test_cnn_space_active_mask_matches_what_canonical_zeroes():
+    from nas_core.linas.engines import _inactive
+    from nas_core.linas.space import CnnSpace
+    from nas_core.space import Choices
+
+    space = CnnSpace(Choices(), (3, 16, 16), 4)
+    X = space.random_genes(np.random.default_rng(0), 64)
+    cols = np.arange(space.n_var)
+    inferred = _inactive(type("Plain", (), {"canonical": space.canonical, "genes": space.genes})(), X, cols)
+    assert np.array_equal(~space.active(X), inferred)
