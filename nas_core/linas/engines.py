@@ -10,9 +10,16 @@ drive the same engines, so budget accounting and dedup are shared.
 LINAS (seed 001, section 3.5): random initial population; then per iteration fit one predictor
 per objective that needs measuring (ridge / SVR / stacked, chosen by cross-validated Kendall
 tau), run a pymoo algorithm on the predictors (warm-started from the measured non-dominated
-set), rank *everything the inner search visited* by predicted non-domination then crowding, and
-propose the best configs not yet measured. Ranking the whole archive, not only the final inner
-population, matters on small spaces where that population is mostly measured already.
+set), and choose the batch from *everything the inner search visited* that is not measured yet
+(the whole archive, not only the final inner population, which on small spaces is mostly
+measured already). The batch rule (issue 12, each part a :class:`LinasSettings` switch): one
+pick per objective reserved for its best predicted value, then greedy predicted-hypervolume
+gain against the *predicted* values of the measured front (predictions and anchors are shrunk
+alike, so a config that would extend the front's ends is not mistaken for a dominated one);
+accuracy predictions may leave the measured range (rank transform extended linearly past the
+extremes) and positive costs are fitted on a log scale. The inner NSGA-II is the vectorized
+:func:`nas_core.linas.fastmoo.nsga2_search` (one predictor call per generation); other inner
+algorithms (``algorithm="unsga3"``, ``"agemoea"``, ...) run through pymoo.
 
 NSGA-II on real evaluations: the parents are the best ``population`` measured configs by
 rank and crowding (an elitist (mu + lambda) reading of the history, so no hidden state), and each
