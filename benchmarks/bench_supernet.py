@@ -1,6 +1,6 @@
 """Super-network ranking and speed benchmark (issue 13; issue 7's search comparison in the full form).
 
-What it measures (``--quick``: 32 px, a 2,000-image balanced subsample, 5 epochs from scratch and 8 for
+What it measures (``--quick``: 32 px, a 2,000-image balanced subsample, 8 epochs from scratch and for
 the super-network; full form: the run's
 default settings, 64 px, every image, 10 epochs from scratch):
 
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsample", type=int, default=None, help="balanced subsample (quick 2000, full: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     p.add_argument("--n-subnets", type=int, default=24, help="sub-networks compared (>= 24 for the figures)")
-    p.add_argument("--scratch-epochs", type=int, default=None, help="from-scratch epochs (quick 5, full 10)")
+    p.add_argument("--scratch-epochs", type=int, default=None, help="from-scratch epochs (quick 8, full 10)")
     p.add_argument("--supernet-epochs", type=int, default=None, help="super-network epochs (default: its own)")
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--variants", default=None, help="recipes to compare (quick: before,after,ps; full: before,after)")
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     args.image_size = args.image_size or (32 if q else 64)
     args.subsample = args.subsample or (2000 if q else None)
-    args.scratch_epochs = args.scratch_epochs or (5 if q else TrainSettings().max_epochs)
+    args.scratch_epochs = args.scratch_epochs or (8 if q else TrainSettings().max_epochs)
     args.supernet_epochs = args.supernet_epochs or (8 if q else SupernetTrainSettings().max_epochs)
     variants = [v.strip() for v in (args.variants or ("before,after,ps" if q else "before,after")).split(",")
                 if v.strip()]
