@@ -65,6 +65,7 @@ from torch import nn
 from nas_core.data.index import AttributeSpec
 from nas_core.data.ref import DatasetRef
 from nas_core.errors import UserError
+from nas_core.jobresult import JobResult, Progress
 from nas_core.jobs import JobStopped
 from nas_core.metrics.fairness import (
     MIN_GROUP_SIZE,
@@ -684,18 +685,25 @@ def evaluate(
 
 def run_request(
     payload: Mapping[str, Any],
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """The worker's ``"evaluate"`` job handler: ``EvalRequest.to_dict()`` in, ``Metrics.to_dict()`` out.
+) -> JobResult:
+    """The worker's ``"evaluate"`` job handler: ``EvalRequest.to_dict()`` in, a metrics :class:`JobResult` out.
 
-    Progress dicts are :meth:`EpochProgress.to_dict` plus ``fraction`` (epochs done / max epochs;
-    early stopping may end the job before 1).
+    Each epoch reports a :class:`~nas_core.jobresult.Progress`: fraction = epochs done / max epochs
+    (early stopping may end the job before 1), message "epoch E/N", detail
+    :meth:`EpochProgress.to_dict`.
     """
     request = EvalRequest.from_dict(payload)
 
     def forward(rec: EpochProgress) -> None:
         if progress is not None:
-            progress({**rec.to_dict(), "fraction": rec.epoch / rec.max_epochs})
+            progress(epoch_progress(rec))
 
-    return evaluate(request, forward, should_stop).to_dict()
+    return JobResult.metrics(evaluate(request, forward, should_stop))
+
+
+def epoch_progress(rec: EpochProgress, **extra: Any) -> Progress:
+    """The :class:`~nas_core.jobresult.Progress` of one training epoch (``extra`` joins its detail)."""
+    return Progress(fraction=rec.epoch / rec.max_epochs, message=f"epoch {rec.epoch}/{rec.max_epochs}",
+                    detail={**rec.to_dict(), **extra})

@@ -7,7 +7,8 @@ executor never touches the database, it only runs handlers and hands back their
 progress reports and outcome. That is what lets Ray spread evaluations over many
 machines while one process writes the SQLite file.
 
-An outcome is ``("ok", result)``; ``("error", (message, traceback))`` (the handler
+An outcome is ``("ok", JobResult)`` (:meth:`nas_core.jobresult.JobResult.of` of what the handler
+returned; progress reports travel as :meth:`nas_core.jobresult.Progress.to_dict`); ``("error", (message, traceback))`` (the handler
 failed: the job fails with the message, the traceback goes to the worker's log);
 ``("stopped", message)`` (the handler honoured ``should_stop``); or ``("lost", message)``
 (the executor lost the task, e.g. a Ray node died: the worker requeues the job).
@@ -38,6 +39,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from nas_core.errors import UserError
+from nas_core.jobresult import JobResult, MalformedResult, Progress
 from nas_core.jobs import JobStopped, error_message, load_handler
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,10 @@ def _run_handler(target: str, payload: dict[str, Any], progress: Any, should_sto
         if should_stop():
             return ("stopped", error_message(exc))
         return ("error", (error_message(exc), tb))
-    if result is None:
-        result = {}
-    if not isinstance(result, dict):
-        return ("error", (f"handler {target} returned {type(result).__name__}, expected a dict", ""))
-    return ("ok", result)
+    try:
+        return ("ok", JobResult.of(result))
+    except MalformedResult as exc:
+        return ("error", (f"handler {target} returned {exc}", ""))
 
 
 class Execution(ABC):
@@ -124,7 +125,7 @@ class _LocalExecution(Execution):
         self._thread.start()
 
     def _main(self, target: str, payload: dict[str, Any]) -> None:
-        self._outcome = _run_handler(target, payload, lambda d: self._queue.put(dict(d)), self._stop.is_set)
+        self._outcome = _run_handler(target, payload, lambda d: self._queue.put(Progress.from_report(d).to_dict()), self._stop.is_set)
 
     def drain_progress(self) -> list[dict[str, Any]]:
         out = []
@@ -179,8 +180,8 @@ def _ray_entry(target: str, payload: dict[str, Any], job_id: int, hub: Any) -> O
 
     last_check = [0.0, False]
 
-    def progress(report: dict[str, Any]) -> None:
-        hub.report.remote(job_id, dict(report))  # fire and forget: never slow the training loop
+    def progress(report: Progress | dict[str, Any]) -> None:
+        hub.report.remote(job_id, Progress.from_report(report).to_dict())  # fire and forget: never slow the training loop
 
     def should_stop() -> bool:
         # Ask the hub at most twice a second; a handler may call this every batch.

@@ -3,14 +3,16 @@
 Owns :data:`HANDLERS` (job kind -> ``"module:function"``), :func:`resolve_handler`,
 :func:`parse_handler_overrides` and the handler contract::
 
-    handler(payload: dict, progress: Callable[[dict], None], should_stop: Callable[[], bool]) -> dict
+    handler(payload: dict, progress: Callable[[Progress], None], should_stop: Callable[[], bool]) -> JobResult
 
-A handler reports progress as small JSON-able dicts (``{"epoch": 3, "train_loss": 0.41,
-"fraction": 0.3}``), checks ``should_stop()`` between steps and, when it is True, stops
-by raising :class:`JobStopped` (or any exception): the worker then marks the job
-cancelled or requeues it, depending on why it asked. It returns a JSON-able dict;
-for a job tied to a candidate, a ``Metrics.to_dict()`` result is written as the
-candidate's metrics.
+A handler reports :class:`~nas_core.jobresult.Progress` (``Progress(0.3, "epoch 3/10",
+{"epoch": 3, "train_loss": 0.41})``; a plain dict or a bare fraction is read as one), checks
+``should_stop()`` between steps and, when it is True, stops by raising :class:`JobStopped` (or
+any exception): the worker then marks the job cancelled or requeues it, depending on why it
+asked. It returns a :class:`~nas_core.jobresult.JobResult`: ``JobResult.metrics(m)`` for a job
+tied to a candidate is written as the candidate's metrics, ``JobResult.data({...})`` is kept as
+the job's result. (A plain dict is still accepted and read like a stored row written before
+JobResult: see :meth:`~nas_core.jobresult.JobResult.from_dict`.)
 
 Handlers are imported only when a job of their kind runs, so a worker starts fast and
 a missing optional part (e.g. the super-network) fails that job with a message, not
@@ -24,11 +26,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from nas_core.errors import UserError
+from nas_core.jobresult import JobResult, Progress
 
 #: progress(report) and should_stop() as handed to a handler.
-ProgressFn = Callable[[dict[str, Any]], None]
+ProgressFn = Callable[[Progress], None]
 StopFn = Callable[[], bool]
-Handler = Callable[[dict[str, Any], ProgressFn, StopFn], dict[str, Any]]
+Handler = Callable[[dict[str, Any], ProgressFn, StopFn], JobResult]
 
 #: Built-in job kinds. Values are import targets, resolved when a job of the kind runs.
 HANDLERS: dict[str, str] = {

@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas_core.errors import UserError
+from nas_core.jobresult import JobResult, Progress
 from nas_core.settings import SettingsError, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def rung_meta(job: Any) -> dict[str, Any]:
 def _train_and_measure(
     request: Any,
     prepared: Any,
-    progress: Callable[[dict[str, Any]], None] | None,
+    progress: Callable[[Progress], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> Any:
     """Train ``request`` on ``prepared`` and measure it without latency/memory (seconds, not tens)."""
@@ -297,7 +298,7 @@ def _train_and_measure(
 
     def forward(rec: Any) -> None:
         if progress is not None:
-            progress({**rec.to_dict(), "fraction": rec.epoch / rec.max_epochs})
+            progress(ev.epoch_progress(rec))
 
     training = ev.train_model(model, prepared, request.train, device, forward, should_stop)
     return ev.evaluate_model(model, prepared, request.env, training=training, device=device,
@@ -306,30 +307,33 @@ def _train_and_measure(
 
 def run_rung(
     payload: Mapping[str, Any],
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
+) -> JobResult:
     """The worker's ``evaluate_rung`` handler.
 
-    The full-fidelity rung returns ``Metrics.to_dict()`` (written as the candidate's metrics,
-    with weights); a lower rung returns ``{"rung_metrics": ..., "cpu_s": ..., "seconds": ...}``,
-    which the store keeps as the job's result and :func:`after_result` as a rung row.
+    The full-fidelity rung returns a metrics :class:`~nas_core.jobresult.JobResult` (written as the
+    candidate's metrics, with weights); a lower rung a data result ``{"rung_metrics": ..., "cpu_s":
+    ..., "seconds": ...}``, which the store keeps as the job's result and :func:`after_result` as a rung row.
     """
     from nas_core import evaluator as ev
 
     request_dict, meta = split_payload(payload, HALVING_KEY)
 
-    def labelled(report: dict[str, Any]) -> None:  # a progress bar can say which rung it is
+    def labelled(report: Progress) -> None:  # a progress bar can say which rung it is
         if progress is not None:
-            progress({**report, "fidelity": meta.get("fidelity", ""), "preliminary": not meta.get("final")})
+            p = Progress.from_report(report)
+            fidelity = str(meta.get("fidelity", ""))
+            progress(Progress(p.fraction, f"{fidelity}: {p.message}" if fidelity else p.message,
+                              {**p.detail, "fidelity": fidelity, "preliminary": not meta.get("final")}))
 
     if meta.get("final"):
         return ev.run_request(request_dict, labelled, should_stop)
     request = ev.EvalRequest.from_dict(request_dict)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     metrics = _train_and_measure(request, ev.load_prepared(request), labelled, should_stop)
-    return {"rung_metrics": metrics.to_dict(), "cpu_s": time.process_time() - cpu0,
-            "seconds": time.perf_counter() - wall0}
+    return JobResult.data({"rung_metrics": metrics.to_dict(), "cpu_s": time.process_time() - cpu0,
+                           "seconds": time.perf_counter() - wall0})
 
 
 def _has_field(cls: type, name: str) -> bool:
@@ -338,9 +342,9 @@ def _has_field(cls: type, name: str) -> bool:
 
 def run_remeasure(
     payload: Mapping[str, Any],
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
+) -> JobResult:
     """The worker's ``remeasure`` handler: the same request, another initialisation seed, the same split."""
     from nas_core import evaluator as ev
 
@@ -355,7 +359,8 @@ def run_remeasure(
     request = dataclasses.replace(request, train=train, weights_out=None)
     cpu0 = time.process_time()
     metrics = _train_and_measure(request, prepared, progress, should_stop)
-    return {"remeasure_metrics": metrics.to_dict(), "init_seed": seed, "cpu_s": time.process_time() - cpu0}
+    return JobResult.data({"remeasure_metrics": metrics.to_dict(), "init_seed": seed,
+                           "cpu_s": time.process_time() - cpu0})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,15 +389,14 @@ def after_result(store: Any, job_id: int) -> None:
     A rung: record it, then let the pruner promote (queue the next rung) or stop the candidate.
     A re-measurement: record it.
     """
-    import json
-
     from nas_core.store import rungs as rows
 
     job = store.get_job(job_id)
     if job.kind not in FOLLOW_UP_KINDS or job.status != "done":
         return
     request, payload = split_payload(job.payload, HALVING_KEY if job.kind == RUNG_KIND else REMEASURE_KEY)
-    result = json.loads(job.result_json or "{}")
+    outcome = job.outcome
+    result = (outcome.as_dict() if outcome is not None else None) or {}
     seconds = None if job.started_at is None or job.ended_at is None else job.ended_at - job.started_at
     if job.kind == REMEASURE_KIND:
         m = result["remeasure_metrics"]
@@ -401,7 +405,10 @@ def after_result(store: Any, job_id: int) -> None:
                            seed=int(result["init_seed"]), val_acc=val, test_acc=test, unfairness=unf, metrics=m)
         return
     final = bool(payload["final"])
-    m = result if final else result["rung_metrics"]
+    if final and outcome is not None and outcome.kind == "metrics" and outcome.record is None:
+        m = store.get_candidate(int(job.candidate_id)).metrics.to_dict()  # written once, as the candidate's
+    else:
+        m = result if final else result["rung_metrics"]
     val, test, unf = _summary(m)
     row = rows.add_rung(
         store, run_id=int(job.run_id), candidate_id=int(job.candidate_id), rung=int(payload["rung"]), final=final,

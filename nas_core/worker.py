@@ -17,9 +17,10 @@ process, or Ray tasks) and talk back through queues. Each pass of the loop:
    cancellation requests, and requeues jobs whose worker died (a dead pid on this
    host at once; any host when its heartbeat is older than ``stale_after_s``;
    past ``max_attempts`` such a job fails);
-4. writes each finished job's outcome in one transaction (result + metrics + group
-   metrics + statuses + events), or its failure with a clean message (the
-   traceback goes to the log).
+4. writes each finished job's :class:`~nas_core.jobresult.JobResult` in one
+   transaction (result, the candidate's metrics for a metrics result, statuses,
+   events), or its failure with a clean message (the traceback goes to the log).
+   Progress reports are read as :class:`~nas_core.jobresult.Progress` and merged.
 
 SIGTERM/SIGINT: no new claims; running handlers get ``finish_grace_s`` to finish,
 then ``should_stop()`` turns True; whatever has not finished after ``stop_grace_s``
@@ -43,10 +44,10 @@ from typing import Any
 
 from nas_core.errors import UserError
 from nas_core.executors import Execution, Executor, LocalExecutor
+from nas_core.jobresult import JobResult, MalformedResult, Progress
 from nas_core.jobs import handler_target
 from nas_core.rungs import FOLLOW_UP_KINDS, after_cancel, after_result
 from nas_core.store import StaleJob, Store, StoreBusy, StoreFull, WorkerRecord
-from nas_core.store.store import looks_like_metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class _Active:
     execution: Execution
     job_id: int
     kind: str
-    progress: dict[str, Any] = field(default_factory=dict)
+    progress: Progress = field(default_factory=Progress)
     cancelling: bool = False  # a person asked to cancel
     stopping: bool = False  # the worker asked the handler to stop (shutdown)
 
@@ -227,7 +228,10 @@ class Worker:
             reports = a.execution.drain_progress()
             if reports:
                 for r in reports:
-                    a.progress.update(r)
+                    try:
+                        a.progress = a.progress.merged(Progress.from_report(r))
+                    except (TypeError, ValueError) as exc:
+                        log.warning("job %s: progress report %r ignored: %s", job_id, r, exc)
                 store.set_progress(job_id, a.progress, self.worker_id)
             if done:
                 try:
@@ -244,15 +248,15 @@ class Worker:
         try:
             if kind == "ok":
                 try:
+                    result = JobResult.of(value)
                     with store.transaction():  # the result and its follow-up (next rung) land together
-                        store.record_result(a.job_id, value, self.worker_id)
+                        store.record_result(a.job_id, result, self.worker_id)
                         if a.kind in FOLLOW_UP_KINDS:
                             after_result(store, a.job_id)
                     status = "done"
                 except (TypeError, KeyError, ValueError) as exc:
-                    msg = f"the {a.kind} handler returned a result that cannot be stored: {exc}"
-                    if looks_like_metrics(value):
-                        msg = f"the {a.kind} handler returned malformed metrics: {exc}"
+                    msg = (f"the {a.kind} handler returned {exc}" if isinstance(exc, MalformedResult)
+                           else f"the {a.kind} handler returned a result that cannot be stored: {exc}")
                     log.exception("job %s: %s", a.job_id, msg)
                     store.fail_job(a.job_id, msg, self.worker_id)
                     status = "failed"

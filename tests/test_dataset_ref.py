@@ -273,7 +273,6 @@ def test_runs_stored_path_only_by_the_previous_schema_get_their_ref_on_first_rea
 
 @pytest.mark.slow
 def test_supernet_jobs_carry_the_ref_and_a_subsample_trained_one_is_found_without_loading(env, monkeypatch):
-    from nas_core.records import Metrics
     from nas_core.supernet import jobs
     from nas_core.supernet.checkpoint import CheckpointError
     from nas_core.supernet.space import SupernetSpaceConfig, smallest, to_arch_spec
@@ -315,7 +314,7 @@ def test_supernet_jobs_carry_the_ref_and_a_subsample_trained_one_is_found_withou
         with pytest.raises(CheckpointError, match="trained on another data set"):
             jobs.make_payload(cfg.replace(dataset_ref=other), spec, checkpoint=outcome.checkpoint)
         monkeypatch.setattr(jobs, "load_prepared", loader)
-        metrics = Metrics.from_dict(jobs.measure(measure))
+        metrics = jobs.measure(measure).record
         assert metrics.estimate
         assert {g.attribute for g in metrics.fairness.groups} >= {"hospital"}
 

@@ -21,6 +21,7 @@ from nas_core.evaluator import (
     run_request,
     train_model,
 )
+from nas_core.jobresult import JobResult, Progress
 from nas_core.records import Metrics
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import ArchSpec
@@ -161,10 +162,12 @@ def test_run_request_is_the_worker_handler(prepared, monkeypatch):
     monkeypatch.setattr(ev, "load_prepared", lambda req: prepared)
     progress = []
     out = run_request(request(max_epochs=1).to_dict(), progress.append, lambda: False)
-    assert isinstance(out, dict) and progress and isinstance(progress[0], dict)
-    assert progress[0]["epoch"] == 1 and progress[0]["fraction"] == 1.0
-    m = Metrics.from_dict(out)
+    assert isinstance(out, JobResult) and out.kind == "metrics"
+    assert progress and isinstance(progress[0], Progress)
+    assert progress[0].detail["epoch"] == 1 and progress[0].fraction == 1.0 and progress[0].message == "epoch 1/1"
+    m = out.record
     assert m.epochs == 1 and m.hardware.params > 0
+    assert JobResult.from_dict(out.to_dict()).record == m  # the shape stored for a job without a candidate
 
 
 def test_evaluate_model_of_an_untrained_model_measures_validation_and_marks_estimates(prepared):

@@ -62,7 +62,8 @@ def test_local_worker_runs_results_failures_and_unknown_kinds(tmp_path):
     assert w.run(once=True) == 7
     for j in jobs:
         job = store.get_job(j.id)
-        assert job.status == "done" and job.progress == {"epoch": 3, "fraction": 1.0, "train_loss": 1 / 3}
+        assert job.status == "done" and job.progress == {"epoch": 3, "fraction": 1.0, "train_loss": 1 / 3,
+                                                     "message": "epoch 3"}
         cand = store.get_candidate(job.candidate_id)
         assert cand.status == "done" and cand.metrics.test_acc == 0.7
         assert len(store.group_metrics(cand.id)) == 5

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nas_core.records import Metrics
+from nas_core.jobresult import JobResult, Progress
 from nas_core.store.audit import redact, scrub_secrets
 from nas_core.store.core import (
     EARLY_KILL_S,
@@ -21,7 +21,6 @@ from nas_core.store.core import (
     StoreCore,
     _dumps,
     _now,
-    looks_like_metrics,
 )
 from nas_core.store.errors import (
     IllegalTransition,
@@ -160,11 +159,15 @@ class QueueMixin(StoreCore):
             row = self.conn.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
         return bool(row[0])
 
-    def set_progress(self, job_id: int, progress: Mapping[str, Any], worker_id: str | None = None) -> None:
-        """Write the handler's latest progress report into the job row (and refresh its heartbeat)."""
+    def set_progress(
+        self, job_id: int, progress: Progress | Mapping[str, Any], worker_id: str | None = None
+    ) -> None:
+        """Write the handler's latest :class:`~nas_core.jobresult.Progress` into the job row (and refresh its
+        heartbeat); a plain dict is read with :meth:`Progress.from_report`."""
+        report = Progress.from_report(progress).to_dict()
         with self.transaction():
             sql = "UPDATE jobs SET progress_json=?, heartbeat_at=?, updated_at=? WHERE id=? AND status='running'"
-            params: list[Any] = [_dumps(dict(progress)), _now(), _now(), job_id]
+            params: list[Any] = [_dumps(report), _now(), _now(), job_id]
             if worker_id is not None:
                 sql += " AND worker_id=?"
                 params.append(worker_id)
@@ -180,11 +183,14 @@ class QueueMixin(StoreCore):
         return job
 
     def record_result(
-        self, job_id: int, result: Mapping[str, Any], worker_id: str | None = None, actor: str | None = None
+        self, job_id: int, result: JobResult | Mapping[str, Any], worker_id: str | None = None,
+        actor: str | None = None,
     ) -> JobRecord:
-        """Finish a running job: result, metrics + group metrics of its candidate, statuses, events.
+        """Finish a running job: its :class:`~nas_core.jobresult.JobResult`, statuses, events, and for a
+        metrics result the candidate's metrics (written once: the job row keeps only a pointer to them).
 
-        All in one transaction, so a crash leaves either the whole result or none of it.
+        All in one transaction, so a crash leaves either the whole result or none of it. A plain
+        mapping is read with :meth:`JobResult.from_dict` (the shape of rows written before JobResult).
 
         Raises:
             StaleJob: the job is not running (under ``worker_id``): it was requeued, cancelled or finished.
@@ -192,16 +198,18 @@ class QueueMixin(StoreCore):
         who = actor or worker_id or "worker"
         with self.transaction():
             job = self._running_job(job_id, worker_id)
+            outcome = result if isinstance(result, JobResult) else JobResult.from_dict(result)
+            writes_metrics = outcome.kind == "metrics" and job.candidate_id is not None and outcome.record is not None
             now = _now()
             self.conn.execute(
                 "UPDATE jobs SET status='done', result_json=?, ended_at=?, updated_at=?, error='' WHERE id=?",
-                (_dumps(dict(result)), now, now, job_id),
+                (_dumps(outcome.to_dict(job.candidate_id if writes_metrics else None)), now, now, job_id),
             )
             self._event("job", "running", "done", who, job.kind,
                         run_id=job.run_id, candidate_id=job.candidate_id, job_id=job_id)
             if job.candidate_id is not None:
-                if looks_like_metrics(result):
-                    self._write_metrics(job.candidate_id, Metrics.from_dict(result))
+                if writes_metrics:
+                    self._write_metrics(job.candidate_id, outcome.record)
                 self._follow_job(job.candidate_id, "done", who, job.kind, job_id=job_id)
         return self.get_job(job_id)
 

@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from nas_core.jobresult import JobResult
+
 #: Job life cycle. queued -> running -> done | failed | cancelled; running -> queued when requeued.
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -117,9 +119,22 @@ class JobRecord:
         return json.loads(self.progress_json or "{}")
 
     @property
+    def outcome(self) -> JobResult | None:
+        """The handler's :class:`~nas_core.jobresult.JobResult` (None until done); reads older rows too."""
+        return None if self.result_json is None else JobResult.from_dict(json.loads(self.result_json))
+
+    @property
     def result(self) -> dict[str, Any] | None:
-        """Parsed ``result_json`` (None until done)."""
-        return None if self.result_json is None else json.loads(self.result_json)
+        """The result's record as a dict (None until done).
+
+        A data result's record; a metrics result of a candidate's job is ``{"candidate_id": N}``
+        (its metrics are the candidate's: ``store.get_candidate(N).metrics``).
+        """
+        outcome = self.outcome
+        if outcome is None:
+            return None
+        record = outcome.as_dict()
+        return record if record is not None else {"candidate_id": outcome.candidate_id}
 
 
 @dataclass(frozen=True)

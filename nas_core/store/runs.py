@@ -461,6 +461,8 @@ class RunsMixin(StoreCore):
     def _write_metrics(self, candidate_id: int, metrics: Metrics) -> None:
         flat = _metrics_flat(metrics)
         self.conn.execute("DELETE FROM metrics WHERE candidate_id=?", (candidate_id,))
+        # Rows of the group_metrics table written by earlier versions go with the metrics they copied;
+        # nothing writes it any more (the pages read the groups from metrics_json).
         self.conn.execute("DELETE FROM group_metrics WHERE candidate_id=?", (candidate_id,))
         self._insert(
             "metrics",
@@ -472,20 +474,6 @@ class RunsMixin(StoreCore):
                 "created_at": _now(),
             },
         )
-        for g in metrics.fairness.groups:
-            lo, hi = g.accuracy_ci if g.accuracy_ci else (None, None)
-            self._insert(
-                "group_metrics",
-                {
-                    "candidate_id": candidate_id,
-                    "attribute": g.attribute,
-                    "group_name": g.group,
-                    "n": g.n,
-                    "accuracy": g.accuracy,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                },
-            )
 
     def set_metrics(self, candidate_id: int, metrics: Metrics, actor: str = "") -> Candidate:
         """Attach metrics to a candidate outside the job flow (e.g. a baseline imported by hand)."""
@@ -496,13 +484,20 @@ class RunsMixin(StoreCore):
         return self.get_candidate(candidate_id)
 
     def group_metrics(self, candidate_id: int) -> list[dict[str, Any]]:
-        """The candidate's group rows: attribute, group, n, accuracy, ci_low, ci_high."""
-        rows = self._all(
-            "SELECT attribute, group_name AS 'group', n, accuracy, ci_low, ci_high FROM group_metrics "
-            "WHERE candidate_id=? ORDER BY id",
-            (candidate_id,),
-        )
-        return [dict(r) for r in rows]
+        """The candidate's groups (attribute, group, n, accuracy, ci_low, ci_high), read from its metrics.
+
+        Empty when the candidate has no metrics yet.
+        """
+        row = self._one("SELECT metrics_json FROM metrics WHERE candidate_id=?", (candidate_id,))
+        if row is None:
+            return []
+        groups = Metrics.from_dict(json.loads(row["metrics_json"])).fairness.groups
+        return [
+            {"attribute": g.attribute, "group": g.group, "n": g.n, "accuracy": g.accuracy,
+             "ci_low": g.accuracy_ci[0] if g.accuracy_ci else None,
+             "ci_high": g.accuracy_ci[1] if g.accuracy_ci else None}
+            for g in groups
+        ]
 
 
 def _parse_stored_spec(text: str) -> ArchSpec:

@@ -45,6 +45,7 @@ from typing import Any
 from nas_core.data.ref import DatasetRef
 from nas_core.data.ref import resolve as resolve_ref
 from nas_core.errors import UserError
+from nas_core.jobresult import JobResult, Progress
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import ArchSpec
 from nas_core.supernet.checkpoint import CheckpointError, check_usable, load_supernet, read_meta
@@ -504,10 +505,10 @@ def _stop_error(message: str) -> Exception:
 
 def measure(
     payload: Mapping[str, Any],
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """The ``supernet_measure`` job: ``MeasureRequest.to_dict()`` in, ``Metrics.to_dict()`` out."""
+) -> JobResult:
+    """The ``supernet_measure`` job: ``MeasureRequest.to_dict()`` in, a metrics :class:`JobResult` out."""
     from nas_core.supernet.measure import measure_subnet
 
     req = MeasureRequest.from_dict(payload)
@@ -524,7 +525,7 @@ def measure(
     if should_stop is not None and should_stop():
         raise _stop_error("measurement cancelled before it started")
     if progress is not None:
-        progress({"stage": "measuring", "fraction": 0.1})
+        progress(Progress(0.1, "measuring the sub-network", {"stage": "measuring"}))
     metrics = measure_subnet(
         loaded.net,
         config,
@@ -536,8 +537,8 @@ def measure(
         seed=req.train.seed,
     )
     if progress is not None:
-        progress({"stage": "done", "fraction": 1.0})
-    return metrics.to_dict()
+        progress(Progress(1.0, "measured", {"stage": "done"}))
+    return JobResult.metrics(metrics)
 
 
 def run_training(
@@ -612,14 +613,15 @@ def train(
     payload: Mapping[str, Any],
     progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """The ``supernet_train`` job: ``TrainRequest.to_dict()`` in, a summary of the checkpoint out."""
+) -> JobResult:
+    """The ``supernet_train`` job: ``TrainRequest.to_dict()`` in, a data :class:`JobResult` (the checkpoint's
+    summary) out; each epoch's progress dict is read by the worker as a :class:`Progress`."""
     req = TrainRequest.from_dict(payload)
     try:
         outcome = run_training(req, progress, should_stop)
     except Stopped as exc:
         raise _stop_error(str(exc)) from exc
-    return outcome_summary(outcome)
+    return JobResult.data(outcome_summary(outcome))
 
 
 def outcome_summary(outcome: Any) -> dict[str, Any]:
@@ -642,8 +644,8 @@ def finetune(
     payload: Mapping[str, Any],
     progress: Callable[[dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """A fine-tuning job (kind ``supernet_finetune`` where registered): ``Metrics.to_dict()`` out.
+) -> JobResult:
+    """A fine-tuning job (kind ``supernet_finetune`` where registered): a metrics :class:`JobResult` out.
 
     Payload: a :class:`MeasureRequest` dict plus optional ``from_scratch`` (bool),
     ``weights_out`` (path) and ``device``. The result is a normal candidate's Metrics
@@ -670,4 +672,4 @@ def finetune(
         should_stop=should_stop,
         weights_out=weights_out,
     )
-    return metrics.to_dict()
+    return JobResult.metrics(metrics)

@@ -1,10 +1,11 @@
 """The contract every Executor passes: :class:`ExecutorTestCase`, one test method per rule.
 
-Rules: an executor has a ``name`` and a ``capacity`` of at least one; a submitted handler's dict
-comes back as ``("ok", result)``; progress reports come back oldest first; a handler's
+Rules: an executor has a ``name`` and a ``capacity`` of at least one; a submitted handler's result
+comes back as ``("ok", JobResult)``; progress reports come back oldest first, each the flat form of
+a :class:`~nas_core.jobresult.Progress`; a handler's
 :class:`~nas_core.errors.UserError` is ``("error", (message, traceback))`` with the message; a bug
-is an error whose traceback names it; a handler that is not a dict, or does not exist, is an
-error outcome (never an exception in the worker); ``request_stop`` makes a cooperative handler
+is an error whose traceback names it; a handler whose result is no JobResult, Metrics or mapping,
+or that does not exist, is an error outcome (never an exception in the worker); ``request_stop`` makes a cooperative handler
 end as ``("stopped", message)``; ``capacity`` jobs run at once.
 
 A subclass implements :meth:`ExecutorTestCase.make_executor`; one executor serves the whole class
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from nas_core.executors import Execution, Executor
+from nas_core.jobresult import JobResult, Progress
 from nas_core.testing import handlers
 
 
@@ -77,13 +79,15 @@ class ExecutorTestCase:
     def test_a_handler_result_comes_back_ok(self) -> None:
         outcome, _ = self.run_job(handlers.STEPS, {"steps": 2, "echo": "hello"})
         assert outcome[0] == "ok", outcome
-        assert outcome[1]["steps"] == 2 and outcome[1]["echo"] == "hello"
+        assert isinstance(outcome[1], JobResult) and outcome[1].kind == "data", outcome
+        assert outcome[1].record["steps"] == 2 and outcome[1].record["echo"] == "hello"
 
     def test_progress_comes_back_oldest_first(self) -> None:
         outcome, reports = self.run_job(handlers.STEPS, {"steps": 4}, job_id=2)
         assert outcome[0] == "ok", outcome
         assert [r["epoch"] for r in reports] == [1, 2, 3, 4]
         assert reports[-1]["fraction"] == 1.0
+        assert all(Progress.from_report(r).message for r in reports)  # every report reads as a Progress
 
     def test_a_user_error_is_an_error_outcome_with_its_message(self) -> None:
         outcome, _ = self.run_job(handlers.STEPS, {"steps": 1, "fail": "bad spec"}, job_id=3)
@@ -99,7 +103,7 @@ class ExecutorTestCase:
 
     def test_a_result_that_is_not_a_dict_is_an_error(self) -> None:
         outcome, _ = self.run_job(handlers.NOT_A_DICT, {}, job_id=5)
-        assert outcome[0] == "error" and "expected a dict" in outcome[1][0], outcome
+        assert outcome[0] == "error" and "must return a JobResult" in outcome[1][0], outcome
 
     def test_a_missing_handler_is_an_error_not_a_crash(self) -> None:
         outcome, _ = self.run_job(handlers.MISSING, {}, job_id=6)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from nas_core.jobresult import JobResult, Progress
 from nas_core.records import OBJECTIVES, Proposal
 from nas_core.space import default_spec
 from nas_core.store import (
@@ -263,15 +264,20 @@ def test_approve_then_claim_progress_and_result(store):
     assert claimed.id == job.id and claimed.status == "running" and claimed.attempts == 1
     assert store.claim_job("w2") is None
     assert store.get_candidate(c.id).status == "running"
-    store.set_progress(job.id, {"epoch": 1, "train_loss": 0.9}, worker_id="w1")
-    assert store.get_job(job.id).progress == {"epoch": 1, "train_loss": 0.9}
+    store.set_progress(job.id, {"epoch": 1, "train_loss": 0.9}, worker_id="w1")  # an old-style dict is read as Progress
+    assert store.get_job(job.id).progress == {"epoch": 1, "train_loss": 0.9, "fraction": None, "message": "epoch 1"}
+    store.set_progress(job.id, Progress(0.5, "epoch 1/2", {"epoch": 1, "max_epochs": 2}), worker_id="w1")
+    assert store.get_job(job.id).progress == {"epoch": 1, "max_epochs": 2, "fraction": 0.5, "message": "epoch 1/2"}
     assert store.heartbeat_job(job.id, "w1") is False
 
     m = make_metrics(acc=0.75, unfairness=0.03)
     with pytest.raises(StaleJob):
         store.record_result(job.id, m.to_dict(), worker_id="w2")
-    done = store.record_result(job.id, m.to_dict(), worker_id="w1")
-    assert done.status == "done" and done.result["test_acc"] == 0.75
+    done = store.record_result(job.id, JobResult.metrics(m), worker_id="w1")
+    # The metrics are written once, as the candidate's; the job row points at them.
+    assert done.status == "done" and json.loads(done.result_json) == {"kind": "metrics", "candidate_id": c.id}
+    assert done.result == {"candidate_id": c.id} and done.outcome == JobResult("metrics", None, c.id)
+    assert store.conn.execute("SELECT COUNT(*) FROM group_metrics").fetchone()[0] == 0  # no copy of the groups
     cand = store.get_candidate(c.id)
     assert cand.status == "done" and cand.metrics == m
     groups = store.group_metrics(c.id)

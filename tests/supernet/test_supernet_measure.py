@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas_core.records import Metrics
 from nas_core.runconfig import RunConfig
 from nas_core.settings import Env, TrainSettings
 from nas_core.supernet import checkpoint as ck
@@ -124,9 +123,10 @@ def test_make_payload_then_measure_job(dirs, tiny_dataset):
     assert payload["checkpoint"] == str(path.resolve()) and payload["split"] == "val"
     seen = []
     result = jobs.measure(payload, seen.append, lambda: False)
-    metrics = Metrics.from_dict(result)
+    assert result.kind == "metrics"
+    metrics = result.record
     assert metrics.estimate and 0.0 <= metrics.test_acc <= 1.0
-    assert seen[-1]["fraction"] == 1.0
+    assert [p.fraction for p in seen] == [0.1, 1.0] and all(p.message for p in seen)  # the bar moves, with words
     # a RunRecord-like object (the session passes the run) works the same
     run = type("Run", (), {"config": _run_config(tiny_dataset).to_dict()})()
     assert jobs.make_payload(run, spec) == payload
