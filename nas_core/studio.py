@@ -28,6 +28,7 @@ import pandas as pd
 
 from nas_core import engines, runconfig
 from nas_core.errors import UserError
+from nas_core.jobresult import Progress
 from nas_core.records import OBJECTIVES, Candidate, direction
 from nas_core.runconfig import RunConfig
 from nas_core.selection import non_dominated
@@ -319,7 +320,7 @@ def job_progress(store: Any, candidate_id: int) -> dict[str, Any]:
         return {}
     job = jobs[-1]
     out = {"job": job.id, "status": job.status, "error": job.error or ""}
-    out.update(job.progress or {})
+    out.update(Progress.from_report(job.progress or {}).to_dict())  # fraction and message even for old rows
     return out
 
 
@@ -901,10 +902,7 @@ def job_eta(fraction: float | None, elapsed_s: float | None, reported_eta_s: flo
 
 
 def _fraction(progress: dict[str, Any]) -> float | None:
-    f = progress.get("fraction")
-    if f is None and progress.get("epoch") and progress.get("max_epochs"):
-        f = progress["epoch"] / progress["max_epochs"]
-    return None if f is None else max(0.0, min(float(f), 1.0))
+    return Progress.from_report(progress).fraction
 
 
 def jobs_frame(store: Any, statuses: Sequence[str] = SHOWN_JOB_STATUSES, now: float | None = None,
@@ -936,9 +934,7 @@ def jobs_frame(store: Any, statuses: Sequence[str] = SHOWN_JOB_STATUSES, now: fl
                 what = candidate_label(c)
             except Exception:  # noqa: BLE001 - a label must never break the jobs table
                 what = f"#{job.candidate_id}"
-        step = p.get("message") or p.get("stage") or ""
-        if not step and p.get("epoch") and p.get("max_epochs"):
-            step = f"epoch {p['epoch']}/{p['max_epochs']}"
+        step = Progress.from_report(p).message
         rows.append({
             "job": job.id, "kind": JOB_KIND_LABELS.get(job.kind, job.kind), "run": job.run_id,
             "candidate": job.candidate_id, "what": what, "status": job.status,

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from nas_core import studio
-from ui.common import act, get_store, show_flash, worker_badge
+from ui.common import act, get_store, progress_bar, show_flash, worker_badge
 
 store = get_store()
 worker_badge(store)
@@ -50,12 +50,11 @@ def jobs_view() -> None:
             title = f"**Job {row.job}** · {row.kind} · run #{row.run}" + (f" · {row.what}" if row.what else "")
             left.markdown(title)
             if row.status == "running":
-                frac = 0.0 if pd.isna(row.progress) else float(row.progress)
-                text = f"running {frac:.0%}" + (f" — {row.step}" if row.step else "")
-                text += f" · {studio.duration_text(row.elapsed_s)} so far"
-                text += (f" · about {studio.duration_text(row.eta_s)} left" if not pd.isna(row.eta_s)
-                         else " · time left: not known until it reports progress")
-                left.progress(frac, text=text)
+                left_text = (f"about {studio.duration_text(row.eta_s)} left" if not pd.isna(row.eta_s)
+                             else "time left: not known until it reports progress")
+                text = " · ".join(part for part in (row.step, f"{studio.duration_text(row.elapsed_s)} so far",
+                                                    left_text) if part)
+                progress_bar(None if pd.isna(row.progress) else row.progress, text, label="running", where=left)
             else:
                 left.caption(f"queued, waiting {studio.duration_text(row.waiting_s)}"
                              + (" (the worker is not running: start one in the sidebar)"

@@ -8,7 +8,7 @@ import streamlit as st
 from nas_core import studio
 from nas_core.errors import UserError
 from ui.charts import progress_lines
-from ui.common import act, flash, fmt, get_store, run_picker, show_flash, worker_badge
+from ui.common import act, flash, fmt, get_store, progress_bar, run_picker, show_flash, worker_badge
 from ui.rungs import rung_panel
 from ui.spec_view import blocks_table, diagram_dot
 
@@ -203,12 +203,10 @@ def live() -> None:
     for cid in now.in_flight:
         c = studio.get_candidate(store, cid)
         p = studio.job_progress(store, cid)
-        epoch, total = p.get("epoch"), p.get("max_epochs")
-        label = f"#{cid} {c.origin}: {c.status}"
-        if epoch and total:
-            label += f" — epoch {epoch}/{total}, train loss {fmt(p.get('train_loss'))}, " \
-                     f"val loss {fmt(p.get('val_loss'))}"
-        st.progress(min(epoch / total, 1.0) if epoch and total else 0.0, text=label)
+        message = p.get("message") or ""
+        if p.get("train_loss") is not None:
+            message += f", train loss {fmt(p.get('train_loss'))}, val loss {fmt(p.get('val_loss'))}"
+        progress_bar(p.get("fraction"), message, label=f"#{cid} {c.origin}: {c.status}")
         if p.get("history"):
             st.plotly_chart(progress_lines(pd.DataFrame(p["history"])), key=f"curve_{cid}")
 

@@ -125,3 +125,17 @@ def fmt(value, digits: int = 4) -> str:
     except TypeError:
         return str(value)
     return f"{value:.{digits}g}" if isinstance(value, float) else f"{value:,}"
+
+
+def progress_bar(fraction, message: str = "", *, label: str = "", where=None) -> None:
+    """The one progress widget for every job (training, super-network, measurement, rungs, ...).
+
+    ``fraction`` and ``message`` are a job's Progress as studio hands it on (``job_progress``,
+    ``jobs_frame``); an unknown fraction draws an empty bar and says so.
+    """
+    target = st if where is None else where
+    known = fraction is not None and fraction == fraction  # None or NaN: not reported yet
+    frac = min(max(float(fraction), 0.0), 1.0) if known else 0.0
+    words = message or ("" if known else "no progress reported yet")
+    text = " — ".join(part for part in (label, f"{frac:.0%}" if known else "", words) if part)
+    target.progress(frac, text=text)
