@@ -3,8 +3,9 @@
 Owns the app's defaults (where the database and the default data set live, the
 fast settings the browser tests use) and the read models the pages render:
 tables of runs, candidates, groups, fronts and hypervolume as pandas frames,
-and exports as bytes. Pages call these functions and draw the result; they
-never reach into the store, torch or pymoo themselves (DESIGN.md's layering).
+and (through :mod:`nas_core.studio_export`, re-exported here) exports as bytes.
+Pages call these functions and draw the result; they never reach into the
+store, torch or pymoo themselves (DESIGN.md's layering).
 
 Environment variables (all optional):
 - ``EQUINAS_DB``: the SQLite file (default ``data/equinas.db``).
@@ -14,11 +15,8 @@ Environment variables (all optional):
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +31,13 @@ from nas_core.records import OBJECTIVES, Candidate, direction
 from nas_core.runconfig import RunConfig
 from nas_core.selection import non_dominated
 from nas_core.space import ArchSpec, diff
+
+# Candidate exports moved to nas_core.studio_export; importable from here as before.
+from nas_core.studio_export import EXPORT_FORMATS as EXPORT_FORMATS
+from nas_core.studio_export import _trained_model as _trained_model
+from nas_core.studio_export import export_bundle as export_bundle
+from nas_core.studio_export import export_candidate as export_candidate
+from nas_core.studio_export import preprocessing_of as preprocessing_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -440,128 +445,12 @@ def comparison(sess: Any) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- export
-
-
-def preprocessing_of(store: Any, c: Candidate) -> Any:
-    """The candidate's input preprocessing and class map (:class:`nas_core.models.export.Preprocessing`).
-
-    The per-channel mean/std are the training split's, recomputed from the candidate's own evaluation
-    request (the prepared data is cached, so this is quick); None when that request is not available.
-    """
-    from nas_core.models.export import Preprocessing
-
-    cfg = session(store, c.run_id).config
-    names = tuple(c.metrics.class_names) if c.metrics is not None and c.metrics.class_names else tuple(
-        name for name, _ in (c.metrics.per_class_recall if c.metrics is not None else ()))
-    mean = std = None
-    jobs = [j for j in store.list_jobs(candidate_id=c.id) if j.kind == "evaluate"]
-    if jobs:
-        try:
-            from nas_core.evaluator import EvalRequest, channel_stats, load_prepared
-
-            m, s = channel_stats(load_prepared(EvalRequest.from_dict(jobs[-1].payload)))
-            mean, std = tuple(float(v) for v in m), tuple(float(v) for v in s)
-        except (UserError, OSError, KeyError, ValueError, TypeError):
-            mean = std = None  # the data moved or the request is old: the card says "not recorded"
-    return Preprocessing(image_size=int(cfg.train.image_size), mean=mean, std=std, class_names=names)
-
-
-def _trained_model(store: Any, c: Candidate) -> Any:
-    from nas_core.models import build_model
-    from nas_core.models.export import load_state
-
-    sess = session(store, c.run_id)
-    cfg = sess.config
-    from nas_core.session import weights_path
-
-    path = weights_path(store, c.run_id, c.id)
-    if not path.exists():
-        raise UserError(f"candidate #{c.id} has no trained weights on disk ({path}); only candidates trained "
-                        "from scratch by this app have them. Fine-tune a super-network estimate first.")
-    model = build_model(c.spec, cfg.input_shape, cfg.n_classes or 8)
-    return load_state(model, path).eval(), cfg
-
-
-EXPORT_FORMATS = ("spec", "weights", "onnx", "torchscript", "source", "card_md", "card_html")
-
-
-def export_candidate(store: Any, candidate_id: int, fmt: str) -> tuple[str, bytes]:
-    """(file name, bytes) of one export of a candidate.
-
-    Formats: spec (JSON), weights (state_dict), onnx, torchscript, source (a
-    standalone torch module), card_md, card_html (model cards).
-
-    Raises:
-        UserError: unknown format, a baseline (only cards and weights-free formats make sense for
-            spec-less models), or no trained weights.
-    """
-    from nas_core.report import CardContext, model_card_html, model_card_markdown
-
-    if fmt not in EXPORT_FORMATS:
-        raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
-    c = store.get_candidate(candidate_id)
-    stem = f"run{c.run_id}_candidate{c.id}"
-    if fmt in ("card_md", "card_html"):
-        sess = session(store, c.run_id)
-        cfg = sess.config
-        ctx = CardContext(run_name=sess.run.name,
-                          dataset_name=cfg.dataset_ref.describe() if cfg.dataset_ref is not None
-                          else Path(cfg.dataset).name or cfg.dataset,
-                          dataset_summary=cfg.dataset_summary,
-                          training=f"{cfg.train.optimizer}, lr {cfg.train.lr}, batch {cfg.train.batch_size}, "
-                                   f"up to {cfg.train.max_epochs} epochs, patience {cfg.train.patience}, "
-                                   f"{cfg.train.image_size} px, seed {cfg.train.seed}",
-                          env=cfg.env.describe(), preprocessing=tuple(preprocessing_of(store, c).lines()))
-        if fmt == "card_md":
-            return f"{stem}_model_card.md", model_card_markdown(c, ctx).encode()
-        return f"{stem}_model_card.html", model_card_html(c, ctx).encode()
-    if c.baseline:
-        raise UserError(f"#{c.id} is the hand-made baseline {c.baseline}; export its model card instead")
-    if fmt == "spec":
-        return f"{stem}_spec.json", c.spec.to_json(indent=2).encode()
-    if fmt == "source":
-        from nas_core.models.export import generate_source
-
-        cfg = session(store, c.run_id).config
-        return f"{stem}_model.py", generate_source(c.spec, cfg.input_shape, cfg.n_classes or 8,
-                                                   preprocessing_of(store, c)).encode()
-    model, cfg = _trained_model(store, c)
-    if fmt == "weights":
-        from nas_core.session import weights_path
-
-        return f"{stem}_weights.pt", weights_path(store, c.run_id, c.id).read_bytes()
-    from nas_core.models import export as ex
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if fmt == "onnx":
-            out = Path(tmp) / f"{stem}.onnx"
-            ex.export_onnx(model, cfg.input_shape, out)
-        else:
-            out = Path(tmp) / f"{stem}.torchscript.pt"
-            ex.export_torchscript(model, cfg.input_shape, out)
-        return out.name, out.read_bytes()
+# Candidate exports: nas_core.studio_export (re-exported above). The run CSV is a view of the leaderboard.
 
 
 def export_run_csv(store: Any, run_id: int) -> bytes:
     """The run's leaderboard as CSV (one row per candidate, every flat metric)."""
     return leaderboard(store, run_id).to_csv(index=False).encode()
-
-
-def export_bundle(store: Any, candidate_id: int) -> bytes:
-    """A zip of every export that is available for the candidate."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        notes = []
-        for fmt in EXPORT_FORMATS:
-            try:
-                name, data = export_candidate(store, candidate_id, fmt)
-            except (UserError, ValueError) as exc:
-                notes.append(f"{fmt}: not exported: {exc}")
-                continue
-            zf.writestr(name, data)
-        if notes:
-            zf.writestr("NOT_EXPORTED.txt", "\n".join(notes) + "\n")
-    return buf.getvalue()
 
 
 def objective_names() -> list[str]:
