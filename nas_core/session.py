@@ -54,6 +54,7 @@ from nas_core.designers.base import DesignContext, Designer
 from nas_core.designers.llm.prompt import PromptParts, check_parts
 from nas_core.designers.validation import spec_problems
 from nas_core.errors import UserError
+from nas_core.jobresult import Progress
 from nas_core.records import Candidate, Proposal
 
 # SessionError, fill_dataset_facts and weights_path moved to run_setup; importable from here as before.
@@ -343,8 +344,13 @@ class Session:
             decoding=getattr(call, "decoding", ""),
         )
 
-    def propose(self, actor: str = "", *, allow_running: bool = False) -> list[Candidate]:
+    def propose(
+        self, actor: str = "", *, allow_running: bool = False, progress: Callable[[Progress], None] | None = None
+    ) -> list[Candidate]:
         """Ask the engine for the next proposals and store them as ``proposed``.
+
+        ``progress`` receives a :class:`~nas_core.jobresult.Progress` from designers with a long inner
+        search (LINAS's ``on_progress``: fraction of the inner evaluations done).
 
         Raises:
             SessionError: proposals wait, evaluations run (unless ``allow_running``), or the budget is used.
@@ -357,12 +363,14 @@ class Session:
                                    "wait for it to appear")
             _PROPOSING.add(key)
         try:
-            return self._propose(actor, allow_running)
+            return self._propose(actor, allow_running, progress)
         finally:
             with _PROPOSING_LOCK:
                 _PROPOSING.discard(key)
 
-    def _propose(self, actor: str, allow_running: bool) -> list[Candidate]:
+    def _propose(
+        self, actor: str, allow_running: bool, progress: Callable[[Progress], None] | None = None
+    ) -> list[Candidate]:
         self.poll()
         # BEGIN IMMEDIATE: two processes proposing at once serialize here, and the second sees the first.
         with self.store.transaction():
@@ -387,6 +395,12 @@ class Session:
         if cfg.budget is not None:
             ctx = dataclasses.replace(ctx, n=max(1, min(ctx.n, cfg.budget - st.used)))
         designer = self.designer()
+        if progress is not None and hasattr(designer, "on_progress"):
+            def inner(fraction: float) -> None:
+                progress(Progress(fraction, f"{designer.name}: inner search {100 * fraction:.0f}%",
+                                  {"stage": "inner search", "iteration": number}))
+
+            designer.on_progress = inner
         try:
             proposals = designer.propose(ctx)
         except UserError as exc:

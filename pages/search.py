@@ -73,7 +73,9 @@ def _sess():
 
 
 def _propose() -> None:
-    proposed = act(_sess().propose, "app")
+    bar = st.empty()  # a long inner search (LINAS) moves this bar while it runs
+    proposed = act(_sess().propose, "app", progress=lambda p: progress_bar(p.fraction, p.message, where=bar))
+    bar.empty()
     if proposed:
         flash("success", f"{len(proposed)} proposal(s) ready for review")
 

@@ -70,3 +70,31 @@ def test_store_reads_a_job_row_written_before_job_result(tmp_path):
     old = store.get_job(job.id)
     assert old.outcome == JobResult.metrics(m) and old.result["test_acc"] == 0.9
     store.close()
+
+
+def test_a_designers_inner_search_reports_progress_through_the_session(tmp_path):
+    from nas_core.designers.heuristic import HeuristicDesigner
+    from nas_core.runconfig import RunConfig
+    from nas_core.session import Session
+    from nas_core.settings import TrainSettings
+    from nas_core.space import Choices
+
+    class InnerSearch(HeuristicDesigner):  # like LinasDesigner: a long inner search behind on_progress
+        on_progress = None
+
+        def propose(self, ctx):
+            for f in (0.25, 1.0):
+                if self.on_progress is not None:
+                    self.on_progress(f)
+            return super().propose(ctx)
+
+    store = Store.open(tmp_path / "s.db")
+    cfg = RunConfig(name="t", dataset="/nowhere", n_classes=3, dataset_summary="tiny test data",
+                    choices=Choices.from_dict({"max_blocks": 5, "max_params": 2_000_000}),
+                    train=TrainSettings(image_size=32, max_epochs=1))
+    s = Session.create_run(store, cfg, designer=InnerSearch())
+    seen: list[Progress] = []
+    assert s.propose(progress=seen.append)
+    assert [p.fraction for p in seen] == [0.25, 1.0]
+    assert "inner search 25%" in seen[0].message and seen[0].detail == {"stage": "inner search", "iteration": 1}
+    store.close()
