@@ -681,8 +681,19 @@ def supernet_training_jobs(store: Any) -> list[dict[str, Any]]:
     out = []
     for job in store.list_jobs(status=("queued", "running")):
         if job.kind == "supernet_train":
-            out.append({"job": job.id, "status": job.status, **(job.progress or {})})
+            out.append({"job": job.id, "status": job.status, **Progress.from_report(job.progress or {}).to_dict()})
     return out
+
+
+#: How the import's stages read on a progress bar.
+IMPORT_STAGES = {"check": "checking images", "cache": "building the image cache", "generate": "generating images"}
+
+
+def import_progress(stage: str, done: int, total: int) -> Progress:
+    """The :class:`~nas_core.jobresult.Progress` of an import, cache build or default data set step."""
+    words = IMPORT_STAGES.get(stage, stage)
+    return Progress(done / total if total else None, f"{words}: {done}/{total}",
+                    {"stage": stage, "done": done, "total": total})
 
 
 def choices_json(choices: Any) -> str:

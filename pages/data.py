@@ -6,7 +6,7 @@ import streamlit as st
 from nas_core import studio
 from nas_core.errors import UserError
 from ui.charts import count_bars
-from ui.common import get_store, guarded, worker_badge
+from ui.common import get_store, guarded, progress_bar, worker_badge
 
 store = get_store()
 worker_badge(store)
@@ -22,8 +22,14 @@ if source_kind == "Default data set":
     if not (path / "ISIC_2019_Training_GroundTruth.csv").exists():
         st.info("The default data set (synthetic, ISIC 2019 layout) has not been generated yet.")
         if st.button("Generate it now", key="gen_default"):
-            bar = st.progress(0.0, text="Generating images…")
-            guarded(studio.ensure_default_dataset, lambda d, t: bar.progress(d / max(t, 1)))
+            bar = st.empty()
+            progress_bar(0.0, "generating images", where=bar)
+
+            def generated(done: int, total: int) -> None:
+                p = studio.import_progress("generate", done, total)
+                progress_bar(p.fraction, p.message, where=bar)
+
+            guarded(studio.ensure_default_dataset, generated)
             st.rerun()
     else:
         source = str(path)
@@ -104,10 +110,12 @@ if st.button("Check the data set", key="inspect", type="primary") or st.session_
         allow = st.checkbox("Leave out corrupt images and rows without images (listed in the report)",
                             key="allow_corrupt")
         if st.button("Import", key="do_import"):
-            bar = st.progress(0.0, text="Importing…")
+            bar = st.empty()
+            progress_bar(0.0, "importing", where=bar)
 
             def progress(stage: str, done: int, total: int) -> None:
-                bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
+                p = studio.import_progress(stage, done, total)
+                progress_bar(p.fraction, p.message, where=bar)
 
             if upload:
                 rec = guarded(studio.import_upload, store, upload[0], upload[1], upload[2], name=name or None,

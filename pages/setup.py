@@ -7,7 +7,7 @@ import streamlit as st
 
 from nas_core import studio
 from nas_core.errors import UserError
-from ui.common import get_store, open_run, worker_badge
+from ui.common import get_store, open_run, progress_bar, worker_badge
 
 store = get_store()
 worker_badge(store)
@@ -139,12 +139,8 @@ if evaluation == "supernet":
         def _training_progress() -> None:
             """Live progress of the trainings (only this part refreshes)."""
             for job in studio.supernet_training_jobs(get_store()):
-                epoch, total = job.get("epoch"), job.get("max_epochs")
-                frac = job.get("fraction", epoch / total if epoch and total else 0.0)
-                st.progress(min(float(frac or 0.0), 1.0),
-                            text=f"training job {job['job']}: {job['status']}" + (
-                                f", {job['message']}" if job.get("message")
-                                else (f", epoch {epoch}/{total}" if epoch else "")))
+                progress_bar(job.get("fraction"), job.get("message") or "",
+                             label=f"training job {job['job']}: {job['status']}")
 
         if training:  # polled only while there is something to watch (see pages/search.py)
             _training_progress()

@@ -98,3 +98,11 @@ def test_a_designers_inner_search_reports_progress_through_the_session(tmp_path)
     assert [p.fraction for p in seen] == [0.25, 1.0]
     assert "inner search 25%" in seen[0].message and seen[0].detail == {"stage": "inner search", "iteration": 1}
     store.close()
+
+
+def test_import_and_cache_steps_read_as_progress():
+    from nas_core import studio
+
+    p = studio.import_progress("cache", 5, 20)
+    assert p.fraction == 0.25 and p.message == "building the image cache: 5/20"
+    assert studio.import_progress("check", 0, 0).fraction is None  # nothing to count yet: no made-up number
