@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     """How well the default first rung selects, on the fidelity benchmark's 24 specs and its cached truth.
 
-    Trains every spec at the first rung (its validation loss = what the pruner compares by default), then
+    Trains every spec at the first rung (``--rung``: another ladder's first rung), then
     reports its Kendall tau against the seed-averaged full training (and against the noise ceiling,
     seed 0 vs seed 1), and, over ``--shuffles`` random arrival orders, how often Optuna's pruner
     (:func:`nas_core.rungs.asha_decisions`, the product's own decision) lets the truly best spec
@@ -164,6 +164,7 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     skipped with a message otherwise, since training the truth here would cost the whole benchmark.
     """
     import dataclasses
+    import hashlib
     import json
     import random
     import statistics
@@ -171,7 +172,7 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     from benchmarks import bench_fidelity as bf
     from nas_core.data.prepare import prepare
     from nas_core.evaluator import EvalRequest
-    from nas_core.rungs import HalvingSettings, _train_and_measure, asha_decisions, ladder
+    from nas_core.rungs import HalvingSettings, _train_and_measure, asha_decisions, ladder, parse_ladder
     from nas_core.settings import Env, TrainSettings
 
     base = TrainSettings()
@@ -194,51 +195,71 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     truth = [statistics.mean(by_seed[s][i].test_acc for s in bf.INIT_SEEDS) for i in range(len(specs))]
     ceiling, _ = bf.rank_agreement([r.test_acc for r in by_seed[0]], [r.test_acc for r in by_seed[1]])
     full_cpu = statistics.mean(r.cpu_s for s in bf.INIT_SEEDS for r in by_seed[s])
-    step = ladder(HalvingSettings(), base)[0]
+    halving = HalvingSettings(rungs=parse_ladder(args.rung)) if args.rung else HalvingSettings()
+    step = ladder(halving, base)[0]
     if step.final:
         sys.stdout.write("halving quality: skipped, the default rung is not cheaper than these settings\n")
         return None
     rung = dataclasses.replace(step.train, seed=0)
     p_rung = prepare(data, image_size=rung.image_size, seed=bf.SPLIT_SEED, subsample=rung.subsample)
     val, loss, test, cpu = [], [], [], []
+    cache = ROOT / "data" / "cache" / "bench_iteration" / "rungs"
     for sp in specs:
-        c0 = time.process_time()
-        m = _train_and_measure(EvalRequest(dataset=str(data), arch=sp, train=rung, env=Env(), device="cpu"),
-                               p_rung, None, None)
-        cpu.append(time.process_time() - c0)
-        val.append(m.val_acc)
-        loss.append(None if m.val_loss is None else -m.val_loss)
-        test.append(m.test_acc)
-    metric = HalvingSettings().metric
-    scores = loss if metric == "val_loss" else val
+        key = json.dumps({"spec": sp.key, "train": rung.to_dict(), "data": p_rung.dataset_hash}, sort_keys=True)
+        path = cache / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+        if path.is_file():  # a rerun costs only the decisions
+            r = json.loads(path.read_text())
+        else:
+            c0 = time.process_time()
+            m = _train_and_measure(EvalRequest(dataset=str(data), arch=sp, train=rung, env=Env(), device="cpu"),
+                                   p_rung, None, None)
+            r = {"cpu_s": time.process_time() - c0, "val_acc": m.val_acc, "val_loss": m.val_loss,
+                 "test_acc": m.test_acc}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(r))
+        cpu.append(r["cpu_s"])
+        val.append(r["val_acc"])
+        loss.append(None if r["val_loss"] is None else -r["val_loss"])
+        test.append(r["test_acc"])
+    metric = halving.metric
+    by_metric = {"val_loss": loss, "val_acc": val}
+    scores = by_metric[metric]
     tau_score, _ = bf.rank_agreement(scores, truth)
     tau_val, _ = bf.rank_agreement(val, truth)
+    tau_loss, _ = bf.rank_agreement(loss, truth)
     tau_test, _ = bf.rank_agreement(test, truth)
     best = max(range(len(specs)), key=truth.__getitem__)
-    kept, promoted_n = 0, []
-    for k in range(args.shuffles):
-        order = list(range(len(specs)))
-        random.Random(k).shuffle(order)
-        decisions = asha_decisions([(i, 0, scores[i]) for i in order], HalvingSettings().reduction_factor)
-        promoted = {i for i, d in zip(order, decisions, strict=True) if d}
-        kept += best in promoted
-        promoted_n.append(len(promoted))
+    kept_by: dict[str, int] = {}
+    promoted_by: dict[str, float] = {}
+    for name, values in by_metric.items():
+        kept, promoted_n = 0, []
+        for k in range(args.shuffles):
+            order = list(range(len(specs)))
+            random.Random(k).shuffle(order)
+            decisions = asha_decisions([(i, 0, values[i]) for i in order], halving.reduction_factor)
+            promoted = {i for i, d in zip(order, decisions, strict=True) if d}
+            kept += best in promoted
+            promoted_n.append(len(promoted))
+        kept_by[name], promoted_by[name] = kept, statistics.mean(promoted_n)
+    kept, promoted_mean = kept_by[metric], promoted_by[metric]
+    other = "val_acc" if metric == "val_loss" else "val_loss"
     rung_cpu = statistics.mean(cpu)
-    sh_cpu = len(specs) * rung_cpu + statistics.mean(promoted_n) * full_cpu
+    sh_cpu = len(specs) * rung_cpu + promoted_mean * full_cpu
     sys.stdout.write(
         f"\nhalving quality on the fidelity benchmark's {len(specs)} specs ({step.label}; full = "
         f"{base.max_epochs} epochs at {base.image_size} px):\n"
         f"  first rung vs seed-averaged full training: Kendall tau {tau_score:.3f} by {metric} (what the pruner "
-        f"uses; {tau_val:.3f} by validation accuracy, {tau_test:.3f} by test accuracy); noise ceiling "
-        f"{ceiling:.3f}; share of the ceiling {tau_score / ceiling if ceiling > 0 else float('nan'):.2f} "
-        f"(target >= 0.7)\n"
+        f"uses; validation accuracy {tau_val:.3f}, minus validation loss {tau_loss:.3f}, test accuracy "
+        f"{tau_test:.3f}); noise ceiling {ceiling:.3f}; share of the ceiling "
+        f"{tau_score / ceiling if ceiling > 0 else float('nan'):.2f} (target >= 0.7)\n"
         f"  best full-fidelity spec kept in {kept} of {args.shuffles} shuffled arrival orders (target >= 9 of 10); "
-        f"{statistics.mean(promoted_n):.1f} of {len(specs)} go on to full fidelity on average\n"
+        f"{promoted_mean:.1f} of {len(specs)} go on to full fidelity on average (by {other}: kept "
+        f"{kept_by[other]} of {args.shuffles}, {promoted_by[other]:.1f} go on)\n"
         f"  CPU per candidate: rung {rung_cpu:.1f} s vs full {full_cpu:.1f} s; successive halving over the "
         f"{len(specs)} specs {sh_cpu:.0f} s vs {len(specs) * full_cpu:.0f} s training all fully "
         f"(ratio {sh_cpu / (len(specs) * full_cpu):.2f})\n")
-    return {"metric": metric, "tau_score": tau_score, "tau_val": tau_val, "tau_test": tau_test, "ceiling": ceiling, "kept": kept, "shuffles": args.shuffles,
-            "promoted_mean": statistics.mean(promoted_n), "rung_cpu": rung_cpu, "full_cpu": full_cpu}
+    return {"metric": metric, "tau_score": tau_score, "tau_val": tau_val, "tau_loss": tau_loss, "kept_by": kept_by, "tau_test": tau_test, "ceiling": ceiling, "kept": kept, "shuffles": args.shuffles,
+            "promoted_mean": promoted_mean, "rung_cpu": rung_cpu, "full_cpu": full_cpu}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default=None, help="data set folder (default: data/default, or the quick copy)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     p.add_argument("--shuffles", type=int, default=10, help="arrival orders for the keeps-the-best check")
+    p.add_argument("--rung", default=None, help="quality: check this first rung instead, e.g. 2@32")
     p.add_argument("--specs", type=int, default=None, help="quality: only the first N of the 24 specs")
     p.add_argument("--only", choices=("timing", "quality"), default=None, help="run one part only")
     args = p.parse_args(argv)

@@ -47,7 +47,7 @@ def fake_rung(payload, progress, should_stop):
     acc = _acc_of(payload)
     if payload["halving"]["final"]:
         return make_metrics(acc=min(acc + 0.1, 1.0)).to_dict()
-    m = dataclasses.replace(make_metrics(acc=acc), val_loss=2.0 - acc)  # the pruner's default score: -val_loss
+    m = dataclasses.replace(make_metrics(acc=acc), val_loss=2.0 - acc)  # either score ranks like acc
     return {"rung_metrics": m.to_dict(), "cpu_s": 0.01, "seconds": 0.01}
 
 
@@ -174,16 +174,16 @@ def test_pruner_decisions_are_deterministic_and_respect_the_factor(store):
     assert first == [True, True, False, True, False, False, True, True]
 
 
-def test_the_score_is_minus_validation_loss_by_default_so_tied_accuracies_still_rank():
+def test_the_score_is_validation_accuracy_by_default_and_ties_all_continue():
     from nas_core.rungs import asha_decisions, rung_score
 
-    assert HalvingSettings().metric == "val_loss"
+    assert HalvingSettings().metric == "val_acc"
     assert rung_score({"val_loss": 0.5, "val_acc": 0.7}, "val_loss") == -0.5
     assert rung_score({"val_loss": 0.5, "val_acc": 0.7}, "val_acc") == 0.7
     assert rung_score({"val_loss": None}, "val_loss") is None
     # Three candidates all predicting the majority class: equal accuracy, so all would tie and go on ...
     assert asha_decisions([(1, 0, 0.6), (2, 0, 0.6), (3, 0, 0.6)]) == [True, True, True]
-    # ... while their losses still separate them.
+    # ... while their losses would separate them (metric="val_loss").
     losses = [rung_score({"val_loss": v}, "val_loss") for v in (1.2, 1.3, 1.1)]
     assert asha_decisions([(1, 0, losses[0]), (2, 0, losses[1]), (3, 0, losses[2])]) == [True, False, True]
 
