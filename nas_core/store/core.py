@@ -92,7 +92,11 @@ def _metrics_flat(metrics: Metrics) -> dict[str, float | None]:
 
 
 def looks_like_metrics(result: Mapping[str, Any]) -> bool:
-    """True when a handler's result is a ``Metrics.to_dict()``."""
+    """True when a dict is a bare ``Metrics.to_dict()`` (the shape of job results stored before JobResult).
+
+    Kept for old imports only: the worker and the store read results as
+    :class:`nas_core.jobresult.JobResult` and never guess from a dict's keys.
+    """
     return isinstance(result, Mapping) and {"fairness", "hardware", "test_acc"} <= set(result)
 
 
