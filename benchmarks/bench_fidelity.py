@@ -33,6 +33,19 @@ Forms:
   epochs, patience 2; sized to fit 20 CPU-minutes on an idle 2-core machine.
 
 Run: ``python -m benchmarks fidelity [--quick]`` or ``python benchmarks/bench_fidelity.py``.
+
+Measured (2026-12-02, the shared 2-core machine, load 6-11, ``OMP_NUM_THREADS=1 python -m
+benchmarks.bench_fidelity --quick``): 1,372 s CPU (3,721 s wall) for the 48 trainings of the truth
+plus the estimates; a rerun from the cache 2 s CPU. Noise ceiling: accuracy tau 0.766 (Spearman
+0.914, seed-to-seed SD 3.6 points), Unfairness tau 0.734 (Spearman 0.892). Spread: accuracy
+50.4-86.0% (35.6 points; a few small or instance-normalized nets still predict the majority class
+after 5 epochs), Unfairness range 2.2x its median interval width (240 test images: wide
+intervals), main groups' interval up to +-9.4 points. Estimates (tau acc / tau Unfairness, CPU s
+per candidate, against 18.7 s for the truth): 1 epoch 0.49 / 0.26, 4.0 s; half resolution (16 px)
+0.77 / 0.66, 4.9 s, and 4.5 points *more* accurate on average; 1/4 of the training split
+0.56 / 0.54, 5.6 s; 1 epoch at half resolution 0.48 / 0.50, 1.1 s. With ``--recipes``, one-cycle
+at 3 of the 5 epochs lost 7-19 points on each of the first 6 specs, so it was not adopted.
+The full form has not been run (about 2 h of 2 idle cores).
 """
 
 from __future__ import annotations
@@ -372,12 +385,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base = dataclasses.replace(base, max_epochs=args.epochs)
     data = _dataset(args)
     specs = benchmark_specs()[: args.specs] if args.specs else benchmark_specs()
-    prepared_by_size: dict[int, Any] = {}
+    prepared_by_size: dict[tuple[int, int | None], Any] = {}
 
-    def prepared_at(size: int) -> Any:
-        if size not in prepared_by_size:
-            prepared_by_size[size] = prepare(data, image_size=size, seed=SPLIT_SEED)
-        return prepared_by_size[size]
+    def prepared_at(size: int, subsample: int | None = None) -> Any:
+        # An estimate with its own subsample (a rung may set one) is prepared as the product would.
+        if (size, subsample) not in prepared_by_size:
+            prepared_by_size[size, subsample] = prepare(data, image_size=size, seed=SPLIT_SEED, subsample=subsample)
+        return prepared_by_size[size, subsample]
 
     p0 = prepared_at(base.image_size)
     sys.stdout.write(f"data set {data} ({len(p0.labels)} images; test {len(p0.split.test)}), "
@@ -435,7 +449,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"{'CPU s/cand':>11} {'x cheaper':>10} {'mean acc - truth':>17}\n")
     for est in all_estimates(args.recipes) if not args.no_estimates else []:
         st = est.settings(dataclasses.replace(base, seed=0))
-        prepared = prepared_at(st.image_size)
+        prepared = prepared_at(st.image_size, st.subsample)
         res = [cached_train(sp, prepared, st, use_cache=not args.no_cache, train_fraction=est.train_fraction)[0]
                for sp in specs]
         ta, _ = rank_agreement([r.test_acc for r in res], acc_avg)
