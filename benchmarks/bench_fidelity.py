@@ -44,7 +44,8 @@ intervals), main groups' interval up to +-9.4 points. Estimates (tau acc / tau U
 per candidate, against 18.7 s for the truth): 1 epoch 0.49 / 0.26, 4.0 s; half resolution (16 px)
 0.77 / 0.66, 4.9 s, and 4.5 points *more* accurate on average; 1/4 of the training split
 0.56 / 0.54, 5.6 s; 1 epoch at half resolution 0.48 / 0.50, 1.1 s. With ``--recipes``, one-cycle
-at 3 of the 5 epochs lost 7-19 points on each of the first 6 specs, so it was not adopted.
+at 3 of the 5 epochs lost 8-19 points on 5 of the first 6 specs (the sixth predicts the
+majority class either way), so it was not adopted.
 The full form has not been run (about 2 h of 2 idle cores).
 """
 
