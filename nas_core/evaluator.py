@@ -54,7 +54,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,6 +281,20 @@ def load_prepared(request: EvalRequest) -> Any:
         while len(_prepared_cache) > PREPARED_CACHE_SIZE:
             _prepared_cache.popitem(last=False)
     return prepared
+
+
+def thread_note(threads: Sequence[int]) -> str | None:
+    """A warning when results were computed at different torch thread counts, else None.
+
+    Args:
+        threads: ``Metrics.threads`` of the results shown together (0 = not recorded, ignored).
+    """
+    counts = sorted({int(t) for t in threads if t})
+    if len(counts) < 2:
+        return None
+    return (f"these results were computed with different torch thread counts ({', '.join(map(str, counts))}); "
+            "a seed reproduces a result exactly only at the same count, so small differences may be "
+            "summation order, not the network")
 
 
 def clear_prepared_cache() -> None:

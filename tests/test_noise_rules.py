@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nas_core.cli import main
-from nas_core.evaluator import EvalRequest, clear_prepared_cache, evaluate, load_prepared
+from nas_core.evaluator import EvalRequest, clear_prepared_cache, evaluate, load_prepared, thread_note
 from nas_core.metrics.fairness import MIN_GROUP_SIZE, fairness_report
 from nas_core.records import Metrics
 from nas_core.settings import Env, SettingsError, TrainSettings
@@ -120,3 +120,9 @@ def test_split_seed_fixes_the_split_while_the_init_seed_varies(tiny_dataset, tmp
     assert Metrics.from_dict(m0.to_dict()).threads == m0.threads
     assert Metrics.from_dict({k: v for k, v in m0.to_dict().items() if k != "threads"}).threads == 0
     assert TrainSettings.from_dict(TrainSettings(split_seed=4).to_dict()).split_seed == 4
+
+
+def test_thread_note_says_when_thread_counts_differ():
+    assert thread_note([1, 1, 0]) is None and thread_note([]) is None
+    note = thread_note([1, 2, 0, 2])
+    assert note is not None and "(1, 2)" in note and "thread counts" in note
