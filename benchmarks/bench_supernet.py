@@ -28,6 +28,19 @@ default settings, 64 px, every image, 10 epochs from scratch):
 CPU time (``resource``/``time.process_time``) is printed beside wall time: wall time is inflated
 on a shared machine. Only ``--threads`` torch threads are used (default 1).
 
+Measured 2026-12-02 on the shared 2-core dev machine (load 4-10, one thread; CPU time is inflated
+by the load, wall time far more), the 6,000-image default data set of commit ab02de2:
+
+- training at the default settings (4,200 training images, 64 px, trained at 32 px): one epoch
+  47 s CPU, 12 epochs 9.4 CPU-min;
+- one measurement (1,200 validation images, every metric): median 2.53 s CPU in process (max 2.78),
+  6.6 s CPU as a ``supernet measure`` process;
+- ranking, 12 sub-networks, a 1,500-image subsample at 32 px (``--n-subnets 12 --subsample 1500
+  --supernet-epochs 6``): with 4 from-scratch epochs the seeds agree (ceiling 0.73) because larger
+  networks simply train slower, and every recipe ranks at -0.29..0.05; with 8 epochs the seeds no
+  longer agree (ceiling -0.08) and the estimates rank at -0.02..0.26 (distillation is what makes the
+  estimates follow MACs: tau vs MACs 0.29-0.32 with it, 0.05 without). Neither target is shown met.
+
 Usage::
 
     python -m benchmarks supernet --quick
