@@ -39,16 +39,24 @@ else:
 if cfg.evaluation == "supernet":
     st.caption("Evaluation: super-network estimates (labelled as such), seconds per candidate.")
 
+propose_bar = st.empty()  # always here, so the elements after it keep their places (see _propose)
+if st.session_state.pop("_propose_requested", False):
+    proposed = act(sess.propose, "app", progress=lambda p: progress_bar(p.fraction, p.message, where=propose_bar))
+    propose_bar.empty()
+    if proposed:
+        flash("success", f"{len(proposed)} proposal(s) ready for review")
+    state = sess.poll()
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Iteration", state.iteration)
 m2.metric("Measured", state.measured)
 m3.metric("Waiting for you", len(state.pending))
 m4.metric("Queued / running", len(state.in_flight))
 best = sess.best()
+best_box = st.container()  # present before the first result too, so later elements keep their places
 if best is not None and best.metrics is not None:
     bm = best.metrics
     split = "validation, super-network estimate" if bm.estimate else "test split"
-    with st.container(border=True, key="best_so_far"):
+    with best_box, st.container(border=True, key="best_so_far"):
         st.markdown(f"**Best so far: #{best.id}** ({split})")
         b = st.columns(5)
         b[0].metric("Accuracy", f"{bm.test_acc:.1%}")
@@ -73,11 +81,10 @@ def _sess():
 
 
 def _propose() -> None:
-    bar = st.empty()  # a long inner search (LINAS) moves this bar while it runs
-    proposed = act(_sess().propose, "app", progress=lambda p: progress_bar(p.fraction, p.message, where=bar))
-    bar.empty()
-    if proposed:
-        flash("success", f"{len(proposed)} proposal(s) ready for review")
+    # The click is kept here; the proposal itself runs in the page body below, at the progress bar's
+    # fixed place. An element drawn from a callback lands at the top of the next run only, which
+    # shifts every element after it on the run that follows and redraws the cards' popovers closed.
+    st.session_state["_propose_requested"] = True
 
 
 def _approve(cid: int) -> None:
@@ -124,11 +131,12 @@ c1.button("Propose", key="propose", type="primary", disabled=not state.can_propo
 auto_n = c2.number_input("Auto-approve iterations", 0, 100, 0, key="auto_n",
                          help="Approve and run this many iterations without asking (unattended).")
 c3.button("Run unattended", key="auto_start", disabled=auto_n == 0, on_click=_auto, args=(int(auto_n),))
-if state.reason and not state.pending:
-    st.info(state.reason)
-if st.session_state.get("auto_left"):
-    st.warning(f"Unattended: {st.session_state['auto_left']} iteration(s) to go.")
-    st.button("Stop unattended", key="auto_stop", on_click=_auto, args=(0,))
+with st.container():  # messages that come and go, in one fixed place (see ui.common.show_flash)
+    if state.reason and not state.pending:
+        st.info(state.reason)
+    if st.session_state.get("auto_left"):
+        st.warning(f"Unattended: {st.session_state['auto_left']} iteration(s) to go.")
+        st.button("Stop unattended", key="auto_stop", on_click=_auto, args=(0,))
 if uses_reasons:  # heuristic and LINAS designers ignore free text, so no prompt to show
     with st.expander("Next prompt (exactly what the LLM designer would receive)", expanded=False):
         try:

@@ -90,8 +90,12 @@ def show_flash() -> None:
     kept = [(k, t, ts) for k, t, ts in st.session_state.get("_flash", [])
             if k == "error" or now - ts < FLASH_KEEP_S]
     st.session_state["_flash"] = kept
-    for kind, text, _ in kept:
-        {"error": st.error, "warning": st.warning, "success": st.success}.get(kind, st.info)(text)
+    # One container whatever the number of messages: Streamlit places elements by their index on the
+    # page, so a message appearing or expiring would shift every later element, and a popover below
+    # (Reject…, Edit…) would be drawn anew, closed, under the user's cursor (a lost click).
+    with st.container():
+        for kind, text, _ in kept:
+            {"error": st.error, "warning": st.warning, "success": st.success}.get(kind, st.info)(text)
 
 
 def act(action, *args, success: str | None = None, clear: bool = True, **kwargs):
