@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from nas_core import engines, runconfig
+from nas_core.designers.llm.client import DECODING_MODES
 from nas_core.errors import UserError
 from nas_core.jobresult import Progress
 from nas_core.records import OBJECTIVES, Candidate, direction
@@ -461,6 +462,21 @@ def objective_names() -> list[str]:
 def engine_labels() -> dict[str, str]:
     """Engine name -> label for the Setup page, from the engine registry (:mod:`nas_core.engines`)."""
     return engines.engine_labels()
+
+
+#: What each constrained-decoding setting means, for the Setup page (see nas_core.designers.llm.client).
+_DECODING_HELP = {
+    "auto": "auto: the strongest the server supports (Ollama detected; refused rungs fall back one step)",
+    "json_schema": "json_schema: the answer schema from the Choices (OpenAI, Azure, vLLM, llama.cpp, LM Studio)",
+    "ollama": "ollama: Ollama's native format field",
+    "json_object": "json_object: any JSON object, checked after decoding",
+    "text": "text: plain text, the first JSON object is extracted",
+}
+
+
+def decoding_labels() -> dict[str, str]:
+    """Constrained-decoding setting -> label, strongest first after ``auto`` (the LLM endpoint tab)."""
+    return {mode: _DECODING_HELP.get(mode, mode) for mode in DECODING_MODES}
 
 
 def engine_proposes_batches(engine: str) -> bool:

@@ -71,6 +71,11 @@ with tabs[5]:
     model = l2.text_input("Model", base.llm.model, key="cfg_model")
     temperature = l1.slider("Temperature", 0.0, 2.0, base.llm.temperature, key="cfg_temp")
     retries = l2.number_input("Retries after an invalid answer", 0, 10, base.llm.max_retries, key="cfg_retries")
+    decodings = studio.decoding_labels()
+    decoding = st.selectbox("Constrained decoding", list(decodings), format_func=decodings.get,
+                            index=list(decodings).index(base.llm.decoding), key="cfg_decoding",
+                            help="How the answer is held to the run's Choices; the transcript records the "
+                                 "rung each call used. docs/search.md lists the setting per server.")
     key_source = "environment (OPENAI_API_KEY / EQUINAS_LLM_API_KEY)" if (
         os.environ.get("OPENAI_API_KEY") or os.environ.get("EQUINAS_LLM_API_KEY")) else "not set in the environment"
     st.caption(f"API key: {key_source}. A key typed below stays in this browser session's memory only; it is "
@@ -106,7 +111,7 @@ def make_config():
         priorities={"mode": mode, "objectives": json.loads(prio_json)},
         prompt={"app": p_app, "task": p_task, "const": p_const},
         llm={"base_url": base_url or None, "model": model, "temperature": float(temperature),
-             "max_retries": int(retries)},
+             "max_retries": int(retries), "decoding": decoding},
         objectives=tuple(objectives), constraints=cons, population=int(population),
         budget=int(budget) or None, algorithm=algorithm, auto_approve=auto, device=device,
         per_iteration=int(population) if studio.engine_proposes_batches(engine) else 1, seed=int(seed),

@@ -134,6 +134,20 @@ def test_setup_creates_a_run(env):
     assert [r.name for r in store.list_runs()] == ["from setup"]
 
 
+def test_setup_sets_the_llm_runs_constrained_decoding(env):
+    at = _run("pages/setup.py")
+    assert at.selectbox(key="cfg_decoding").value == "auto"
+    assert at.selectbox(key="cfg_decoding").options[0].startswith("auto")
+    at.text_input(key="cfg_name").input("llm json_object").run()
+    at.selectbox(key="cfg_engine").set_value("llm").run()
+    at.selectbox(key="cfg_decoding").set_value("json_object").run()
+    at.button(key="create_run").click().run()
+    _no_error(at)
+    store = studio.open_store()
+    (run,) = store.list_runs()
+    assert run.config["engine"] == "llm" and run.config["llm"]["decoding"] == "json_object"
+
+
 def test_setup_reports_bad_choices_json(env):
     at = _run("pages/setup.py")
     at.text_area(key="cfg_choices").input("{not json").run()
