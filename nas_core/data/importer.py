@@ -144,15 +144,7 @@ def _refusal(name: str, report: ValidationReport, allow_corrupt: bool) -> str | 
 
 
 def _without(index: DatasetIndex, drop: set[int], note: str) -> DatasetIndex:
-    keep = [i for i in range(len(index)) if i not in drop]
-    return DatasetIndex(
-        root=index.root, format=index.format, ids=tuple(index.ids[i] for i in keep),
-        paths=tuple(index.paths[i] for i in keep), labels=tuple(index.labels[i] for i in keep),
-        class_names=index.class_names,
-        attributes=tuple((n, tuple(v[i] for i in keep)) for n, v in index.attributes),
-        group_ids=None if index.group_ids is None else tuple(index.group_ids[i] for i in keep),
-        problems=index.problems + ((note,) if note else ()),
-    )
+    return index.keep_rows([i for i in range(len(index)) if i not in drop], note)
 
 
 def _counts(report: ValidationReport, n_images: int, n_left_out: int) -> dict:

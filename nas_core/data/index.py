@@ -70,3 +70,14 @@ class DatasetIndex:
     def attribute_names(self) -> tuple[str, ...]:
         """Names of the demographic attributes, in order."""
         return tuple(n for n, _ in self.attributes)
+
+    def keep_rows(self, keep: list[int], note: str = "") -> DatasetIndex:
+        """The same index with only the rows at positions ``keep`` (in that order), ``note`` added to its problems."""
+        return DatasetIndex(
+            root=self.root, format=self.format, ids=tuple(self.ids[i] for i in keep),
+            paths=tuple(self.paths[i] for i in keep), labels=tuple(self.labels[i] for i in keep),
+            class_names=self.class_names,
+            attributes=tuple((n, tuple(v[i] for i in keep)) for n, v in self.attributes),
+            group_ids=None if self.group_ids is None else tuple(self.group_ids[i] for i in keep),
+            problems=self.problems + ((note,) if note else ()),
+        )

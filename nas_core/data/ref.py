@@ -272,15 +272,7 @@ class DatasetRef:
             return index
         excluded = set(self.excluded)
         keep = [i for i, rid in enumerate(index.ids) if rid not in excluded]
-        note = f"left out with the user's consent: {show(sorted(excluded))}"
-        return DatasetIndex(
-            root=index.root, format=index.format, ids=tuple(index.ids[i] for i in keep),
-            paths=tuple(index.paths[i] for i in keep), labels=tuple(index.labels[i] for i in keep),
-            class_names=index.class_names,
-            attributes=tuple((n, tuple(v[i] for i in keep)) for n, v in index.attributes),
-            group_ids=None if index.group_ids is None else tuple(index.group_ids[i] for i in keep),
-            problems=index.problems + (note,),
-        )
+        return index.keep_rows(keep, f"left out with the user's consent: {show(sorted(excluded))}")
 
 
 def _refuse_fatal(loaded: Loaded, where: str) -> None:
