@@ -109,17 +109,7 @@ def _read_arch(text: str, choices_path: str | None, image_size: int) -> tuple[ob
 
 def group_table(m: Metrics) -> str:
     """A short per-group table: attribute, group, n, accuracy and its bootstrap interval."""
-    lines = [f"{'attribute':<12} {'group':<12} {'n':>6} {'accuracy':>9}  95% interval"]
-    for g in m.fairness.groups:
-        acc = "n/a" if g.accuracy is None else f"{100 * g.accuracy:.1f}%"
-        ci = "" if g.accuracy_ci is None else f"[{100 * g.accuracy_ci[0]:.1f}, {100 * g.accuracy_ci[1]:.1f}]"
-        if g.group == "unknown":
-            note = "  (not in fairness metrics)"
-        elif g.small:
-            note = f"  SMALL (n < {m.fairness.min_group_size}: not in Unfairness)"
-        else:
-            note = ""
-        lines.append(f"{g.attribute:<12} {g.group:<12} {g.n:>6} {acc:>9}  {ci}{note}")
+    lines = m.fairness.group_lines()
     intervals = ", ".join(
         f"{name} [{lo:.3f}, {hi:.3f}]" for name, lo, hi in m.fairness.ci
     )

@@ -110,6 +110,25 @@ class FairnessReport:
                 return (lo, hi)
         return None
 
+    def group_lines(self) -> list[str]:
+        """The per-group table of the CLIs' text output: attribute, group, n, accuracy, its interval.
+
+        The ``unknown`` group and groups under ``min_group_size`` are flagged on their line, so a
+        one-image group is never read as a finding.
+        """
+        lines = [f"{'attribute':<14} {'group':<12} {'n':>6} {'accuracy':>9}  95% interval"]
+        for g in self.groups:
+            acc = "n/a" if g.accuracy is None else f"{100 * g.accuracy:.1f}%"
+            iv = "" if g.accuracy_ci is None else f"[{100 * g.accuracy_ci[0]:.1f}, {100 * g.accuracy_ci[1]:.1f}]"
+            if g.group == "unknown":
+                note = "  (left out of the fairness metrics)"
+            elif g.small:
+                note = f"  SMALL (n < {self.min_group_size}: left out of Unfairness)"
+            else:
+                note = ""
+            lines.append(f"{g.attribute:<14} {g.group:<12} {g.n:>6} {acc:>9}  {iv}{note}")
+        return lines
+
 
 @dataclass(frozen=True)
 class HardwareMetrics:

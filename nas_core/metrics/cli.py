@@ -160,17 +160,7 @@ def report_text(r: FairnessReport, problems: tuple[str, ...] = ()) -> str:
     if r.n_bootstrap:
         lines.append(f"  (intervals: {r.n_bootstrap} bootstrap resamples of the predictions)")
     lines.append("")
-    lines.append(f"{'attribute':<14} {'group':<12} {'n':>6} {'accuracy':>9}  interval")
-    for g in r.groups:
-        acc = "n/a" if g.accuracy is None else f"{100 * g.accuracy:.2f}%"
-        iv = "" if g.accuracy_ci is None else f"[{100 * g.accuracy_ci[0]:.1f}, {100 * g.accuracy_ci[1]:.1f}]"
-        if g.group == "unknown":
-            note = "  (left out of the metrics)"
-        elif g.small:
-            note = f"  SMALL (n < {r.min_group_size}: left out of Unfairness)"
-        else:
-            note = ""
-        lines.append(f"{g.attribute:<14} {g.group:<12} {g.n:>6} {acc:>9}  {iv}{note}")
+    lines.extend(r.group_lines())
     lines.append("")
     lines.append(f"{'attribute':<14} {'Unfairness':>10} {'EODD':>8} {'EOPP1':>8} {'EOPP2':>8}")
     for a in r.attributes:
