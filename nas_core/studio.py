@@ -39,6 +39,9 @@ from nas_core.studio_export import _trained_model as _trained_model
 from nas_core.studio_export import export_bundle as export_bundle
 from nas_core.studio_export import export_candidate as export_candidate
 from nas_core.studio_export import preprocessing_of as preprocessing_of
+from nas_core.studio_supernet import can_finetune as can_finetune
+from nas_core.studio_supernet import finetune_ranking as finetune_ranking
+from nas_core.studio_supernet import queue_finetune as queue_finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -655,10 +658,12 @@ def supernet_overview(store: Any) -> pd.DataFrame:
              "Kendall tau vs scratch": r.kendall_tau, "sub-networks compared": r.kendall_n,
              "noise ceiling (seed vs seed)": fig(r, "accuracy", "ceiling_tau"),
              "Unfairness tau": fig(r, "unfairness", "tau"),
-             "Unfairness ceiling": fig(r, "unfairness", "ceiling_tau")}
+             "Unfairness ceiling": fig(r, "unfairness", "ceiling_tau"),
+             **dict(zip(("Kendall tau vs fine-tuned", "sub-networks fine-tuned"), finetune_ranking(store, r.path)))}
             for r in list_supernets(store)]
     return pd.DataFrame(rows, columns=["data set", "image size", "seed", "status", "epoch", "best val loss",
                                        "Kendall tau vs scratch", "sub-networks compared",
+                                       "Kendall tau vs fine-tuned", "sub-networks fine-tuned",
                                        "noise ceiling (seed vs seed)", "Unfairness tau", "Unfairness ceiling"])
 
 
@@ -688,7 +693,12 @@ def supernet_ranking_text(store: Any) -> str | None:
 
     for r in list_supernets(store):
         if r.status == "trained":
-            return describe((r.meta or {}).get("calibration"), r.kendall_tau, r.kendall_n)
+            text = describe((r.meta or {}).get("calibration"), r.kendall_tau, r.kendall_n)
+            tau, n = finetune_ranking(store, r.path)
+            if n:
+                text += (f"; against the {n} fine-tuned estimate(s): Kendall tau "
+                         + (f"{tau:.2f}" if tau is not None else "not yet (needs 3 with different results)"))
+            return text
     return None
 
 

@@ -121,6 +121,13 @@ if cands:
         st.markdown(f"**{studio.candidate_label(c)}** — Unfairness {fmt(fr.unfairness)}, EODD {fmt(fr.eodd)}, "
                     f"EOPP1 {fmt(fr.eopp1)}, EOPP2 {fmt(fr.eopp2)}" + (" *(super-network estimate)*" if c.metrics.estimate else ""))
         seed_line(store, c)  # seed-to-seed spread beside the bootstrap interval, and a re-measure button
+        if studio.can_finetune(c):  # an estimate: train it from its inherited weights into a measured result
+            st.button("Fine-tune this estimate", key=f"finetune_{c.id}", on_click=act,
+                      args=(lambda cid: studio.queue_finetune(get_store(), cid), c.id),  # the store at click time
+                      kwargs={"success": f"{studio.candidate_label(c)}: fine-tune queued; when the worker is "
+                                         "done it is a measured candidate (test split), no longer an estimate."},
+                      help="Train this sub-network a few epochs from the super-network's weights with the run's "
+                           "settings and measure it on the test split like any candidate.")
         t1, t2 = st.columns(2)
         t1.dataframe(attrs, hide_index=True, key=f"attrs_{c.id}")
         t2.dataframe(pairs, hide_index=True, key=f"pairs_{c.id}")

@@ -648,7 +648,7 @@ def finetune(
     """A fine-tuning job (kind ``supernet_finetune`` where registered): a metrics :class:`JobResult` out.
 
     Payload: a :class:`MeasureRequest` dict plus optional ``from_scratch`` (bool),
-    ``weights_out`` (path) and ``device``. The result is a normal candidate's Metrics
+    ``weights_out`` (path), ``device`` and ``estimate`` (ignored here). The result is a normal candidate's Metrics
     (test split, ``estimate=False``).
     """
     from nas_core.supernet.finetune import finetune as _finetune
@@ -657,6 +657,7 @@ def finetune(
     from_scratch = bool(data.pop("from_scratch", False))
     weights_out = data.pop("weights_out", None)
     device = data.pop("device", None)
+    data.pop("estimate", None)  # the estimate it replaces (the app's fine-tune ranking reads it from the job)
     req = MeasureRequest.from_dict(data)
     prepared = load_prepared(req.dataset, req.train, req.cache_dir)
     forward = None if progress is None else (lambda rec: progress(rec.to_dict()))

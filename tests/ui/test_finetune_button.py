@@ -1,0 +1,33 @@
+"""Results: "Fine-tune this estimate" queues the super-network fine-tune through studio, once per estimate."""
+
+from __future__ import annotations
+
+import pathlib
+
+from streamlit.testing.v1 import AppTest
+
+from tests.supernet.test_supernet_finetune_app import sn_run  # noqa: F401  (the fixture)
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_finetune_button_queues_the_job_for_the_estimate(sn_run, monkeypatch):  # noqa: F811
+    store = sn_run["store"]
+    monkeypatch.setenv("EQUINAS_DB", sn_run["db"])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.query_params["run"] = str(sn_run["run_id"])
+    at.run()
+    at.switch_page("pages/results.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    buttons = [b for b in at.button if b.key and b.key.startswith("finetune_")]
+    assert buttons, "no fine-tune button beside an estimate"
+    cid = int(buttons[0].key.split("_")[1])
+    assert cid in sn_run["cands"]
+    buttons[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    jobs = [j for j in store.list_jobs(candidate_id=cid) if j.kind == "supernet_finetune"]
+    assert len(jobs) == 1 and jobs[0].status == "queued"
+    assert store.get_candidate(cid).status == "queued"
+    assert any("fine-tune queued" in s.value for s in at.success)
+    # Queued, it is no longer offered (no second job on a rerun).
+    assert not [b for b in at.button if b.key == f"finetune_{cid}"]
