@@ -521,7 +521,7 @@ def spec_json(spec: ArchSpec) -> str:
 
 
 def csv_columns(source: str | os.PathLike[str]) -> dict[str, list[str]]:
-    """Header of every CSV directly in a data folder (for the column-mapping selects); {} for a zip."""
+    """Header of every CSV directly in a data folder (for the column-mapping selects); see upload_csv_columns."""
     import csv
 
     root = Path(source)
@@ -531,6 +531,45 @@ def csv_columns(source: str | os.PathLike[str]) -> dict[str, list[str]]:
             with open(p, newline="", encoding="utf-8", errors="replace") as f:
                 out[p.name] = next(csv.reader(f), [])
     return out
+
+
+def upload_csv_columns(data: bytes, limit: int = 65536) -> dict[str, list[str]]:
+    """Header of every CSV directly in an uploaded zip's data folder, read without extracting anything.
+
+    The data folder is the zip's top level, or its only folder when everything is wrapped in one (as the
+    import does). Only the first line of each CSV (at most ``limit`` bytes) is read; {} for a zip that
+    cannot be read (the check and the import say why).
+    """
+    import csv
+    import io
+    import zipfile
+    import zlib
+    from pathlib import PurePosixPath
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()
+                     and PurePosixPath(i.filename).parts[:1] != ("__MACOSX",)
+                     and not PurePosixPath(i.filename).name.startswith(".")]
+            prefix: tuple[str, ...] = ()
+            while True:
+                tops = {PurePosixPath(i.filename).parts[len(prefix)] for i in infos
+                        if len(PurePosixPath(i.filename).parts) > len(prefix)}
+                deeper = all(len(PurePosixPath(i.filename).parts) > len(prefix) + 1 for i in infos)
+                if len(tops) == 1 and deeper and infos:
+                    prefix = (*prefix, tops.pop())
+                    continue
+                break
+            out: dict[str, list[str]] = {}
+            for info in infos:
+                parts = PurePosixPath(info.filename).parts
+                if parts[:-1] == prefix and parts[-1].lower().endswith(".csv") and len(out) < 10:
+                    with zf.open(info) as fh:
+                        line = fh.readline(limit).decode("utf-8", errors="replace")
+                    out[parts[-1]] = next(csv.reader(io.StringIO(line)), [])
+            return dict(sorted(out.items()))
+    except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError, NotImplementedError, EOFError):
+        return {}
 
 
 def column_mapping(image: str = "", label: str = "", attributes: Sequence[str] = (), age_column: str = "",

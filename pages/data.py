@@ -57,7 +57,7 @@ if source is None:
 with st.expander("Format and column mapping (detected automatically; override if needed)",
                  expanded=source_kind != "Default data set"):
     fmt = st.selectbox("Format", ["detect", "isic2019", "ham10000", "generic", "folder"], key="data_fmt")
-    headers = {} if upload else studio.csv_columns(source)
+    headers = studio.upload_csv_columns(upload[1]) if upload else studio.csv_columns(source)
     cols = sorted({c for h in headers.values() for c in h})
     c1, c2, c3 = st.columns(3)
     csv_name = c1.selectbox("Metadata CSV", [""] + list(headers), key="map_csv")

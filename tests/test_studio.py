@@ -161,3 +161,21 @@ def test_exports_state_the_preprocessing_and_class_map(trained, tmp_path):
     text = card.decode()
     assert "## Input preprocessing" in text and "Output index" in text
     assert f"0 = {names[0]}" in text and "std (" in text
+
+
+def test_upload_csv_columns_reads_the_headers_inside_a_zip_for_the_mapping_selects():
+    def zipped(files: dict[str, str]) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, text in files.items():
+                zf.writestr(name, text)
+        return buf.getvalue()
+
+    # Wrapped in one folder (as zipping a folder does): the CSVs of that folder, not deeper ones.
+    data = zipped({"clinic/cases.csv": "picture,finding,hospital\np1.jpg,benign,north\n",
+                   "clinic/images/p1.jpg": "x", "clinic/images/old.csv": "a,b\n",
+                   "__MACOSX/clinic/._cases.csv": "junk"})
+    assert studio.upload_csv_columns(data) == {"cases.csv": ["picture", "finding", "hospital"]}
+    flat = zipped({"labels.csv": "image,label\n", "meta.csv": "image,sex\n", "a.jpg": "x"})
+    assert studio.upload_csv_columns(flat) == {"labels.csv": ["image", "label"], "meta.csv": ["image", "sex"]}
+    assert studio.upload_csv_columns(b"not a zip") == {}
