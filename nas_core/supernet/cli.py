@@ -436,6 +436,7 @@ def _status(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     if args.db:
+        from nas_core.studio_supernet import finetune_ranking
         from nas_core.supernet.registry import list_supernets
 
         store = _open_store(args.db)
@@ -455,6 +456,8 @@ def _status(args: argparse.Namespace) -> int:
                         "kendall_tau": r.kendall_tau,
                         "kendall_n": r.kendall_n,
                         "calibration": (r.meta or {}).get("calibration"),
+                        # estimates vs what fine-tuning them measured (the app's "Fine-tune this estimate")
+                        **dict(zip(("finetune_tau", "finetune_n"), finetune_ranking(store, r.path))),
                     }
                 )
         finally:
@@ -491,6 +494,10 @@ def _status(args: argparse.Namespace) -> int:
         lines = []
         for r in rows:
             tau_text = describe(r.get("calibration"), r.get("kendall_tau"), r.get("kendall_n") or 0)
+            if r.get("finetune_n"):
+                tau = r.get("finetune_tau")
+                tau_text += (f"; vs {r['finetune_n']} fine-tuned: Kendall tau "
+                             + ("n/a (needs 3 with different results)" if tau is None else f"{tau:.2f}"))
             lines.append(
                 f"{r['status']}: {r.get('dataset', '?')} at {r.get('image_size', '?')} px, seed {r.get('seed', '?')}, "
                 f"epoch {r.get('epoch', '?')}; {tau_text}\n  {r['path']}"

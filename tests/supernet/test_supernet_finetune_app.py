@@ -3,11 +3,13 @@ an ordinary measured candidate, and the estimates' ranking against the fine-tune
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 
 from nas_core import studio, studio_supernet
+from nas_core.cli import main
 from nas_core.data.ref import DatasetRef
 from nas_core.errors import UserError
 from nas_core.records import Proposal
@@ -53,7 +55,7 @@ def sn_run(tmp_path, monkeypatch, tiny_dataset):
     store.close()
 
 
-def test_finetune_is_queued_with_the_runs_dataset_ref_and_becomes_measured(sn_run):
+def test_finetune_is_queued_with_the_runs_dataset_ref_and_becomes_measured(sn_run, capsys):
     store, ref = sn_run["store"], sn_run["ref"]
     job_ids = [studio.queue_finetune(store, cid) for cid in sn_run["cands"]]
     for job_id, cid in zip(job_ids, sn_run["cands"]):
@@ -83,6 +85,13 @@ def test_finetune_is_queued_with_the_runs_dataset_ref_and_becomes_measured(sn_ru
     tau, n = studio.finetune_ranking(store)
     assert n == 3 and (tau is None or -1.0 <= tau <= 1.0)
     assert "3 fine-tuned estimate(s)" in studio.supernet_ranking_text(store)
+    # The CLI's status counts them too.
+    capsys.readouterr()
+    assert main(["supernet", "status", "--db", sn_run["db"], "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["supernets"]
+    assert row["finetune_n"] == 3 and row["finetune_tau"] == tau
+    assert main(["supernet", "status", "--db", sn_run["db"]]) == 0
+    assert "vs 3 fine-tuned: Kendall tau" in capsys.readouterr().out
 
 
 def test_finetune_ranking_is_kendall_tau_b(monkeypatch):
