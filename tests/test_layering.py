@@ -122,3 +122,69 @@ def test_the_layering_checks_catch_a_violation(tmp_path):
     page.write_text("from nas_core.store import Store\nfrom nas_core import studio\n"
                     "if TYPE_CHECKING:\n    from nas_core.space import ArchSpec\n")
     assert _engine_imports(page) == {"nas_core.store", "nas_core.studio"}
+
+
+# --- the search-space base lies below both engines packages -----------------------------------
+
+
+def _module_level_imports(path: pathlib.Path) -> set[str]:
+    """The nas_core modules ``path`` imports at module level (not inside a function or class)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    fake = ast.Module(body=[n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                      ast.ClassDef))], type_ignores=[])
+    out: set[str] = set()
+    for node in _runtime_nodes(fake):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("nas_core"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nas_core"):
+            out.add(node.module)
+    return out
+
+
+def _under(names: set[str], package: str) -> set[str]:
+    return {n for n in names if n == package or n.startswith(package + ".")}
+
+
+def test_the_super_network_never_imports_linas():
+    files = sorted((ROOT / "nas_core" / "supernet").glob("*.py"))
+    assert len(files) >= 5
+    offenders = {p.name: sorted(_under(_engine_imports(p), "nas_core.linas")) for p in files
+                 if _under(_engine_imports(p), "nas_core.linas")}
+    assert offenders == {}
+
+
+def test_linas_reaches_the_super_network_only_from_its_designers_when_asked():
+    # LinasDesigner in super-network mode searches the sub-network space: one import, inside a function.
+    offenders = {}
+    for p in sorted((ROOT / "nas_core" / "linas").glob("*.py")):
+        top = _under(_module_level_imports(p), "nas_core.supernet")
+        anywhere = _under(_engine_imports(p), "nas_core.supernet")
+        if top or (anywhere and p.name != "designers.py"):
+            offenders[p.name] = sorted(anywhere)
+    assert offenders == {}
+
+
+def test_the_search_space_base_imports_neither_engine_package():
+    names = _engine_imports(ROOT / "nas_core" / "searchspace.py")
+    assert not _under(names, "nas_core.linas") and not _under(names, "nas_core.supernet")
+
+
+def test_the_sub_network_space_loads_without_linas():
+    import subprocess
+    import sys
+
+    code = ("import sys, nas_core.supernet.space; "
+            "print(sorted(m for m in sys.modules if m.startswith('nas_core.linas')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_linas_and_the_super_network_share_one_base():
+    from nas_core import linas, searchspace
+    from nas_core.linas import space as linas_space
+    from nas_core.supernet.space import SupernetSpace
+
+    assert linas.SearchSpace is linas_space.SearchSpace is searchspace.SearchSpace
+    assert linas.Gene is linas_space.Gene is searchspace.Gene
+    assert issubclass(SupernetSpace, searchspace.SearchSpace)

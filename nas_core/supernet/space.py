@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from nas_core.errors import UserError
-from nas_core.linas.space import Gene, SearchSpace
+from nas_core.searchspace import Gene, SearchSpace
 from nas_core.space import ArchSpec, BlockSpec, Choices, HeadSpec, SpecError, StemSpec
 
 #: Bump when the checkpoint layout or the meaning of a config changes; older checkpoints are refused.

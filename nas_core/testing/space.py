@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nas_core.linas.space import Gene, SearchSpace
+from nas_core.searchspace import Gene, SearchSpace
 
 
 class SearchSpaceTestCase:
