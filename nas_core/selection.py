@@ -4,7 +4,8 @@ Owns :class:`Priorities` (ordered objectives with tolerances, or weights) and th
 functions that read measured candidates through them: FL-NAS's GetBestMetrics
 (:func:`best_candidate`, :func:`rank_candidates`) and the Pareto helpers
 (:func:`non_dominated`, :func:`pareto_front`) that LINAS and the UI reuse.
-Hypervolume lives with LINAS (``nas_core.linas``), which owns the reference point.
+Hypervolume is computed by LINAS (``nas_core.linas.hypervolume``); the shared normalization that makes
+curves of several runs comparable (:func:`hypervolume_scale`, :func:`hypervolume_points`) is here.
 
 Exact semantics of "best" (FL-NAS section III-B, made precise):
 
@@ -321,3 +322,69 @@ def candidate_front(candidates: Sequence[Candidate], objectives: Sequence[str]) 
     dirs = [OBJECTIVES[n][0] for n in objectives]
     pts = [[c.metrics.value(n) for n in objectives] for c in cands]  # type: ignore[union-attr]
     return [cands[i] for i in pareto_front(pts, dirs)]
+
+
+@dataclass(frozen=True)
+class HypervolumeScale:
+    """One normalization shared by the hypervolume curves of the runs compared, so the curves compare.
+
+    Everything is in minimization form: an objective to maximize enters negated (its sign is -1).
+
+    Attributes:
+        signs: +1 for a "min" objective, -1 for a "max" one.
+        ideal: per-objective best value over every point of every run compared.
+        nadir: per-objective worst value; an objective where every point is equal gets a span of 1.
+        ref: the reference point in normalized space (the nadir plus the margin, e.g. 1.1).
+    """
+
+    signs: tuple[float, ...]
+    ideal: tuple[float, ...]
+    nadir: tuple[float, ...]
+    ref: tuple[float, ...]
+
+    def minimized(self, values: Sequence[float]) -> tuple[float, ...]:
+        """``values`` (natural directions) in minimization form."""
+        return tuple(s * float(v) for s, v in zip(self.signs, values))
+
+
+def hypervolume_points(candidates: Sequence[Candidate], objectives: Sequence[str]) -> list[tuple[float, ...]]:
+    """The objective values of the measured searched candidates, oldest first (baselines and
+    candidates missing a value left out): the evaluations a run's hypervolume curve steps through."""
+    out = []
+    for c in sorted(candidates, key=lambda c: c.id):
+        if c.metrics is None or c.origin == "baseline":
+            continue
+        vals = [c.metrics.value(o) for o in objectives]
+        if any(v is None for v in vals):
+            continue
+        out.append(tuple(float(v) for v in vals))  # type: ignore[arg-type]
+    return out
+
+
+def hypervolume_scale(points: Sequence[Sequence[float]], directions: Sequence[str],
+                      margin: float = 0.1) -> HypervolumeScale | None:
+    """The ideal, nadir and reference point of ``points`` (natural directions; all runs together).
+
+    Args:
+        points: every point of every run compared, one value per objective.
+        directions: "min" or "max" per objective.
+        margin: how far beyond the nadir the reference point lies, in normalized units.
+
+    Returns:
+        The scale, or None when there are no points.
+
+    Raises:
+        ValueError: a direction that is neither "min" nor "max", or a point of the wrong length.
+    """
+    bad = [d for d in directions if d not in ("min", "max")]
+    if bad:
+        raise ValueError(f"directions must be 'min' or 'max', got {bad}")
+    signs = tuple(-1.0 if d == "max" else 1.0 for d in directions)
+    if not points:
+        return None
+    if any(len(p) != len(signs) for p in points):
+        raise ValueError(f"every point needs {len(signs)} values (one per objective)")
+    flipped = [tuple(s * float(v) for s, v in zip(signs, p)) for p in points]
+    ideal = tuple(min(col) for col in zip(*flipped))
+    nadir = tuple(hi if hi - lo >= 1e-12 else lo + 1.0 for lo, hi in zip(ideal, (max(col) for col in zip(*flipped))))
+    return HypervolumeScale(signs, ideal, nadir, tuple(1.0 + margin for _ in signs))

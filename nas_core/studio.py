@@ -30,7 +30,7 @@ from nas_core.errors import UserError
 from nas_core.jobresult import Progress
 from nas_core.records import OBJECTIVES, Candidate, direction
 from nas_core.runconfig import RunConfig
-from nas_core.selection import non_dominated
+from nas_core.selection import hypervolume_points, hypervolume_scale, non_dominated
 from nas_core.space import ArchSpec, diff
 
 # Candidate exports moved to nas_core.studio_export; importable from here as before.
@@ -389,16 +389,13 @@ def pareto_frame(store: Any, run_id: int, x: str, y: str) -> pd.DataFrame:
 def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[str]) -> pd.DataFrame:
     """Hypervolume of each run's measured front after every evaluation, on one shared normalization.
 
-    The ideal and nadir points come from all measured candidates of the runs
-    compared (so the curves are comparable); the reference point is the nadir
-    plus 10%. Objectives to maximize are negated.
+    The normalization is :func:`nas_core.selection.hypervolume_scale` over all measured candidates of
+    the runs compared (so the curves are comparable): the reference point is the nadir plus 10%,
+    objectives to maximize are negated.
     """
-    import numpy as np
-
     from nas_core.linas.hypervolume import HypervolumeTracker
 
-    signs = np.array([-1.0 if direction(o) == "max" else 1.0 for o in objectives])
-    per_run: dict[int, list[np.ndarray]] = {}
+    per_run: dict[int, list[tuple[float, ...]]] = {}
     labels, fidelity = {}, {}
     for rid in run_ids:
         run = store.get_run(rid)
@@ -408,27 +405,15 @@ def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[s
             fidelity[rid] = "measured"
         # Estimate runs and from-scratch runs are not comparable: the label says which is which.
         labels[rid] = f"#{rid} {run.name} ({run.engine}, {fidelity[rid]})"
-        pts = []
-        for c in sorted(store.list_candidates(rid), key=lambda c: c.id):
-            if c.metrics is None or c.origin == "baseline":
-                continue
-            vals = [c.metrics.value(o) for o in objectives]
-            if any(v is None for v in vals):
-                continue
-            pts.append(np.array(vals, dtype=float) * signs)
-        per_run[rid] = pts
-    allpts = [p for pts in per_run.values() for p in pts]
-    if not allpts:
+        per_run[rid] = hypervolume_points(store.list_candidates(rid), objectives)
+    scale = hypervolume_scale([p for pts in per_run.values() for p in pts], [direction(o) for o in objectives])
+    if scale is None:
         return pd.DataFrame(columns=["run", "evaluations", "hypervolume", "fidelity"])
-    stack = np.vstack(allpts)
-    ideal, nadir = stack.min(axis=0), stack.max(axis=0)
-    nadir = np.where(nadir - ideal < 1e-12, ideal + 1.0, nadir)
-    ref = np.full(len(objectives), 1.1)
     rows = []
     for rid, pts in per_run.items():
-        tracker = HypervolumeTracker(ref, ideal, nadir)
+        tracker = HypervolumeTracker(scale.ref, scale.ideal, scale.nadir)
         for i, p in enumerate(pts, start=1):
-            rows.append({"run": labels[rid], "evaluations": i, "hypervolume": tracker.update(p),
+            rows.append({"run": labels[rid], "evaluations": i, "hypervolume": tracker.update(scale.minimized(p)),
                          "fidelity": fidelity[rid]})
     return pd.DataFrame(rows)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from nas_core.errors import UserError
@@ -10,6 +12,8 @@ from nas_core.selection import (
     Priorities,
     best_candidate,
     candidate_front,
+    hypervolume_points,
+    hypervolume_scale,
     non_dominated,
     pareto_front,
     rank_candidates,
@@ -170,3 +174,27 @@ def test_non_dominated_equals_the_definition_on_random_points_with_ties_and_gaps
             pts = [[rng.choice([0.1, 0.2, None, rng.random()]) for _ in range(k)] for _ in range(rng.randint(1, 50))]
             dirs = [rng.choice(["max", "min"]) for _ in range(k)]
             assert non_dominated(pts, dirs) == brute(pts, dirs)
+
+
+def test_hypervolume_scale_is_shared_in_minimization_form_with_a_margin():
+    # accuracy (max) and params (min) over two runs' points together
+    scale = hypervolume_scale([(0.6, 300.0), (0.8, 100.0), (0.7, 100.0)], ["max", "min"])
+    assert scale.signs == (-1.0, 1.0)
+    assert scale.ideal == pytest.approx((-0.8, 100.0)) and scale.nadir == pytest.approx((-0.6, 300.0))
+    assert scale.ref == pytest.approx((1.1, 1.1))
+    assert scale.minimized((0.7, 200)) == pytest.approx((-0.7, 200.0))
+    # an objective every point ties on still spans 1 (the tracker refuses a zero span)
+    flat = hypervolume_scale([(0.5, 10.0), (0.7, 10.0)], ["max", "min"], margin=0.2)
+    assert flat.nadir[1] == 11.0 and flat.ref == pytest.approx((1.2, 1.2))
+    assert hypervolume_scale([], ["max", "min"]) is None
+    with pytest.raises(ValueError, match="'min' or 'max'"):
+        hypervolume_scale([(1.0,)], ["up"])
+    with pytest.raises(ValueError, match="2 values"):
+        hypervolume_scale([(1.0,)], ["max", "min"])
+
+
+def test_hypervolume_points_are_measured_searched_candidates_oldest_first():
+    base = dataclasses.replace(cand(1, acc=0.9), origin="baseline")
+    pts = hypervolume_points([cand(5, acc=0.6, params=50), make_candidate(4, None), base, cand(3, acc=0.7)],
+                             ["accuracy", "params"])
+    assert pts == [(0.7, 100_000.0), (0.6, 50.0)]
