@@ -252,7 +252,7 @@ _prepared_lock = threading.Lock()
 
 def load_prepared(request: EvalRequest) -> Any:
     """The request's PreparedData, from this process's cache when the same data was asked for."""
-    from nas_core.data.prepare import prepare
+    from nas_core.data.prepare import INTERSECTIONS, prepare
 
     t = request.train
     dataset = request.dataset
@@ -263,6 +263,7 @@ def load_prepared(request: EvalRequest) -> Any:
         t.subsample,
         request.attributes,
         request.cache_dir,
+        t.intersectional,
     )
     with _prepared_lock:
         if key in _prepared_cache:
@@ -275,6 +276,7 @@ def load_prepared(request: EvalRequest) -> Any:
         cache_dir=request.cache_dir,
         subsample=t.subsample,
         attributes=request.attributes,
+        intersections=INTERSECTIONS if t.intersectional else (),
     )
     with _prepared_lock:
         _prepared_cache[key] = prepared

@@ -48,6 +48,7 @@ class TrainSettings:
     subsample: int | None = None  # balanced subsample of this many images (None = all)
     n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
     min_group_size: int = 10  # test groups smaller than this are flagged and left out of Unfairness
+    intersectional: bool = False  # also report the sex x age groups (data.prepare.INTERSECTIONS), in every metric
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -63,8 +64,12 @@ class TrainSettings:
             raise SettingsError(f"lr must be positive, got {self.lr}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict."""
-        return dataclasses.asdict(self)
+        """Plain dict; ``intersectional`` only when on, so the payloads and cache keys of runs without it
+        stay as they were."""
+        d = dataclasses.asdict(self)
+        if not d["intersectional"]:
+            del d["intersectional"]
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSettings:

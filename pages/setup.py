@@ -49,6 +49,11 @@ with tabs[2]:
     patience = t3.number_input("Patience", 1, 100, base.train.patience, key="cfg_patience")
     size = t3.number_input("Image size (px)", 16, 512, base.train.image_size, key="cfg_size")
     seed = t1.number_input("Seed", 0, 10**6, base.train.seed, key="cfg_seed")
+    intersectional = t2.checkbox("Intersectional groups (sex × age)", base.train.intersectional,
+                                 key="cfg_intersectional",
+                                 help="Also report every combination of sex and age group (e.g. female×65+) in "
+                                      "every fairness metric. The groups are smaller: watch the small-group "
+                                      "warnings.")
 with tabs[3]:
     st.caption("Ordered: compare on the first objective; candidates within its tolerance are ties, decided by "
                "the next one. A guard caps how much an objective may lose against the best. Weighted: a "
@@ -107,7 +112,8 @@ def make_config():
         env={"device": device, "threads": int(threads), "batch_size": int(env_batch),
              "latency_budget_s": lat or None, "memory_budget_mb": mem or None},
         train={"optimizer": optimizer, "lr": float(lr), "batch_size": int(batch), "max_epochs": int(epochs),
-               "patience": int(patience), "image_size": int(size), "seed": int(seed)},
+               "patience": int(patience), "image_size": int(size), "seed": int(seed),
+               "intersectional": bool(intersectional)},
         priorities={"mode": mode, "objectives": json.loads(prio_json)},
         prompt={"app": p_app, "task": p_task, "const": p_const},
         llm={"base_url": base_url or None, "model": model, "temperature": float(temperature),

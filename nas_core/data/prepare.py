@@ -120,6 +120,37 @@ def _dataset_hash(content_hash: str, index: DatasetIndex, fractions: Sequence[fl
     return h.hexdigest()
 
 
+#: The intersectional groups a run can ask for (``TrainSettings.intersectional``).
+INTERSECTIONS: tuple[tuple[str, ...], ...] = (("sex", "age"),)
+#: Joins the parts of an intersectional attribute's name and of its group labels.
+JOIN = "×"
+
+
+def intersect(attributes: Sequence[tuple[str, np.ndarray]], names: Sequence[str]) -> tuple[str, np.ndarray]:
+    """A derived attribute whose groups are the combinations of ``names``' groups, e.g. ``female×60+``.
+
+    A row unknown in any part is ``"unknown"`` (kept out of the fairness figures like any unknown group).
+
+    Raises:
+        DataError: fewer than two names, or the data set lacks one of them (the message lists what it has).
+    """
+    names = tuple(str(n) for n in names)
+    if len(names) < 2:
+        raise DataError(f"an intersectional group needs at least two attributes, got {list(names)}")
+    have = dict(attributes)
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise DataError(f"intersectional groups {JOIN.join(names)} need the attribute(s) {missing}, which this "
+                        f"data set does not have (it has {sorted(have)}); turn the intersectional option off "
+                        "or import the data set with those columns mapped")
+    parts = [np.asarray(have[n], dtype=str) for n in names]
+    joined = np.array([JOIN.join(row) for row in zip(*parts)], dtype=str) if len(parts[0]) else parts[0]
+    unknown = np.zeros(len(parts[0]), dtype=bool)
+    for p in parts:
+        unknown |= p == "unknown"
+    return JOIN.join(names), np.where(unknown, "unknown", joined)
+
+
 def prepare(
     dataset: str | Path | DatasetRef | DatasetIndex,
     image_size: int = 64,
@@ -130,6 +161,7 @@ def prepare(
     progress: Callable[[int, int], None] | None = None,
     skip_corrupt: bool = False,
     workers: int | None = None,
+    intersections: Sequence[Sequence[str]] = (),
 ) -> PreparedData:
     """Read, subsample, decode (cached) and split a data set.
 
@@ -146,6 +178,9 @@ def prepare(
         progress: called with (images decoded, total) while the cache is built.
         skip_corrupt: leave undecodable images out (listed in ``index.problems``) instead of failing.
         workers: decoding processes (see :func:`nas_core.data.cache.build_cache`).
+        intersections: attribute name tuples, e.g. ``[("sex", "age")]``: each adds a derived attribute
+            (:func:`intersect`) after the data set's own, so every fairness metric reports its groups.
+            The split and the data set hash do not change.
 
     Returns:
         The prepared data.
@@ -173,6 +208,7 @@ def prepare(
     labels = torch.as_tensor(np.asarray(index.labels, dtype=np.int64))
     split = make_split(index.labels, strata_of(index), seed, FRACTIONS, group_ids=index.group_ids)
     attrs = tuple((name, np.asarray(values, dtype=str)) for name, values in index.attributes)
+    attrs += tuple(intersect(attrs, names) for names in intersections)
     return PreparedData(
         images=images,
         labels=labels,
