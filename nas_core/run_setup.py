@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_core.data import formats
 from nas_core.data.prepare import load_index
@@ -20,6 +20,9 @@ from nas_core.errors import UserError
 from nas_core.runconfig import RunConfig
 from nas_core.space import Choices
 
+if TYPE_CHECKING:
+    from nas_core.store import Store
+
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +30,7 @@ class SessionError(UserError):
     """A step that is not allowed now, or cannot be done; the message says why and what to do."""
 
 
-def weights_path(store: Any, run_id: int, candidate_id: int) -> Path:
+def weights_path(store: Store, run_id: int, candidate_id: int) -> Path:
     """Where a candidate's trained weights (its best-validation state_dict) are written.
 
     Beside the database (``weights/run<R>/candidate<C>.pt``), so a run's files travel together.
@@ -35,7 +38,7 @@ def weights_path(store: Any, run_id: int, candidate_id: int) -> Path:
     return Path(store.path).expanduser().resolve().parent / "weights" / f"run{run_id}" / f"candidate{candidate_id}.pt"
 
 
-def prepare_config(store: Any, config: RunConfig) -> RunConfig:
+def prepare_config(store: Store, config: RunConfig) -> RunConfig:
     """The settings a new run is stored with: its DatasetRef, the data set's facts, and for a
     super-network run the super-network's choices in place of the default ones.
 
@@ -52,7 +55,7 @@ def prepare_config(store: Any, config: RunConfig) -> RunConfig:
     return config
 
 
-def resolve_dataset(store: Any, config: RunConfig) -> RunConfig:
+def resolve_dataset(store: Store, config: RunConfig) -> RunConfig:
     """``config`` with its :class:`~nas_core.data.ref.DatasetRef`: from the registered data set it names
     (its stored mapping, excluded rows and attributes) or from its folder (made absolute, so a worker
     started elsewhere finds it); a missing default says how to make it."""
@@ -86,7 +89,7 @@ def _names(ref: DatasetRef, dataset: str) -> bool:
         return False
 
 
-def ref_of_stored_run(store: Any, run: Any, config: RunConfig) -> DatasetRef:
+def ref_of_stored_run(store: Store, run: Any, config: RunConfig) -> DatasetRef:
     """The ref of a run stored with a folder path only.
 
     A run with candidates keeps reading its folder exactly as it did (format detected, the

@@ -60,11 +60,14 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
 from nas_core.jobresult import JobResult, Progress
 from nas_core.settings import SettingsError, TrainSettings
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +389,7 @@ def rung_score(metrics: Mapping[str, Any], metric: str) -> float | None:
     return -float(value) if metric == "val_loss" else float(value)
 
 
-def after_result(store: Any, job_id: int) -> None:
+def after_result(store: Store, job_id: int) -> None:
     """Follow up a finished ``evaluate_rung`` / ``remeasure`` job (call inside the result's transaction).
 
     A rung: record it, then let the pruner promote (queue the next rung) or stop the candidate.
@@ -436,7 +439,7 @@ def after_result(store: Any, job_id: int) -> None:
             log.warning("candidate %s: could not queue its next rung: %s", job.candidate_id, exc)
 
 
-def after_cancel(store: Any, job_id: int) -> None:
+def after_cancel(store: Store, job_id: int) -> None:
     """A stopped rung job: a candidate with a preliminary result ends ``done`` (not ``cancelled``)."""
     from nas_core.store import rungs as rows
 
@@ -450,7 +453,7 @@ def after_cancel(store: Any, job_id: int) -> None:
                          f"stopped at {rung_meta(job).get('fidelity', 'a rung')}; the preliminary result stays")
 
 
-def _queue_next(store: Any, meta: Mapping[str, Any], candidate_id: int, run_id: int, actor: str) -> Any:
+def _queue_next(store: Store, meta: Mapping[str, Any], candidate_id: int, run_id: int, actor: str) -> Any:
     from nas_core.runconfig import RunConfig
 
     config = RunConfig.from_dict(store.get_run(run_id).config)
@@ -493,7 +496,7 @@ def asha_decisions(events: Sequence[tuple[Any, int, float | None]], reduction_fa
     return out
 
 
-def decide(store: Any, row: Any, reduction_factor: int = 3) -> bool:
+def decide(store: Store, row: Any, reduction_factor: int = 3) -> bool:
     """Whether the candidate of rung row ``row`` continues, by Optuna's SuccessiveHalvingPruner.
 
     The run's study is rebuilt in memory from its rung rows up to ``row`` (see the module
@@ -511,7 +514,7 @@ def decide(store: Any, row: Any, reduction_factor: int = 3) -> bool:
 # A person's overrides
 
 
-def promote(store: Any, candidate_id: int, actor: str = "user") -> Any:
+def promote(store: Store, candidate_id: int, actor: str = "user") -> Any:
     """Send a stopped candidate on to its next rung (the job record is returned).
 
     Raises:
@@ -539,7 +542,7 @@ def promote(store: Any, candidate_id: int, actor: str = "user") -> Any:
     return out
 
 
-def stop(store: Any, candidate_id: int, actor: str = "user") -> Any:
+def stop(store: Store, candidate_id: int, actor: str = "user") -> Any:
     """Stop a candidate's queued or running rung job; a preliminary result it has stays.
 
     Raises:
@@ -569,7 +572,7 @@ def stop(store: Any, candidate_id: int, actor: str = "user") -> Any:
     return store.get_job(job.id)
 
 
-def queue_remeasure(store: Any, candidate_id: int, seed: int | None = None, actor: str = "user") -> Any:
+def queue_remeasure(store: Store, candidate_id: int, seed: int | None = None, actor: str = "user") -> Any:
     """Queue one more training of a measured candidate with another initialisation seed (same split).
 
     Args:
@@ -596,7 +599,7 @@ def queue_remeasure(store: Any, candidate_id: int, seed: int | None = None, acto
     return store.enqueue_job(REMEASURE_KIND, payload, run_id=c.run_id, actor=actor)
 
 
-def _full_request(store: Any, candidate_id: int) -> dict[str, Any] | None:
+def _full_request(store: Store, candidate_id: int) -> dict[str, Any] | None:
     """The full-fidelity EvalRequest dict the candidate's final result came from (None if none)."""
     for job in reversed(store.list_jobs(candidate_id=candidate_id, status="done")):
         if job.kind == RUNG_KIND and rung_meta(job).get("final"):
@@ -612,7 +615,7 @@ def _original_seed(request: Mapping[str, Any]) -> int:
     return int(train.get("seed", 0) if init is None else init)
 
 
-def _seeds_used(store: Any, c: Any, full: Mapping[str, Any]) -> list[int]:
+def _seeds_used(store: Store, c: Any, full: Mapping[str, Any]) -> list[int]:
     from nas_core.store import rungs as rows
 
     seeds = [_original_seed(full)]
@@ -676,7 +679,7 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def candidate_rungs(store: Any, run_id: int) -> dict[int, CandidateRungs]:
+def candidate_rungs(store: Store, run_id: int) -> dict[int, CandidateRungs]:
     """Every searched candidate of the run that entered the ladder, by id."""
     from nas_core.runconfig import RunConfig
     from nas_core.store import rungs as rows
@@ -785,7 +788,7 @@ class SeedSpread:
         return text
 
 
-def seed_spread(store: Any, candidate_id: int) -> SeedSpread:
+def seed_spread(store: Store, candidate_id: int) -> SeedSpread:
     """The spread of a measured candidate over initialisation seeds.
 
     Raises:

@@ -32,11 +32,14 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_core.cli import CliError, emit
 from nas_core.engines import engine_names, get_engine
 from nas_core.records import OBJECTIVES, Candidate
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ def _open(args: argparse.Namespace) -> Any:
     return Store.open(args.db)
 
 
-def _session(store: Any, run_id: int) -> Any:
+def _session(store: Store, run_id: int) -> Any:
     from nas_core.session import Session
 
     return Session(store, run_id)
@@ -189,7 +192,7 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
-def _drain(args: argparse.Namespace, store: Any = None):
+def _drain(args: argparse.Namespace, store: Store | None = None):
     """The function that gets queued jobs done, per ``--worker``."""
     if getattr(args, "worker", "inprocess") == "external":
         if store is not None and not any(w.alive for w in store.worker_status()):
@@ -369,7 +372,7 @@ def cmd_propose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_of(store: Any, cid: int) -> int:
+def _run_of(store: Store, cid: int) -> int:
     return store.get_candidate(cid).run_id
 
 

@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_core import engines
 from nas_core.data.ref import resolve as resolve_ref
@@ -68,6 +68,9 @@ from nas_core.run_setup import fill_dataset_facts as fill_dataset_facts
 from nas_core.runconfig import RunConfig
 from nas_core.selection import Priorities, best_candidate, rank_candidates
 from nas_core.space import ArchSpec, HeadSpec, SpecError, StemSpec
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +144,7 @@ class Session:
         designer: use this designer instead of the run's engine (tests, notebooks).
     """
 
-    def __init__(self, store: Any, run_id: int, *, api_key: str | None = None, designer: Designer | None = None):
+    def __init__(self, store: Store, run_id: int, *, api_key: str | None = None, designer: Designer | None = None):
         self.store = store
         self.run_id = int(run_id)
         self._api_key = api_key
@@ -152,7 +155,7 @@ class Session:
 
     @classmethod
     def create_run(
-        cls, store: Any, config: RunConfig, *, actor: str = "", api_key: str | None = None,
+        cls, store: Store, config: RunConfig, *, actor: str = "", api_key: str | None = None,
         designer: Designer | None = None,
     ) -> Session:
         """Create a run with ``config`` (data set facts filled in) and return its session.

@@ -188,3 +188,30 @@ def test_linas_and_the_super_network_share_one_base():
     assert linas.SearchSpace is linas_space.SearchSpace is searchspace.SearchSpace
     assert linas.Gene is linas_space.Gene is searchspace.Gene
     assert issubclass(SupernetSpace, searchspace.SearchSpace)
+
+
+# --- the engine names its store's type ---------------------------------------------------------
+
+TYPED_STORE = ["rungs.py", "session.py", "run_setup.py", "search_cli.py", "data/importer.py", "data/ref.py",
+               "data/uploads.py", "store/rungs.py"]
+
+
+def test_engine_modules_annotate_the_store_as_store_and_the_annotations_resolve():
+    import importlib
+    import inspect
+    import typing
+
+    from nas_core.store import Store
+
+    for rel in TYPED_STORE:
+        path = ROOT / "nas_core" / rel
+        assert "store: Any" not in path.read_text(), f"{rel}: annotate the store as Store (under TYPE_CHECKING)"
+        module = importlib.import_module("nas_core." + rel[:-3].replace("/", "."))
+        own = [o for o in vars(module).values() if getattr(o, "__module__", None) == module.__name__]
+        funcs = [o for o in own if inspect.isfunction(o)]
+        funcs += [f for c in own if inspect.isclass(c) for f in vars(c).values() if inspect.isfunction(f)]
+        typed = 0
+        for func in funcs:
+            hints = typing.get_type_hints(func, localns={"Store": Store})
+            typed += hints.get("store") in (Store, Store | None)
+        assert typed, f"{rel}: no function takes a store typed Store"

@@ -34,13 +34,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_core.data import cache, formats, zipsafe
 from nas_core.data.generic import ColumnMapping, Loaded, show
 from nas_core.data.index import DataError, DatasetIndex
 from nas_core.data.ref import DatasetRef
 from nas_core.data.report import ValidationReport, build_report
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ class Inspection:
     report: ValidationReport
 
 
-def uploads_dir(store: Any = None) -> Path:
+def uploads_dir(store: Store | None = None) -> Path:
     """Where zips are extracted: ``$EQUINAS_UPLOADS_DIR``, else ``uploads/`` beside the store's database."""
     env = os.environ.get(UPLOADS_ENV)
     if env:
@@ -158,7 +161,7 @@ def _counts(report: ValidationReport, n_images: int, n_left_out: int) -> dict:
 
 def import_dataset(
     source: str | os.PathLike,
-    store: Any,
+    store: Store,
     name: str | None = None,
     fmt: str | None = None,
     mapping: ColumnMapping | None = None,

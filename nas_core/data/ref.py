@@ -37,11 +37,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_core.data import formats, groups, ham10000
 from nas_core.data.generic import ColumnMapping, Loaded, resolve_attributes, show
 from nas_core.data.index import AttributeSpec, DataError, DatasetIndex
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 KINDS = ("categorical", "sex", "age")
 _FIELDS = ("root", "format", "mapping", "excluded", "attributes", "content_hash", "name")
@@ -327,7 +330,7 @@ def _fingerprint_of(root: str, fmt: str, mapping: ColumnMapping | None, attribut
     return fingerprint(tmp.load_index())
 
 
-def find_registered_at(store: Any, folder: str | os.PathLike) -> Any:
+def find_registered_at(store: Store | None, folder: str | os.PathLike) -> Any:
     """The registered data set that reads from ``folder`` (newest first), or None."""
     if store is None or not hasattr(store, "list_datasets"):
         return None
@@ -340,7 +343,7 @@ def find_registered_at(store: Any, folder: str | os.PathLike) -> Any:
     return None
 
 
-def resolve(store: Any, dataset: str | os.PathLike | DatasetRef) -> DatasetRef:
+def resolve(store: Store | None, dataset: str | os.PathLike | DatasetRef) -> DatasetRef:
     """The ref of what a user named: a ref, a registered data set's name, or a folder.
 
     A folder that exists is read as a folder (before a registered name of the same text); a folder

@@ -33,9 +33,12 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nas_core.data.index import DataError
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ class FolderNotAllowed(DataError):
     """A server folder outside the allowed data roots (or reaching out of them through a link)."""
 
 
-def incoming_dir(store: Any = None) -> Path:
+def incoming_dir(store: Store | None = None) -> Path:
     """``<uploads>/incoming``: where uploaded zips wait while they are inspected or imported."""
     from nas_core.data.importer import uploads_dir
 
@@ -70,7 +73,7 @@ def _remove_stale(folder: Path, now: float) -> None:
             continue
 
 
-def save_upload(store: Any, name: str, data: bytes, key: str = "") -> Path:
+def save_upload(store: Store, name: str, data: bytes, key: str = "") -> Path:
     """Write an uploaded zip to ``incoming/`` atomically and return its path.
 
     Args:
@@ -115,7 +118,7 @@ def discard_upload(path: str | os.PathLike | None) -> None:
         os.unlink(path)
 
 
-def remove_orphan_extraction(store: Any, name: str) -> bool:
+def remove_orphan_extraction(store: Store, name: str) -> bool:
     """Remove ``<uploads>/<name>`` when a killed import left it extracted but never registered.
 
     Only folders untouched for :data:`STALE_UPLOAD_S` are removed, so an import of the same name that
@@ -135,7 +138,7 @@ def remove_orphan_extraction(store: Any, name: str) -> bool:
 
 
 @contextlib.contextmanager
-def holding_upload(store: Any, name: str, data: bytes, key: str = "") -> Iterator[Path]:
+def holding_upload(store: Store, name: str, data: bytes, key: str = "") -> Iterator[Path]:
     """The upload on disk for the duration of the ``with`` block, deleted afterwards whatever happens."""
     path = save_upload(store, name, data, key)
     try:

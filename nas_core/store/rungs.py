@@ -21,7 +21,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nas_core.store import Store
 
 #: Decisions a rung row can carry ("" = not decided yet).
 DECISIONS = ("", "promoted", "stopped", "final")
@@ -82,7 +85,7 @@ def _now() -> float:
     return time.time()
 
 
-def _rows(store: Any, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+def _rows(store: Store, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
     cur = store.conn.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -95,7 +98,7 @@ def _rung(d: dict[str, Any]) -> RungRecord:
 
 
 def add_rung(
-    store: Any,
+    store: Store,
     *,
     run_id: int,
     candidate_id: int,
@@ -130,7 +133,7 @@ def add_rung(
     return get_rung(store, row_id)
 
 
-def get_rung(store: Any, row_id: int) -> RungRecord:
+def get_rung(store: Store, row_id: int) -> RungRecord:
     """One rung row by id (KeyError when absent)."""
     rows = _rows(store, "SELECT * FROM rungs WHERE id=?", (row_id,))
     if not rows:
@@ -138,7 +141,7 @@ def get_rung(store: Any, row_id: int) -> RungRecord:
     return _rung(rows[0])
 
 
-def set_decision(store: Any, row_id: int, decision: str, decided_by: str) -> RungRecord:
+def set_decision(store: Store, row_id: int, decision: str, decided_by: str) -> RungRecord:
     """Set the decision taken after a rung."""
     if decision not in DECISIONS:
         raise ValueError(f"decision {decision!r} is not one of {DECISIONS}")
@@ -148,7 +151,7 @@ def set_decision(store: Any, row_id: int, decision: str, decided_by: str) -> Run
     return get_rung(store, row_id)
 
 
-def list_rungs(store: Any, run_id: int | None = None, candidate_id: int | None = None) -> list[RungRecord]:
+def list_rungs(store: Store, run_id: int | None = None, candidate_id: int | None = None) -> list[RungRecord]:
     """Rung rows of a run and/or candidate, in the order they finished."""
     sql, params = "SELECT * FROM rungs WHERE 1=1", []
     if run_id is not None:
@@ -161,7 +164,7 @@ def list_rungs(store: Any, run_id: int | None = None, candidate_id: int | None =
 
 
 def add_remeasure(
-    store: Any,
+    store: Store,
     *,
     run_id: int,
     candidate_id: int,
@@ -184,7 +187,7 @@ def add_remeasure(
     return RemeasureRecord(**_rows(store, "SELECT * FROM remeasures WHERE id=?", (row_id,))[0])
 
 
-def list_remeasures(store: Any, candidate_id: int) -> list[RemeasureRecord]:
+def list_remeasures(store: Store, candidate_id: int) -> list[RemeasureRecord]:
     """A candidate's re-measurements, oldest first."""
     return [RemeasureRecord(**d) for d in _rows(
         store, "SELECT * FROM remeasures WHERE candidate_id=? ORDER BY id", (int(candidate_id),))]
