@@ -365,11 +365,12 @@ def measure_hardware(
         lats = measure_latencies(model, shape, [env.batch_size, 1], env.warmup, env.repeats, device,
                                  channels_last, seed)
         lat_batch, lat_b1 = lats[env.batch_size].seconds, lats[1].seconds
-        spread = max(e.spread for e in lats.values())
+        noisiest = max(lats, key=lambda b: lats[b].spread)  # the batch size whose rounds disagree most
+        spread = lats[noisiest].spread
         if spread > NOISY_SPREAD:
-            log.warning("latency is noisy: round medians differ by %.0f%% (%s); the machine is busy, "
-                        "re-measure on a quiet one", 100 * spread,
-                        ", ".join(f"{m * 1e3:.3g} ms" for m in lats[env.batch_size].round_medians))
+            log.warning("latency is noisy: round medians at batch %d differ by %.0f%% (%s); the machine is "
+                        "busy, re-measure on a quiet one", noisiest, 100 * spread,
+                        ", ".join(f"{m * 1e3:.3g} ms" for m in lats[noisiest].round_medians))
         mem = peak_memory(model, shape, env.batch_size, device, False, channels_last, seed)
         train_mem = peak_memory(model, shape, tb, device, True, channels_last, seed) if tb >= 2 else None
     return HardwareMetrics(
