@@ -44,7 +44,6 @@ def test_approve_and_approve_all_work_on_the_first_click_during_live_refresh(app
 
     ids = _linas_run_with_proposals(page, app_server["url"], "clicks e2e", 4)
     assert len(ids) == 4
-    run_id = int(re.search(r"run=(\d+)", page.url).group(1))
     # Nothing is in flight yet, so nothing refreshes; the first approval starts the live view.
     click(page, f"approve_{ids[0]}")
     page.wait_for_selector(key(f"card_{ids[0]}"), state="detached", timeout=10_000)
@@ -53,14 +52,17 @@ def test_approve_and_approve_all_work_on_the_first_click_during_live_refresh(app
     page.wait_for_selector(key(f"card_{ids[1]}"), state="detached", timeout=10_000)
     wait_idle(page)
     assert page.get_by_text(f"#{ids[1]} queued for evaluation").first.is_visible()
-    # Another tab approves #3 first; Approve all still queues #4 and says why #3 was not queued.
-    store = studio.open_store(app_server["db"])
-    studio.session(store, run_id).approve(ids[2], "other tab")
-    store.close()
+    # Approve all, clicked while the fragment re-runs, queues both remaining proposals. (A proposal
+    # approved from another tab in between is covered by tests/ui/test_pages.py: here a finished
+    # evaluation may redraw the page first, which would legitimately drop it from the list.)
     _click_during_refresh(page, "approve_all")
-    page.wait_for_selector(key(f"card_{ids[3]}"), state="detached", timeout=10_000)
+    for cid in ids[2:]:
+        page.wait_for_selector(key(f"card_{cid}"), state="detached", timeout=10_000)
     wait_idle(page)
     page.wait_for_timeout(2_500)  # a live refresh or two later the message is still there
-    assert page.get_by_text("1 candidate(s) queued for evaluation").first.is_visible()
-    # The worker may already have started it, so its status is queued or running by now.
-    assert page.get_by_text(re.compile(rf"candidate #{ids[2]} is (queued|running|done)\b.*already approved")).first.is_visible()
+    assert page.get_by_text("2 candidate(s) queued for evaluation").first.is_visible()
+    store = studio.open_store(app_server["db"])
+    try:
+        assert all(len(store.list_jobs(candidate_id=cid)) == 1 for cid in ids)  # each once, none twice
+    finally:
+        store.close()

@@ -181,3 +181,30 @@ def test_setup_queues_a_super_network_training(env):
     store = studio.open_store()
     (job,) = store.list_jobs(status="queued")
     assert job.kind == "supernet_train" and job.payload["settings"]["max_epochs"] == 2
+
+
+def test_search_approve_all_queues_the_rest_and_says_why_one_was_not(env):
+    """Another tab approves one of three proposals after this page was drawn: Approve all (whose
+    list is the one the page showed) queues the other two and names the one it could not queue."""
+    store = studio.open_store()
+    run_id = studio.create_run(store, studio.default_config(name="approve all"))
+    it = store.start_iteration(run_id).number
+    rng = random.Random(1)
+    spec, ids = default_spec(), []
+    for i in range(3):
+        spec = mutate(spec, Choices.default(), rng)
+        ids.append(store.add_candidate(run_id, it, Proposal(spec=spec, origin="heuristic", rationale=f"p{i}")).id)
+    store.close()
+    at = _run("pages/search.py", run=str(run_id))
+    assert at.button(key="approve_all").label == "Approve all 3"
+    other = studio.open_store()
+    studio.session(other, run_id).approve(ids[0], "other tab")
+    other.close()
+    at.button(key="approve_all").click().run()
+    assert not at.exception
+    texts = [w.value for w in at.warning] + [e.value for e in at.error]
+    assert any("2 candidate(s) queued for evaluation; 1 could not be" in t for t in texts), texts
+    assert any(f"#{ids[0]}" in t and "already approved" in t for t in texts), texts
+    store = studio.open_store()
+    assert [store.get_candidate(c).status for c in ids] == ["queued"] * 3
+    assert sum(len(store.list_jobs(candidate_id=c)) for c in ids) == 3  # one job each, none twice
