@@ -53,24 +53,29 @@ def nd_ranks(F: np.ndarray) -> np.ndarray:
 
 
 def crowding(F: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Crowding distance within each front (boundary points inf), pymoo's normalization."""
+    """Crowding distance within each front (boundary points inf), pymoo's normalization.
+
+    Vectorized over the fronts: per objective, rows sorted by (front, value); a row's neighbours
+    are the rows beside it in that order when they share its front.
+    """
     n, m = F.shape
     cd = np.zeros(n)
-    for r in np.unique(rank):
-        idx = np.flatnonzero(rank == r)
-        if len(idx) <= 2:
-            cd[idx] = np.inf
-            continue
-        Fi = F[idx]
-        order = np.argsort(Fi, axis=0, kind="stable")
-        Fs = np.take_along_axis(Fi, order, axis=0)
-        span = Fs[-1] - Fs[0]
-        span = np.where(span > 0, span, 1.0)
-        gap = np.full((len(idx), m), np.inf)
-        gap[1:-1] = (Fs[2:] - Fs[:-2]) / span
-        d = np.zeros((len(idx), m))
-        np.put_along_axis(d, order, gap, axis=0)
-        cd[idx] = d.sum(axis=1)
+    if n == 0:
+        return cd
+    counts = np.bincount(rank)
+    small = counts[rank] <= 2
+    for j in range(m):
+        order = np.lexsort((F[:, j], rank))
+        r, v = rank[order], F[order, j]
+        starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+        span = np.maximum.reduceat(v, starts) - np.minimum.reduceat(v, starts)
+        span = np.where(span > 0, span, 1.0)[np.cumsum(np.r_[True, r[1:] != r[:-1]]) - 1]
+        gap = np.full(n, np.inf)
+        inner = np.zeros(n, dtype=bool)
+        inner[1:-1] = (r[:-2] == r[1:-1]) & (r[2:] == r[1:-1])
+        gap[1:-1][inner[1:-1]] = ((v[2:] - v[:-2]) / span[1:-1])[inner[1:-1]]
+        cd[order] += gap
+    cd[small] = np.inf
     return cd
 
 
@@ -91,8 +96,12 @@ def survive(F: np.ndarray, CV: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarr
     """Indices of the best ``n`` rows by (rank, -crowding), with their rank and crowding."""
     rank, cd = rank_crowding(F, CV)
     order = np.lexsort((-cd, rank))[:n]
-    # crowding of the survivors is recomputed on the survivors, as pymoo does
-    r2, c2 = rank_crowding(F[order], CV[order])
+    # crowding of the survivors is recomputed on the survivors, as pymoo does; their ranks need
+    # no new sort (the survivors hold every front above the cut whole, so no rank changes)
+    r2 = rank[order]
+    c2 = np.zeros(len(order))
+    feas = CV[order] <= 0
+    c2[feas] = crowding(F[order][feas], r2[feas])
     return order, r2, c2
 
 

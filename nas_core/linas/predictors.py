@@ -96,7 +96,17 @@ class RidgePredictor(_Standardized):
         self.model_ = Ridge(alpha=self.alpha).fit(X, z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(X)
+        # the fitted linear map itself: sklearn's per-call input validation cost more than the
+        # product on the inner search's small batches
+        return X @ self.coef_ + self.intercept_
+
+    @property
+    def coef_(self) -> np.ndarray:
+        return self.model_.coef_
+
+    @property
+    def intercept_(self) -> float:
+        return float(self.model_.intercept_)
 
 
 class SvrPredictor(_Standardized):
@@ -121,7 +131,16 @@ class SvrPredictor(_Standardized):
         self.model_ = SVR(C=self.C, epsilon=self.epsilon, gamma=self.gamma).fit(X, z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(X)
+        # the RBF expansion by BLAS (libsvm evaluates the kernel one row at a time): the same
+        # numbers as ``model_.predict`` to rounding
+        m = self.model_
+        sv = m.support_vectors_
+        if len(sv) == 0:
+            return np.full(len(X), float(m.intercept_[0]))
+        gamma = float(m._gamma)
+        d2 = (X * X).sum(axis=1)[:, None] + (sv * sv).sum(axis=1)[None, :] - 2.0 * (X @ sv.T)
+        K = np.exp(-gamma * np.maximum(d2, 0.0))
+        return K @ m.dual_coef_[0] + float(m.intercept_[0])
 
 
 class StackedPredictor(_Standardized):
@@ -163,7 +182,8 @@ class StackedPredictor(_Standardized):
         self.final_ = Ridge(alpha=1e-3).fit(oof, z)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self.final_.predict(np.column_stack([b.predict(X) for b in self.base_]))
+        f = self.final_
+        return np.column_stack([b.predict(X) for b in self.base_]) @ f.coef_ + float(f.intercept_)
 
 
 def _normal_scores(ranks: np.ndarray, n: int) -> np.ndarray:
