@@ -373,6 +373,8 @@ class LinasSettings:
     selection: str = "hvi"  # hvi (greedy predicted HV gain, 2 objectives) | spread (farthest point)
     disagreement_share: float = 0.0  # share of picks with the largest ensemble disagreement (untested)
     fast_inner: bool = True  # nsga2: the vectorized inner search (nas_core.linas.fastmoo), not pymoo's
+    # spaces with at most this many gene rows are scored whole instead of searched (0: never)
+    exhaustive_limit: int = 0
 
 
 class LinasEngine:
@@ -497,7 +499,12 @@ class LinasEngine:
         seen = _history_ids(space, history) | set(exclude)
         seed = int(rng.integers(2**31 - 1))
         models, report = self.fit_predictors(space, objectives, history, iteration, seed)
-        A, P = self._inner_search(space, objectives, models, X, V, rng, seed, progress)
+        A = self._enumerate(space)
+        if A is not None:
+            # a small space: the predicted front of every distinct config, not of a search's archive
+            P = self.predict(space, objectives, models, A)
+        else:
+            A, P = self._inner_search(space, objectives, models, X, V, rng, seed, progress)
         # every distinct, valid, new config the inner search visited, with its predictions
         ok = space.is_valid(A)
         A, P = A[ok], {m: v[ok] for m, v in P.items()}
@@ -527,6 +534,23 @@ class LinasEngine:
         if progress:
             progress(1.0)
         return _batch(Xo, predicted, report, exhausted)
+
+    def _enumerate(self, space: SearchSpace) -> np.ndarray | None:
+        """One valid canonical row per distinct config when the space has at most
+        ``exhaustive_limit`` gene rows (cached per space); None otherwise."""
+        limit = self.settings.exhaustive_limit
+        n_rows = float(np.prod(space.upper.astype(float) + 1.0))
+        if limit <= 0 or n_rows > limit:
+            return None
+        cache = self.__dict__.setdefault("_enum_cache", {})
+        if id(space) not in cache:
+            grids = np.meshgrid(*[np.arange(int(u) + 1) for u in space.upper], indexing="ij")
+            A = space.canonical(np.stack([g.ravel() for g in grids], axis=1).astype(np.int64))
+            A = A[space.is_valid(A)]
+            ids = space.ids(A)
+            _, first = np.unique(ids, return_index=True) if ids.dtype != object else _unique_obj(ids)
+            cache[id(space)] = (space, A[np.sort(first)])
+        return cache[id(space)][1]
 
     def _anchors(self, space, objectives, models, X: np.ndarray, V) -> np.ndarray:
         """Points the picks are ranked against: the measured feasible front, as measured or as

@@ -98,3 +98,27 @@ def test_inner_search_predicts_each_distinct_row_once():
     again = orig(space, obj, models, A)
     for m in P:
         assert np.allclose(P[m], again[m])
+
+
+def test_small_space_is_scored_whole_when_asked():
+    space = GridProblem()
+    obj = Objectives.create(("error", "latency"), space.metrics)
+    rng = np.random.default_rng(2)
+    X = space.canonical(space.random_genes(rng, 30))
+    res = space.evaluate([space.decode(x) for x in X])
+    hist = [Observation(str(i), tuple(int(v) for v in x), tuple(sorted(r.items()))) for i, (x, r) in enumerate(zip(X, res))]
+    eng = LinasEngine(LinasSettings(exhaustive_limit=10_000, predictors=("ridge",)))
+    A = eng._enumerate(space)
+    # every distinct config once: gene d is switched off when a == 0 (6*6*4*3 rows, 6*4*2 merged)
+    assert len(A) == 6 * 6 * 4 * 3 - 6 * 4 * 2
+    assert len(set(space.ids(A).tolist())) == len(A)
+    assert LinasEngine(LinasSettings(exhaustive_limit=100))._enumerate(space) is None
+    batch = eng.propose(space, obj, hist, 10, np.random.default_rng(0), iteration=1)
+    seen = set(space.ids(X).tolist())
+    got = space.ids(np.array(batch.genes))
+    assert len(set(got.tolist())) == 10 and not (set(got.tolist()) & seen)
+    # the reserved extreme is the best predicted error over the whole space, not a search's find
+    models, _ = eng.fit_predictors(space, obj, hist, 1, 0)
+    new = A[~np.isin(space.ids(A), list(seen))]
+    pred = eng.predict(space, obj, models, new)["error"]
+    assert space.ids(new[[int(np.argmin(pred))]])[0] in set(got.tolist())
