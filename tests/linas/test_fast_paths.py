@@ -122,3 +122,19 @@ def test_small_space_is_scored_whole_when_asked():
     new = A[~np.isin(space.ids(A), list(seen))]
     pred = eng.predict(space, obj, models, new)["error"]
     assert space.ids(new[[int(np.argmin(pred))]])[0] in set(got.tolist())
+
+
+def test_bench_search_script_passes_linas_settings(tmp_path, capsys):
+    import json
+
+    from benchmarks.bench_search import main
+
+    out = tmp_path / "r.json"
+    argv = ["--spaces", "tests.linas.synthetic:GridProblem", "--seeds", "1", "--budget", "100",
+            "--baseline-budget", "100", "--inner-evaluations", "300", "--skip-timing", "--json", str(out),
+            "--linas-settings", '{"extreme_picks": 2, "exhaustive_limit": 1000}', "--objectives", "error,latency"]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["linas_settings"] == {"extreme_picks": 2, "exhaustive_limit": 1000}
+    assert "tests.linas.synthetic:GridProblem" in data["spaces"]
+    assert "ratio linas/nsga2" in capsys.readouterr().out
