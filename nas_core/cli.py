@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from nas_core.errors import UserError
+from nas_core.redact import install_log_redaction
 
 #: Modules that define ``register_cli(subparsers)``. Order = order in ``--help``.
 COMMAND_MODULES = (
@@ -66,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    from nas_core.redact import install_log_redaction
-
     install_log_redaction()  # a key in a log line (worker logs, -v output) is removed before it is written
     if not getattr(args, "func", None):
         parser.print_help()

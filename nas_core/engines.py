@@ -24,9 +24,19 @@ Decisions:
   space (the CNN Template, or the super-network's sub-networks). ``nas_core.designers.random.
   RandomDesigner`` is the same class, so random-search curves of the app and of
   ``benchmarks/bench_search.py`` come from the same draws.
-- Factories import their designer when called: the LLM designer needs the OpenAI client and the
-  multi-objective ones numpy/pymoo/scikit-learn, which the registry (read by every run config)
-  must not load.
+- The heuristic and LLM factories import their designer when called: both check specs against
+  built networks (:func:`nas_core.designers.validation.spec_problems`), which imports torch, and the
+  registry is read by every run config, the CLI's ``--help`` and the Setup page. The LINAS, NSGA-II
+  and random designers need only numpy at import (pymoo and scikit-learn are loaded by the search
+  itself), so they are imported here.
+- Two levels of "engine". This registry lists the *designers* a run of the app can use (with a
+  store, a session, approvals). :data:`nas_core.linas.engines.ENGINES` lists the store-free search
+  *algorithms* (``linas``, ``nsga2``, ``random``) that ``run_search``, ``bench-search`` and the
+  benchmarks drive over any plug-in :class:`~nas_core.linas.SearchSpace`; they take a space, a
+  history and an rng, not a run config, so they cannot be registered here. The three designers of
+  the same names wrap exactly those algorithms (:mod:`nas_core.linas.designers`), and
+  ``tests/test_contracts.py`` checks that every algorithm name is also a registered engine, so a
+  name means the same search at both levels.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nas_core.errors import UserError
+from nas_core.linas.designers import LinasDesigner, Nsga2Designer, RandomSearchDesigner
+from nas_core.linas.engines import LinasSettings, Nsga2Settings
 
 if TYPE_CHECKING:  # the run config imports this module; the types are for signatures only
     from nas_core.designers.base import Designer
@@ -168,34 +180,26 @@ def _count(n: int) -> str:
 
 def _llm(config: RunConfig, *, api_key: str | None = None, on_call: Callable[[Any], None] | None = None,
          **_: Any) -> Designer:
-    from nas_core.designers.llm.designer import LlmDesigner
+    from nas_core.designers.llm.designer import LlmDesigner  # torch (see Decisions)
 
     return LlmDesigner(config.llm, config.prompt, api_key=api_key, on_call=on_call)
 
 
 def _heuristic(config: RunConfig, **_: Any) -> Designer:
-    from nas_core.designers.heuristic import HeuristicDesigner
+    from nas_core.designers.heuristic import HeuristicDesigner  # torch (see Decisions)
 
     return HeuristicDesigner()
 
 
 def _random(config: RunConfig, **_: Any) -> Designer:
-    from nas_core.linas.designers import RandomSearchDesigner
-
     return RandomSearchDesigner()
 
 
 def _linas(config: RunConfig, **_: Any) -> Designer:
-    from nas_core.linas.designers import LinasDesigner
-    from nas_core.linas.engines import LinasSettings
-
     return LinasDesigner(LinasSettings(algorithm=config.algorithm))
 
 
 def _nsga2(config: RunConfig, **_: Any) -> Designer:
-    from nas_core.linas.designers import Nsga2Designer
-    from nas_core.linas.engines import Nsga2Settings
-
     # NSGA-II keeps at most `population` parents; the run's population is its generation size.
     return Nsga2Designer(Nsga2Settings(population=max(2, config.population)))
 

@@ -19,6 +19,7 @@ from nas_core.data.ref import resolve as resolve_ref
 from nas_core.errors import UserError
 from nas_core.runconfig import RunConfig
 from nas_core.space import Choices
+from nas_core.supernet.space import choices_for_supernet
 
 if TYPE_CHECKING:
     from nas_core.store import Store
@@ -49,8 +50,6 @@ def prepare_config(store: Store, config: RunConfig) -> RunConfig:
     if config.evaluation == "supernet":
         if config.choices == Choices.default():
             # Designers then mostly propose sub-networks; the rest are filtered by spec_problems.
-            from nas_core.supernet.space import choices_for_supernet
-
             config = config.replace(choices=choices_for_supernet())
     return config
 

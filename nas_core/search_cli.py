@@ -28,140 +28,49 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_core.cli import CliError, emit
+from nas_core.designers.llm.client import LlmSettings
 from nas_core.engines import engine_names, get_engine
+from nas_core.errors import UserError
 from nas_core.records import OBJECTIVES, Candidate
+from nas_core.runconfig import RunConfig, parse_constraint
+from nas_core.rungs import HalvingSettings, candidate_rungs, parse_ladder
+from nas_core.selection import TABLE_COLUMNS as TABLE_COLUMNS
+from nas_core.selection import ComparisonTable as ComparisonTable
+from nas_core.selection import Priorities, comparison_of
+from nas_core.selection import TableRow as TableRow
+from nas_core.settings import Env, TrainSettings
+from nas_core.space import Choices
+from nas_core.store import Store
+from nas_core.worker import run_pending
 
 if TYPE_CHECKING:
-    from nas_core.store import Store
+    from nas_core.session import Session
 
 log = logging.getLogger(__name__)
 
-#: Table I columns: (objective name, header, format).
-TABLE_COLUMNS = (
-    ("accuracy", "Test acc", "{:.4f}"),
-    ("unfairness", "Unfairness", "{:.4f}"),
-    ("eodd", "EODD", "{:.4f}"),
-    ("eopp1", "EOPP1", "{:.4f}"),
-    ("eopp2", "EOPP2", "{:.4f}"),
-    ("params", "Params", "{:,.0f}"),
-    ("memory", "Memory MB", "{:.2f}"),
-    ("latency", "Latency s", "{:.6f}"),
-)
+# FL-NAS Table I lives in nas_core.selection (the studio reads it too); importable from here as before.
 
 
-@dataclass(frozen=True)
-class TableRow:
-    """One model of the comparison."""
-
-    name: str  # "#12 (llm)" or the baseline's name
-    candidate_id: int
-    kind: str  # searched | baseline
-    values: tuple[tuple[str, float | None], ...]  # objective -> value
-    beats_all: tuple[str, ...] = ()  # objectives where this searched model beats every baseline
-    status: str = "done"
-
-    def value(self, name: str) -> float | None:
-        """The value of one objective."""
-        return dict(self.values).get(name)
-
-
-@dataclass(frozen=True)
-class ComparisonTable:
-    """FL-NAS Table I for one run."""
-
-    run_id: int
-    rows: tuple[TableRow, ...]
-    missing_baselines: tuple[str, ...] = ()  # not evaluated (yet, or failed)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "run_id": self.run_id,
-            "columns": [c[0] for c in TABLE_COLUMNS],
-            "rows": [
-                {"name": r.name, "candidate_id": r.candidate_id, "kind": r.kind, "status": r.status,
-                 "values": dict(r.values), "beats_all_baselines": list(r.beats_all)}
-                for r in self.rows
-            ],
-            "missing_baselines": list(self.missing_baselines),
-        }
-
-    def to_text(self) -> str:
-        """A fixed-width table; ↑/↓ marks a value better than every baseline's."""
-        headers = ["Model"] + [h for _, h, _ in TABLE_COLUMNS]
-        lines = []
-        for r in self.rows:
-            cells = [r.name]
-            for name, _, fmt in TABLE_COLUMNS:
-                v = r.value(name)
-                text = "n/a" if v is None else fmt.format(v)
-                if name in r.beats_all:
-                    text += " ↑" if OBJECTIVES[name][0] == "max" else " ↓"
-                cells.append(text)
-            lines.append(cells)
-        widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines)]
-        out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
-        out.append("  ".join("-" * w for w in widths))
-        for cells in lines:
-            out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
-        out.append("↑/↓: better than every baseline (higher / lower is better).")
-        if self.missing_baselines:
-            out.append("Baselines not evaluated: " + ", ".join(self.missing_baselines))
-        return "\n".join(out)
-
-
-def _values(c: Candidate) -> tuple[tuple[str, float | None], ...]:
-    assert c.metrics is not None
-    out = []
-    for name, _, _ in TABLE_COLUMNS:
-        v = c.metrics.value(name)
-        out.append((name, None if v is None or not math.isfinite(v) else v))
-    return tuple(out)
-
-
-def comparison_table(session: Any, top: int = 3) -> ComparisonTable:
+def comparison_table(session: Session, top: int = 3) -> ComparisonTable:
     """The run's ``top`` best searched candidates (by its priorities) and its baselines."""
-    searched = session.ranked(top)
-    bases = session.baselines()
-    done_bases = [b for b in bases if b.metrics is not None]
-    missing = tuple(name for name in session.config.baselines
-                    if name not in {b.baseline for b in done_bases})
-    rows = []
-    for c in searched:
-        vals = dict(_values(c))
-        beats = []
-        for name, _, _ in TABLE_COLUMNS:
-            v = vals[name]
-            others = [b.metrics.value(name) for b in done_bases]
-            if v is None or not done_bases or any(o is None for o in others):
-                continue
-            if OBJECTIVES[name][0] == "max" and all(v > o for o in others):
-                beats.append(name)
-            if OBJECTIVES[name][0] == "min" and all(v < o for o in others):
-                beats.append(name)
-        rows.append(TableRow(f"#{c.id} ({c.origin})", c.id, "searched", tuple(vals.items()), tuple(beats)))
-    for b in done_bases:
-        rows.append(TableRow(b.baseline, b.id, "baseline", _values(b)))
-    return ComparisonTable(session.run_id, tuple(rows), missing)
+    return comparison_of(session.run_id, session.ranked(top), session.baselines(), session.config.baselines)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from nas_core.store import Store
-
+def _open(args: argparse.Namespace) -> Store:
     return Store.open(args.db)
 
 
-def _session(store: Store, run_id: int) -> Any:
+def _session(store: Store, run_id: int) -> Session:
+    # Deferred: the session checks specs against built networks, so it imports torch; `--help` and
+    # `table --no-evaluate` of an unknown run stay light.
     from nas_core.session import Session
 
     return Session(store, run_id)
@@ -199,18 +108,10 @@ def _drain(args: argparse.Namespace, store: Store | None = None):
             _progress(args, f"no worker is running for {args.db}; start one with "
                             f"`python -m nas_core worker --db {args.db}` (waiting for it)")
         return None
-    from nas_core.worker import run_pending
-
     return lambda: run_pending(args.db, poll_s=0.05)
 
 
-def _config_from_args(args: argparse.Namespace) -> Any:
-    from nas_core.designers.llm.client import LlmSettings
-    from nas_core.runconfig import RunConfig, parse_constraint
-    from nas_core.selection import Priorities
-    from nas_core.settings import Env, TrainSettings
-    from nas_core.space import Choices
-
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
     train_kw: dict[str, Any] = {"seed": args.seed}
     if args.epochs is not None:
         train_kw["max_epochs"] = args.epochs
@@ -264,8 +165,6 @@ def _config_from_args(args: argparse.Namespace) -> Any:
     elif get_engine(args.engine).max_objectives == 2:
         kw["objectives"] = ("accuracy", "unfairness")  # NSGA-II takes exactly two
     if getattr(args, "rungs", None) is not None or getattr(args, "reduction_factor", None) is not None:
-        from nas_core.rungs import HalvingSettings, parse_ladder
-
         halving = HalvingSettings()
         if args.rungs is not None:
             ladder = parse_ladder(args.rungs)
@@ -283,7 +182,7 @@ def _config_from_args(args: argparse.Namespace) -> Any:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Create a run (or continue one) and run its iterations."""
-    from nas_core.session import Session
+    from nas_core.session import Session  # deferred (torch), as in _session
 
     with _open(args) as store:
         if args.run is not None:
@@ -342,8 +241,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             lines.append("failed: " + "; ".join(f"#{c.id}: {(c.error or 'no message')[:160]}" for c in failed_cands[:5])
                          + ("; ..." if len(failed_cands) > 5 else ""))
         lines.append("best: " + ("none measured" if best is None else _cand_line(best)))
-        from nas_core.rungs import candidate_rungs  # successive halving: who stopped at a preliminary rung
-
+        # successive halving: who stopped at a preliminary rung
         stopped = [v.candidate_id for v in candidate_rungs(s.store, s.run_id).values() if v.state == "stopped"]
         if stopped:
             report["stopped_at_rung"] = stopped
@@ -378,8 +276,6 @@ def _run_of(store: Store, cid: int) -> int:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     """Approve proposals (queues their evaluation); with --wait, evaluate them now."""
-    from nas_core.errors import UserError
-
     out, errors = [], []
     with _open(args) as store:
         sessions = {}

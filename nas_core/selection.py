@@ -5,7 +5,8 @@ functions that read measured candidates through them: FL-NAS's GetBestMetrics
 (:func:`best_candidate`, :func:`rank_candidates`) and the Pareto helpers
 (:func:`non_dominated`, :func:`pareto_front`) that LINAS and the UI reuse.
 Hypervolume is computed by LINAS (``nas_core.linas.hypervolume``); the shared normalization that makes
-curves of several runs comparable (:func:`hypervolume_scale`, :func:`hypervolume_points`) is here.
+curves of several runs comparable (:func:`hypervolume_scale`, :func:`hypervolume_points`) is here, and so
+is FL-NAS's Table I (:func:`comparison_of`: the run's best searched candidates next to its baselines).
 
 Exact semantics of "best" (FL-NAS section III-B, made precise):
 
@@ -388,3 +389,117 @@ def hypervolume_scale(points: Sequence[Sequence[float]], directions: Sequence[st
     ideal = tuple(min(col) for col in zip(*flipped))
     nadir = tuple(hi if hi - lo >= 1e-12 else lo + 1.0 for lo, hi in zip(ideal, (max(col) for col in zip(*flipped))))
     return HypervolumeScale(signs, ideal, nadir, tuple(1.0 + margin for _ in signs))
+
+
+# ------------------------------------------------------- the comparison with the baselines (FL-NAS Table I)
+
+#: Table I columns: (objective name, header, format).
+TABLE_COLUMNS = (
+    ("accuracy", "Test acc", "{:.4f}"),
+    ("unfairness", "Unfairness", "{:.4f}"),
+    ("eodd", "EODD", "{:.4f}"),
+    ("eopp1", "EOPP1", "{:.4f}"),
+    ("eopp2", "EOPP2", "{:.4f}"),
+    ("params", "Params", "{:,.0f}"),
+    ("memory", "Memory MB", "{:.2f}"),
+    ("latency", "Latency s", "{:.6f}"),
+)
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One model of the comparison."""
+
+    name: str  # "#12 (llm)" or the baseline's name
+    candidate_id: int
+    kind: str  # searched | baseline
+    values: tuple[tuple[str, float | None], ...]  # objective -> value
+    beats_all: tuple[str, ...] = ()  # objectives where this searched model beats every baseline
+    status: str = "done"
+
+    def value(self, name: str) -> float | None:
+        """The value of one objective."""
+        return dict(self.values).get(name)
+
+
+@dataclass(frozen=True)
+class ComparisonTable:
+    """FL-NAS Table I for one run."""
+
+    run_id: int
+    rows: tuple[TableRow, ...]
+    missing_baselines: tuple[str, ...] = ()  # not evaluated (yet, or failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "run_id": self.run_id,
+            "columns": [c[0] for c in TABLE_COLUMNS],
+            "rows": [
+                {"name": r.name, "candidate_id": r.candidate_id, "kind": r.kind, "status": r.status,
+                 "values": dict(r.values), "beats_all_baselines": list(r.beats_all)}
+                for r in self.rows
+            ],
+            "missing_baselines": list(self.missing_baselines),
+        }
+
+    def to_text(self) -> str:
+        """A fixed-width table; ↑/↓ marks a value better than every baseline's."""
+        headers = ["Model"] + [h for _, h, _ in TABLE_COLUMNS]
+        lines = []
+        for r in self.rows:
+            cells = [r.name]
+            for name, _, fmt in TABLE_COLUMNS:
+                v = r.value(name)
+                text = "n/a" if v is None else fmt.format(v)
+                if name in r.beats_all:
+                    text += " ↑" if OBJECTIVES[name][0] == "max" else " ↓"
+                cells.append(text)
+            lines.append(cells)
+        widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines)]
+        out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+        out.append("  ".join("-" * w for w in widths))
+        for cells in lines:
+            out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
+        out.append("↑/↓: better than every baseline (higher / lower is better).")
+        if self.missing_baselines:
+            out.append("Baselines not evaluated: " + ", ".join(self.missing_baselines))
+        return "\n".join(out)
+
+
+def _table_values(c: Candidate) -> tuple[tuple[str, float | None], ...]:
+    assert c.metrics is not None
+    out = []
+    for name, _, _ in TABLE_COLUMNS:
+        v = c.metrics.value(name)
+        out.append((name, None if v is None or not math.isfinite(v) else v))
+    return tuple(out)
+
+
+def comparison_of(run_id: int, searched: Sequence[Candidate], baselines: Sequence[Candidate],
+                  expected_baselines: Sequence[str] = ()) -> ComparisonTable:
+    """Table I from the run's best ``searched`` candidates (best first) and its ``baselines``.
+
+    Baselines without metrics are left out; ``expected_baselines`` names the run's baselines, so those
+    not measured (yet, or failed) are listed as missing. An arrow marks an objective where a searched
+    model beats every measured baseline.
+    """
+    done_bases = [b for b in baselines if b.metrics is not None]
+    missing = tuple(name for name in expected_baselines if name not in {b.baseline for b in done_bases})
+    rows = []
+    for c in searched:
+        vals = dict(_table_values(c))
+        beats = []
+        for name, _, _ in TABLE_COLUMNS:
+            v = vals[name]
+            others = [b.metrics.value(name) for b in done_bases]  # type: ignore[union-attr]
+            if v is None or not done_bases or any(o is None for o in others):
+                continue
+            if OBJECTIVES[name][0] == "max" and all(v > o for o in others):  # type: ignore[operator]
+                beats.append(name)
+            if OBJECTIVES[name][0] == "min" and all(v < o for o in others):  # type: ignore[operator]
+                beats.append(name)
+        rows.append(TableRow(f"#{c.id} ({c.origin})", c.id, "searched", tuple(vals.items()), tuple(beats)))
+    for b in done_bases:
+        rows.append(TableRow(b.baseline, b.id, "baseline", _table_values(b)))
+    return ComparisonTable(run_id, tuple(rows), missing)

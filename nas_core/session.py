@@ -48,12 +48,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nas_core import engines
+from nas_core import engines, rungs
 from nas_core.data.ref import resolve as resolve_ref
 from nas_core.designers.base import DesignContext, Designer
-from nas_core.designers.llm.prompt import PromptParts, check_parts
+from nas_core.designers.llm.prompt import PromptParts, RenderedPrompt, check_parts, render_for
 from nas_core.designers.validation import spec_problems
 from nas_core.errors import UserError
+from nas_core.evaluator import EvalRequest
 from nas_core.jobresult import Progress
 from nas_core.records import Candidate, Proposal
 
@@ -68,6 +69,7 @@ from nas_core.run_setup import fill_dataset_facts as fill_dataset_facts
 from nas_core.runconfig import RunConfig
 from nas_core.selection import Priorities, best_candidate, rank_candidates
 from nas_core.space import ArchSpec, HeadSpec, SpecError, StemSpec
+from nas_core.supernet import jobs as supernet_jobs
 
 if TYPE_CHECKING:
     from nas_core.store import Store
@@ -323,10 +325,8 @@ class Session:
             evaluation=cfg.evaluation,
         )
 
-    def next_prompt(self) -> Any:
+    def next_prompt(self) -> RenderedPrompt:
         """The exact prompt the LLM designer would send next (any engine; shown before sending)."""
-        from nas_core.designers.llm.prompt import render_for
-
         cfg = self.config
         return render_for(self.context(), cfg.prompt, cfg.llm.history_k)
 
@@ -467,14 +467,11 @@ class Session:
         """(job kind, payload) that evaluates ``candidate`` under the run's evaluation mode."""
         cfg = self.config
         if candidate.origin == "baseline" or cfg.evaluation == "scratch":
-            from nas_core.evaluator import EvalRequest
-
             arch: Any = f"baseline:{candidate.baseline}" if candidate.origin == "baseline" else candidate.spec
             req = EvalRequest(dataset=cfg.dataset_ref or cfg.dataset, arch=arch, train=cfg.train, env=cfg.env, device=cfg.device,
                               weights_out=str(weights_path(self.store, self.run_id, candidate.id)))
             return "evaluate", req.to_dict()
-        jobs = _supernet_jobs()
-        return "supernet_measure", dict(jobs.make_payload(self.run, candidate.spec, store=self.store))
+        return "supernet_measure", dict(supernet_jobs.make_payload(self.run, candidate.spec, store=self.store))
 
     def approve(self, cid: int, actor: str = "") -> Any:
         """Queue the candidate's evaluation (proposed -> queued + one job, atomically).
@@ -490,8 +487,7 @@ class Session:
             )
         kind, payload = self.job_for(c)
         if kind == "evaluate" and c.origin != "baseline":
-            from nas_core import rungs  # successive halving: a cheap, preliminary rung first
-
+            # successive halving: a cheap, preliminary rung first
             if rungs.active(self.config):
                 kind, payload = rungs.rung_job(self.config, payload, 0)
         job = self.store.approve(cid, actor or "user", kind, payload)
@@ -663,10 +659,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, owned by someone else
         return True
     return True
-
-
-def _supernet_jobs() -> Any:
-    """The super-network job module (imported on first use: it loads the super-network trainer)."""
-    from nas_core.supernet import jobs
-
-    return jobs

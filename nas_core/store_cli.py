@@ -21,7 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.cli import CliError, emit
+from nas_core.executors import make_executor
+from nas_core.jobs import parse_handler_overrides
+from nas_core.redact import install_log_redaction
 from nas_core.store import DEFAULT_DB_PATH, Store
+from nas_core.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +132,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """``worker``: claim and run jobs until stopped."""
-    from nas_core.executors import make_executor
-    from nas_core.jobs import parse_handler_overrides
-    from nas_core.worker import Worker
-
     logging.getLogger("nas_core").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from nas_core.redact import install_log_redaction
-
     install_log_redaction()  # the worker's log file never holds a key
     db = _db_path(args, create_default_folder=True)
     Store.open(db).close()  # a wrong path fails here, before Ray starts

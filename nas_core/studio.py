@@ -20,18 +20,37 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from nas_core import engines, runconfig
-from nas_core.designers.llm.client import DECODING_MODES
+from nas_core import engines, runconfig, rungs
+from nas_core.data import importer, uploads
+from nas_core.data.formats import load_index
+from nas_core.data.generic import ColumnMapping
+from nas_core.data.index import AttributeSpec
+from nas_core.data.ref import resolve as resolve_ref
+from nas_core.data.synthetic import make_default
+from nas_core.designers.base import DesignContext
+from nas_core.designers.llm.client import DECODING_MODES, LlmSettings
+from nas_core.designers.llm.prompt import PLACEHOLDERS, PromptParts, RenderedPrompt, check_parts, render_for
 from nas_core.errors import UserError
 from nas_core.jobresult import Progress
+from nas_core.linas.hypervolume import HypervolumeTracker
+from nas_core.metrics.classmix import class_mix_rows
 from nas_core.records import OBJECTIVES, Candidate, direction
+from nas_core.redact import register_secret
 from nas_core.runconfig import RunConfig
-from nas_core.selection import hypervolume_points, hypervolume_scale, non_dominated
-from nas_core.space import ArchSpec, diff
+from nas_core.selection import (
+    Priorities,
+    best_candidate,
+    comparison_of,
+    hypervolume_points,
+    hypervolume_scale,
+    non_dominated,
+)
+from nas_core.space import ArchSpec, Choices, diff
+from nas_core.store import IllegalTransition, Store
 
 # Candidate exports moved to nas_core.studio_export; importable from here as before.
 from nas_core.studio_export import EXPORT_FORMATS as EXPORT_FORMATS
@@ -42,6 +61,15 @@ from nas_core.studio_export import preprocessing_of as preprocessing_of
 from nas_core.studio_supernet import can_finetune as can_finetune
 from nas_core.studio_supernet import finetune_ranking as finetune_ranking
 from nas_core.studio_supernet import queue_finetune as queue_finetune
+from nas_core.supernet.calibrate import describe as describe_calibration
+from nas_core.worker import start_worker_process
+
+if TYPE_CHECKING:
+    from nas_core.session import Session
+
+# Imported inside the functions that need them, and only there: nas_core.session (it checks specs against
+# built networks), nas_core.models, nas_core.metrics.hardware, nas_core.supernet.{jobs,train,registry}. Each
+# imports torch, which takes seconds; a page that only lists runs or reads a data set never waits for it.
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,14 +89,12 @@ def fast_mode() -> bool:
     return os.environ.get("EQUINAS_FAST", "") not in ("", "0", "false")
 
 
-def open_store(path: str | os.PathLike[str] | None = None) -> Any:
+def open_store(path: str | os.PathLike[str] | None = None) -> Store:
     """Open (and migrate) the app's store.
 
     Raises:
         UserError: the database folder is missing or read-only, or its schema is newer than this app.
     """
-    from nas_core.store import Store
-
     return Store.open(Path(path) if path else db_path())
 
 
@@ -86,25 +112,23 @@ def default_config(dataset: str | os.PathLike[str] | None = None, **changes: Any
     return cfg.replace(**changes) if changes else cfg
 
 
-def create_run(store: Any, config: RunConfig, api_key: str | None = None) -> int:
+def create_run(store: Store, config: RunConfig, api_key: str | None = None) -> int:
     """Create a run and return its id (see :meth:`nas_core.session.Session.create_run`)."""
-    from nas_core.redact import register_secret
-    from nas_core.session import Session
+    from nas_core.session import Session  # torch (see the top)
 
     register_secret(api_key)  # a key held in memory is removed from everything stored
     return Session.create_run(store, config, actor="app", api_key=api_key).run_id
 
 
-def session(store: Any, run_id: int, api_key: str | None = None) -> Any:
+def session(store: Store, run_id: int, api_key: str | None = None) -> Session:
     """The :class:`nas_core.session.Session` of a run."""
-    from nas_core.redact import register_secret
-    from nas_core.session import Session
+    from nas_core.session import Session  # torch (see the top)
 
     register_secret(api_key)
     return Session(store, run_id, api_key=api_key)
 
 
-def create_demo_run(store: Any) -> int:
+def create_demo_run(store: Store) -> int:
     """One click: a heuristic run on the default data set with its first proposal waiting."""
     ensure_default_dataset()
     run_id = create_run(store, default_config(name="demo (heuristic, default data)", engine="heuristic",
@@ -113,10 +137,8 @@ def create_demo_run(store: Any) -> int:
     return run_id
 
 
-def runs_overview(store: Any) -> pd.DataFrame:
+def runs_overview(store: Store) -> pd.DataFrame:
     """One row per run: engine, data set, iteration, counts, best metrics and status."""
-    from nas_core.selection import best_candidate
-
     rows = []
     for run in store.list_runs():
         cfg = RunConfig.from_dict(run.config)
@@ -146,7 +168,7 @@ class WorkerSummary:
     text: str
 
 
-def worker_summary(store: Any) -> WorkerSummary:
+def worker_summary(store: Store) -> WorkerSummary:
     """Alive when some worker heartbeat is recent."""
     workers = store.worker_status()
     alive = [w for w in workers if w.alive]
@@ -159,8 +181,6 @@ def worker_summary(store: Any) -> WorkerSummary:
 
 def start_worker() -> int:
     """Start a background worker on the app's database; returns its pid."""
-    from nas_core.worker import start_worker_process
-
     return start_worker_process(db_path())
 
 
@@ -171,50 +191,38 @@ def ensure_default_dataset(progress: Callable[[int, int], None] | None = None) -
     """Generate the default data set if it is not there yet; returns its folder."""
     path = default_dataset()
     if not (path / "ISIC_2019_Training_GroundTruth.csv").exists():
-        from nas_core.data.synthetic import make_default
-
         make_default(path, progress=progress)
     return path
 
 
 def inspect_dataset(source: str | os.PathLike[str], fmt: str | None = None, mapping: Any = None) -> Any:
     """Validation report of a folder or zip (see :func:`nas_core.data.importer.inspect_source`)."""
-    from nas_core.data.importer import inspect_source
-
-    return inspect_source(source, fmt=fmt, mapping=mapping)
+    return importer.inspect_source(source, fmt=fmt, mapping=mapping)
 
 
-def save_upload(store: Any, name: str, data: bytes, key: str = "") -> Path:
+def save_upload(store: Store, name: str, data: bytes, key: str = "") -> Path:
     """Keep an uploaded zip beside the database (``uploads/incoming``); delete it with :func:`discard_upload`."""
-    from nas_core.data.uploads import save_upload as _save
-
-    return _save(store, name, data, key)
+    return uploads.save_upload(store, name, data, key)
 
 
 def discard_upload(path: str | os.PathLike[str] | None) -> None:
     """Delete an uploaded zip once it was refused or imported."""
-    from nas_core.data.uploads import discard_upload as _discard
-
-    _discard(path)
+    uploads.discard_upload(path)
 
 
-def inspect_upload(store: Any, name: str, data: bytes, fmt: str | None = None, mapping: Any = None,
+def inspect_upload(store: Store, name: str, data: bytes, fmt: str | None = None, mapping: Any = None,
                    key: str = "") -> Any:
     """Validation report of an uploaded zip; the zip and its extraction are deleted before returning."""
-    from nas_core.data.uploads import holding_upload
-
-    with holding_upload(store, name, data, key) as path:
+    with uploads.holding_upload(store, name, data, key) as path:
         return inspect_dataset(path, fmt, mapping)
 
 
-def import_upload(store: Any, file_name: str, data: bytes, key: str = "", **kwargs: Any) -> Any:
+def import_upload(store: Store, file_name: str, data: bytes, key: str = "", **kwargs: Any) -> Any:
     """Import an uploaded zip (extracted beside the database); the zip itself is deleted afterwards."""
-    from nas_core.data.uploads import holding_upload, remove_orphan_extraction
-
-    with holding_upload(store, file_name, data, key) as path:
+    with uploads.holding_upload(store, file_name, data, key) as path:
         if not kwargs.get("name"):
             kwargs["name"] = Path(file_name).stem
-        remove_orphan_extraction(store, kwargs["name"])
+        uploads.remove_orphan_extraction(store, kwargs["name"])
         return import_dataset(store, path, **kwargs)
 
 
@@ -224,19 +232,15 @@ def server_folder(path: str) -> Path:
     Raises:
         UserError: outside the allowed data roots (links resolved first); the message says how to allow it.
     """
-    from nas_core.data.uploads import allowed_roots, check_server_folder
-
-    return check_server_folder(path, allowed_roots(db_path()))
+    return uploads.check_server_folder(path, uploads.allowed_roots(db_path()))
 
 
-def import_dataset(store: Any, source: str | os.PathLike[str], **kwargs: Any) -> Any:
+def import_dataset(store: Store, source: str | os.PathLike[str], **kwargs: Any) -> Any:
     """Import a data set into the store (all or nothing)."""
-    from nas_core.data.importer import import_dataset as _import
-
-    return _import(source, store, **kwargs)
+    return importer.import_dataset(source, store, **kwargs)
 
 
-def dataset_options(store: Any) -> list[tuple[str, str]]:
+def dataset_options(store: Store) -> list[tuple[str, str]]:
     """(label, path or name) of the default and every registered data set."""
     opts = [(f"default (synthetic ISIC 2019) — {default_dataset()}", str(default_dataset()))]
     for d in store.list_datasets():
@@ -247,8 +251,6 @@ def dataset_options(store: Any) -> list[tuple[str, str]]:
 def sample_images(source: str | os.PathLike[str], n: int = 12, seed: int = 0) -> list[tuple[bytes, str]]:
     """A few (JPEG bytes, caption) pairs of a data set folder for the sample grid."""
     import random
-
-    from nas_core.data.formats import load_index
 
     index = load_index(source)
     rng = random.Random(seed)
@@ -266,8 +268,6 @@ def class_group_counts(source: Any) -> pd.DataFrame:
 
     An inspection's own index is used, so an uploaded zip whose extraction is already gone still counts.
     """
-    from nas_core.data.formats import load_index
-
     loaded = getattr(source, "loaded", None)
     index = loaded.index if loaded is not None else load_index(source)
     rows = []
@@ -292,9 +292,9 @@ class CandidateView:
     problems: tuple[str, ...]  # why the spec does not fit the run (empty when it does)
 
 
-def candidate_view(sess: Any, c: Candidate, best: Candidate | None) -> CandidateView:
+def candidate_view(sess: Session, c: Candidate, best: Candidate | None) -> CandidateView:
     """Costs computed at once and the change against the best-so-far spec."""
-    from nas_core.models import spec_costs, validate_full
+    from nas_core.models import spec_costs, validate_full  # torch (see the top)
 
     cfg = sess.config
     params = macs = None
@@ -309,9 +309,9 @@ def candidate_view(sess: Any, c: Candidate, best: Candidate | None) -> Candidate
     return CandidateView(c, params, macs, changes, problems)
 
 
-def check_spec(sess: Any, spec_json: str) -> tuple[ArchSpec | None, list[str]]:
+def check_spec(sess: Session, spec_json: str) -> tuple[ArchSpec | None, list[str]]:
     """Parse and validate an edited spec against the run; (spec, []) when valid."""
-    from nas_core.models import validate_full
+    from nas_core.models import validate_full  # torch (see the top)
 
     try:
         spec = ArchSpec.from_json(spec_json)
@@ -322,7 +322,7 @@ def check_spec(sess: Any, spec_json: str) -> tuple[ArchSpec | None, list[str]]:
     return (spec, []) if not problems else (None, list(problems))
 
 
-def job_progress(store: Any, candidate_id: int) -> dict[str, Any]:
+def job_progress(store: Store, candidate_id: int) -> dict[str, Any]:
     """Latest job of a candidate: status, epoch progress and error."""
     jobs = store.list_jobs(candidate_id=candidate_id)
     if not jobs:
@@ -365,7 +365,7 @@ def fairness_frames(c: Candidate) -> tuple[pd.DataFrame, pd.DataFrame]:
     return attrs, pairs
 
 
-def leaderboard(store: Any, run_id: int) -> pd.DataFrame:
+def leaderboard(store: Store, run_id: int) -> pd.DataFrame:
     """The run's candidates with flat metric columns and a Pareto flag over accuracy x unfairness."""
     df = store.leaderboard(run_id)
     df.insert(1, "label", [f"{b} (baseline)" if b else f"#{i} {o}"
@@ -373,7 +373,7 @@ def leaderboard(store: Any, run_id: int) -> pd.DataFrame:
     return df
 
 
-def pareto_frame(store: Any, run_id: int, x: str, y: str) -> pd.DataFrame:
+def pareto_frame(store: Store, run_id: int, x: str, y: str) -> pd.DataFrame:
     """Measured candidates with ``on_front`` = non-dominated on (x, y) in their natural directions."""
     df = leaderboard(store, run_id)
     df = df.dropna(subset=[x, y]).rename(columns={"candidate_id": "id"})
@@ -386,15 +386,13 @@ def pareto_frame(store: Any, run_id: int, x: str, y: str) -> pd.DataFrame:
     return df
 
 
-def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[str]) -> pd.DataFrame:
+def hypervolume_frame(store: Store, run_ids: Sequence[int], objectives: Sequence[str]) -> pd.DataFrame:
     """Hypervolume of each run's measured front after every evaluation, on one shared normalization.
 
     The normalization is :func:`nas_core.selection.hypervolume_scale` over all measured candidates of
     the runs compared (so the curves are comparable): the reference point is the nadir plus 10%,
     objectives to maximize are negated.
     """
-    from nas_core.linas.hypervolume import HypervolumeTracker
-
     per_run: dict[int, list[tuple[float, ...]]] = {}
     labels, fidelity = {}, {}
     for rid in run_ids:
@@ -418,11 +416,9 @@ def hypervolume_frame(store: Any, run_ids: Sequence[int], objectives: Sequence[s
     return pd.DataFrame(rows)
 
 
-def comparison(sess: Any) -> pd.DataFrame:
+def comparison(sess: Session) -> pd.DataFrame:
     """The Table-I-style comparison of the run's best candidates and the baselines."""
-    from nas_core.search_cli import comparison_table
-
-    table = comparison_table(sess)
+    table = comparison_of(sess.run_id, sess.ranked(3), sess.baselines(), sess.config.baselines)
     rows = []
     for r in table.rows:
         row: dict[str, Any] = {"model": r.name, "kind": r.kind}
@@ -437,7 +433,7 @@ def comparison(sess: Any) -> pd.DataFrame:
 # Candidate exports: nas_core.studio_export (re-exported above). The run CSV is a view of the leaderboard.
 
 
-def export_run_csv(store: Any, run_id: int) -> bytes:
+def export_run_csv(store: Store, run_id: int) -> bytes:
     """The run's leaderboard as CSV (one row per candidate, every flat metric)."""
     return leaderboard(store, run_id).to_csv(index=False).encode()
 
@@ -475,22 +471,22 @@ def engine_proposes_batches(engine: str) -> bool:
 # ------------------------------------------------------------------ store reads (pages never call the store)
 
 
-def get_candidate(store: Any, candidate_id: int) -> Candidate:
+def get_candidate(store: Store, candidate_id: int) -> Candidate:
     """One candidate by id."""
     return store.get_candidate(candidate_id)
 
 
-def list_runs(store: Any) -> list[Any]:
+def list_runs(store: Store) -> list[Any]:
     """Every run record (id, name, engine, ...), as the store lists them."""
     return store.list_runs()
 
 
-def llm_calls(store: Any, run_id: int) -> list[Any]:
+def llm_calls(store: Store, run_id: int) -> list[Any]:
     """The run's LLM calls, as sent and answered (secrets redacted)."""
     return store.list_llm_calls(run_id)
 
 
-def run_events(store: Any, run_id: int, limit: int = 50) -> list[Any]:
+def run_events(store: Store, run_id: int, limit: int = 50) -> list[Any]:
     """The run's latest audit-log events."""
     return store.events(run_id=run_id, limit=limit)
 
@@ -564,9 +560,6 @@ def column_mapping(image: str = "", label: str = "", attributes: Sequence[str] =
     Raises:
         UserError: age bins that are not increasing numbers.
     """
-    from nas_core.data.generic import ColumnMapping
-    from nas_core.data.index import AttributeSpec
-
     try:
         bins = tuple(float(x) for x in age_bins.replace(" ", "").split(",") if x)
     except ValueError as exc:
@@ -580,15 +573,12 @@ def column_mapping(image: str = "", label: str = "", attributes: Sequence[str] =
                          csv=csv_name or None, extend_defaults=True, age_bins=bins or None)
 
 
-def preview_prompt(config: RunConfig) -> Any:
+def preview_prompt(config: RunConfig) -> RenderedPrompt:
     """The prompt a new run with ``config`` would send first (no history yet).
 
     Raises:
         UserError: a prompt part names an unknown placeholder.
     """
-    from nas_core.designers.base import DesignContext
-    from nas_core.designers.llm.prompt import check_parts, render_for
-
     check_parts(config.prompt)
     ctx = DesignContext(choices=config.choices, input_shape=config.input_shape, n_classes=config.n_classes or 8,
                         priorities=config.priorities, objectives=config.objectives,
@@ -599,8 +589,6 @@ def preview_prompt(config: RunConfig) -> Any:
 
 def placeholders() -> list[str]:
     """Names the prompt parts may use as {placeholder}."""
-    from nas_core.designers.llm.prompt import PLACEHOLDERS
-
     return list(PLACEHOLDERS)
 
 
@@ -614,11 +602,6 @@ def build_config(base: RunConfig, **fields: Any) -> RunConfig:
     Raises:
         UserError: with the first invalid field's message.
     """
-    from nas_core.designers.llm.client import LlmSettings
-    from nas_core.designers.llm.prompt import PromptParts
-    from nas_core.selection import Priorities
-    from nas_core.space import Choices
-
     changes: dict[str, Any] = {}
     if "choices_json" in fields:
         text = fields.pop("choices_json")
@@ -651,14 +634,14 @@ def build_config(base: RunConfig, **fields: Any) -> RunConfig:
 # ---------------------------------------------------------------------------- super-network
 
 
-def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 12, subsample: int | None = None) -> int:
+def queue_supernet_training(store: Store, config: RunConfig, epochs: int = 12,
+                            subsample: int | None = None) -> int:
     """Queue a ``supernet_train`` job for the run settings' data set, resolution and split seed.
 
     The worker trains it (resuming a stopped training) and registers the checkpoint in the
     store after every epoch. Returns the job id.
     """
-    from nas_core.data.ref import resolve as resolve_ref
-    from nas_core.supernet.jobs import TrainRequest
+    from nas_core.supernet.jobs import TrainRequest  # torch (see the top)
     from nas_core.supernet.train import SupernetTrainSettings
 
     train = replace(config.train, subsample=subsample) if subsample else config.train
@@ -670,9 +653,9 @@ def queue_supernet_training(store: Any, config: RunConfig, epochs: int = 12, sub
     return store.enqueue_job("supernet_train", req.to_dict(), actor="app").id
 
 
-def supernet_overview(store: Any) -> pd.DataFrame:
+def supernet_overview(store: Store) -> pd.DataFrame:
     """Registered super-networks with their training state and weight-sharing quality (Kendall tau)."""
-    from nas_core.supernet.registry import list_supernets
+    from nas_core.supernet.registry import list_supernets  # torch (see the top)
 
     def fig(r: Any, metric: str, name: str) -> Any:  # supernet calibrate's figures, None until measured
         return (((r.meta or {}).get("calibration") or {}).get("figures", {}).get(metric) or {}).get(name)
@@ -691,7 +674,7 @@ def supernet_overview(store: Any) -> pd.DataFrame:
                                        "noise ceiling (seed vs seed)", "Unfairness tau", "Unfairness ceiling"])
 
 
-def queue_supernet_calibration(store: Any, n: int = 8) -> int:
+def queue_supernet_calibration(store: Store, n: int = 8) -> int:
     """Queue the opt-in ``supernet_calibrate`` job for the newest trained super-network; returns the job id.
 
     The worker trains ``n`` sub-networks from scratch with two seeds each (minutes each on a CPU) and
@@ -700,7 +683,7 @@ def queue_supernet_calibration(store: Any, n: int = 8) -> int:
     Raises:
         UserError: no trained super-network is registered.
     """
-    from nas_core.supernet.registry import list_supernets
+    from nas_core.supernet.registry import list_supernets  # torch (see the top)
 
     rows = [r for r in list_supernets(store) if r.status == "trained" and Path(r.path).is_file()]
     if not rows:
@@ -710,14 +693,13 @@ def queue_supernet_calibration(store: Any, n: int = 8) -> int:
     return store.enqueue_job("supernet_calibrate", payload, actor="app").id
 
 
-def supernet_ranking_text(store: Any) -> str | None:
+def supernet_ranking_text(store: Store) -> str | None:
     """How well the newest trained super-network ranks (tau and noise ceiling), for beside its estimates."""
-    from nas_core.supernet.calibrate import describe
-    from nas_core.supernet.registry import list_supernets
+    from nas_core.supernet.registry import list_supernets  # torch (see the top)
 
     for r in list_supernets(store):
         if r.status == "trained":
-            text = describe((r.meta or {}).get("calibration"), r.kendall_tau, r.kendall_n)
+            text = describe_calibration((r.meta or {}).get("calibration"), r.kendall_tau, r.kendall_n)
             tau, n = finetune_ranking(store, r.path)
             if n:
                 text += (f"; against the {n} fine-tuned estimate(s): Kendall tau "
@@ -726,7 +708,7 @@ def supernet_ranking_text(store: Any) -> str | None:
     return None
 
 
-def supernet_training_jobs(store: Any) -> list[dict[str, Any]]:
+def supernet_training_jobs(store: Store) -> list[dict[str, Any]]:
     """Super-network trainings that are queued or running, with their progress."""
     out = []
     for job in store.list_jobs(status=("queued", "running")):
@@ -756,11 +738,9 @@ def choices_json(choices: Any) -> str:
 
 def halving_caption(config: RunConfig) -> str:
     """One line on how the run's candidates climb the rung ladder (or that they train at full fidelity)."""
-    from nas_core.rungs import active, ladder
-
-    if not active(config):
+    if not rungs.active(config):
         return "Every approved candidate trains at full fidelity at once (no cheaper rung in this run's settings)."
-    steps = ladder(config.halving, config.train)
+    steps = rungs.ladder(config.halving, config.train)
     metric = {"val_loss": "validation loss", "val_acc": "validation accuracy"}.get(config.halving.metric,
                                                                                    config.halving.metric)
     return ("Successive halving: every approved candidate first gets "
@@ -770,14 +750,12 @@ def halving_caption(config: RunConfig) -> str:
             f"full fidelity ({steps[-1].label.split(': ', 1)[1]}). Promote or stop any of them yourself.")
 
 
-def rung_views(store: Any, run_id: int) -> list[Any]:
+def rung_views(store: Store, run_id: int) -> list[Any]:
     """Each candidate on the run's ladder (:class:`nas_core.rungs.CandidateRungs`), newest first."""
-    from nas_core.rungs import candidate_rungs
-
-    return list(reversed(list(candidate_rungs(store, run_id).values())))
+    return list(reversed(list(rungs.candidate_rungs(store, run_id).values())))
 
 
-def rung_frame(store: Any, run_id: int) -> pd.DataFrame:
+def rung_frame(store: Store, run_id: int) -> pd.DataFrame:
     """The Search page's rung table: rung, state, result with its fidelity (preliminary or final), rank."""
     rows = []
     for v in rung_views(store, run_id):
@@ -793,36 +771,27 @@ def rung_frame(store: Any, run_id: int) -> pd.DataFrame:
                                        "unfairness", "rank at rung", "decided by"])
 
 
-def promote_candidate(store: Any, candidate_id: int, actor: str = "app") -> Any:
+def promote_candidate(store: Store, candidate_id: int, actor: str = "app") -> Any:
     """Send a stopped candidate on to its next rung (see :func:`nas_core.rungs.promote`)."""
-    from nas_core.rungs import promote
-
-    return promote(store, candidate_id, actor=actor)
+    return rungs.promote(store, candidate_id, actor=actor)
 
 
-def stop_candidate(store: Any, candidate_id: int, actor: str = "app") -> Any:
+def stop_candidate(store: Store, candidate_id: int, actor: str = "app") -> Any:
     """Stop a candidate's queued or running rung (see :func:`nas_core.rungs.stop`)."""
-    from nas_core.rungs import stop
-
-    return stop(store, candidate_id, actor=actor)
+    return rungs.stop(store, candidate_id, actor=actor)
 
 
-def remeasure_candidate(store: Any, candidate_id: int, seed: int | None = None, actor: str = "app") -> Any:
+def remeasure_candidate(store: Store, candidate_id: int, seed: int | None = None, actor: str = "app") -> Any:
     """Queue a measured candidate's training again with another initialisation seed on the same split."""
-    from nas_core.rungs import queue_remeasure
-
-    return queue_remeasure(store, candidate_id, seed=seed, actor=actor)
+    return rungs.queue_remeasure(store, candidate_id, seed=seed, actor=actor)
 
 
-def seed_spread(store: Any, candidate_id: int) -> Any:
+def seed_spread(store: Store, candidate_id: int) -> Any:
     """A measured candidate's spread over initialisation seeds (:class:`nas_core.rungs.SeedSpread`),
     or None when it has no full-fidelity result."""
-    from nas_core.rungs import RungError
-    from nas_core.rungs import seed_spread as spread
-
     try:
-        return spread(store, candidate_id)
-    except RungError:
+        return rungs.seed_spread(store, candidate_id)
+    except rungs.RungError:
         return None
 
 
@@ -855,7 +824,7 @@ def _fraction(progress: dict[str, Any]) -> float | None:
     return Progress.from_report(progress).fraction
 
 
-def jobs_frame(store: Any, statuses: Sequence[str] = SHOWN_JOB_STATUSES, now: float | None = None,
+def jobs_frame(store: Store, statuses: Sequence[str] = SHOWN_JOB_STATUSES, now: float | None = None,
                limit: int = 200) -> pd.DataFrame:
     """Every job of every kind in ``statuses`` (newest first): what, state, progress, time so far and left.
 
@@ -898,14 +867,12 @@ def jobs_frame(store: Any, statuses: Sequence[str] = SHOWN_JOB_STATUSES, now: fl
                                        "cancellable"])
 
 
-def cancel_job(store: Any, job_id: int, actor: str = "app") -> Any:
+def cancel_job(store: Store, job_id: int, actor: str = "app") -> Any:
     """Cancel a job (a queued one at once, a running one at its next check).
 
     Raises:
         UserError: the job has already ended.
     """
-    from nas_core.store import IllegalTransition
-
     try:
         return store.cancel_job(job_id, actor)
     except IllegalTransition as exc:
@@ -927,7 +894,7 @@ def duration_text(seconds: float | None) -> str:
 # ---------------------------------------------------------------------------- results for clinicians
 
 
-def baseline_status(sess: Any) -> pd.DataFrame:
+def baseline_status(sess: Session) -> pd.DataFrame:
     """The run's baselines and where each stands (queued, running, done, failed, cancelled) with its error."""
     rows = [{"baseline": c.baseline, "candidate": c.id, "status": c.status, "error": c.error or ""}
             for c in sess.baselines()]
@@ -939,8 +906,6 @@ def class_mix_frame(c: Candidate, min_n: int = 30) -> pd.DataFrame:
 
     See :mod:`nas_core.metrics.classmix`; ``small`` marks groups under ``min_n`` test images.
     """
-    from nas_core.metrics.classmix import class_mix_rows
-
     cols = ["attribute", "group", "n", "small", "accuracy", "balanced_accuracy", "expected_from_class_mix",
             "class_mix_effect", "model_gap"]
     if c.metrics is None:
@@ -960,7 +925,7 @@ def class_recall_frame(c: Candidate) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def iteration_frame(store: Any, run_id: int, metric: str) -> pd.DataFrame:
+def iteration_frame(store: Store, run_id: int, metric: str) -> pd.DataFrame:
     """Measured candidates in order: iteration, candidate, the metric, the best so far, estimate or measured."""
     rows = []
     best = None
@@ -977,9 +942,9 @@ def iteration_frame(store: Any, run_id: int, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["evaluation", "iteration", "candidate", metric, "best so far", "kind"])
 
 
-def noisy_latencies(store: Any, run_id: int) -> list[tuple[str, float]]:
+def noisy_latencies(store: Store, run_id: int) -> list[tuple[str, float]]:
     """Measured candidates whose latency rounds disagreed by more than the noise threshold: (label, spread)."""
-    from nas_core.metrics.hardware import NOISY_SPREAD
+    from nas_core.metrics.hardware import NOISY_SPREAD  # torch (see the top)
 
     out = []
     for c in store.list_candidates(run_id):
@@ -989,7 +954,7 @@ def noisy_latencies(store: Any, run_id: int) -> list[tuple[str, float]]:
     return out
 
 
-def notes_frame(store: Any, run_id: int) -> pd.DataFrame:
+def notes_frame(store: Store, run_id: int) -> pd.DataFrame:
     """The run's free notes, newest first: when, on what (the run or a candidate), who, text."""
     import datetime as dt
 
@@ -999,7 +964,8 @@ def notes_frame(store: Any, run_id: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["when", "on", "author", "note"])
 
 
-def add_note(store: Any, run_id: int, text: str, candidate_id: int | None = None, author: str = "app") -> Any:
+def add_note(store: Store, run_id: int, text: str, candidate_id: int | None = None,
+             author: str = "app") -> Any:
     """Keep a free note on the run or a candidate (never sent to a designer).
 
     Raises:

@@ -249,7 +249,7 @@ def test_supernet_runs_queue_supernet_measure_jobs(store, monkeypatch):
         seen["run"], seen["store"] = run.id, store
         return {"spec": spec.to_dict(), "checkpoint": "/ckpt"}
 
-    monkeypatch.setattr(session, "_supernet_jobs", lambda: types.SimpleNamespace(make_payload=make_payload))
+    monkeypatch.setattr(session, "supernet_jobs", types.SimpleNamespace(make_payload=make_payload))
     s = Session.create_run(store, config(evaluation="supernet", choices=Choices.default()))
     assert s.context().evaluation == "supernet" and s.config.choices.type == ("mbconv",)
     c = s.propose()[0]

@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from nas_core.cli import CliError, emit
+from nas_core.data.groups import derive_attributes
 from nas_core.data.index import AttributeSpec
+from nas_core.metrics.fairness import MIN_GROUP_SIZE, fairness_report
 from nas_core.records import FairnessReport
 
 DEFAULT_AGE_LABELS = ("young", "middle", "old")
@@ -185,9 +187,6 @@ def report_text(r: FairnessReport, problems: tuple[str, ...] = ()) -> str:
 
 def run_fairness(args: argparse.Namespace) -> int:
     """Handler of ``fairness``."""
-    from nas_core.data.groups import derive_attributes
-    from nas_core.metrics.fairness import MIN_GROUP_SIZE, fairness_report
-
     path = Path(args.predictions)
     header, columns = _read_csv(path)
     specs = [parse_attr(a) for a in (args.attr or [])]

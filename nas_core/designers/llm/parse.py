@@ -17,6 +17,7 @@ from typing import Any
 from nas_core.designers.llm.schema import LIST_KEY, SUBNET_KEY, subnet_to_spec
 from nas_core.errors import UserError
 from nas_core.space import ArchSpec, SpecError
+from nas_core.supernet.space import SubnetError, SupernetSpaceConfig
 
 #: Longest answer (characters) that is parsed; the rest is cut off before parsing.
 MAX_ANSWER_CHARS = 64 * 1024
@@ -102,7 +103,7 @@ def _extract(text: str, limit: int) -> dict[str, Any]:
 
 
 def parse_answers(
-    text: str, limit: int = MAX_ANSWER_CHARS, supernet_space: Any = None
+    text: str, limit: int = MAX_ANSWER_CHARS, supernet_space: SupernetSpaceConfig | None = None
 ) -> list[ParsedAnswer | AnswerError]:
     """Every proposal in an answer, in order: each a :class:`ParsedAnswer` or the :class:`AnswerError` of it.
 
@@ -123,7 +124,8 @@ def parse_answers(
     return [_parse_one(obj, truncated, supernet_space)]
 
 
-def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS, supernet_space: Any = None) -> ParsedAnswer:
+def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS,
+                 supernet_space: SupernetSpaceConfig | None = None) -> ParsedAnswer:
     """Read the architecture and rationale from an answer (the first proposal if it holds several).
 
     Accepts ``{"architecture": spec, "rationale": ...}``, and, tolerantly, a bare
@@ -140,7 +142,8 @@ def parse_answer(text: str, limit: int = MAX_ANSWER_CHARS, supernet_space: Any =
     return first
 
 
-def _parse_one(obj: Any, truncated: bool, supernet_space: Any) -> ParsedAnswer | AnswerError:
+def _parse_one(obj: Any, truncated: bool,
+               supernet_space: SupernetSpaceConfig | None) -> ParsedAnswer | AnswerError:
     if not isinstance(obj, Mapping):
         return AnswerError([f"each proposal must be a JSON object, got {type(obj).__name__}"])
     rationale = obj.get("rationale", "")
@@ -148,8 +151,6 @@ def _parse_one(obj: Any, truncated: bool, supernet_space: Any) -> ParsedAnswer |
         rationale = json.dumps(rationale)[:2000]
     rationale = rationale.strip()[:4000]
     if supernet_space is not None and SUBNET_KEY in obj:
-        from nas_core.supernet.space import SubnetError
-
         try:
             spec = subnet_to_spec(obj[SUBNET_KEY], supernet_space)
         except SubnetError as exc:

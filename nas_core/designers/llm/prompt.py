@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_core.designers.base import DesignContext
-from nas_core.designers.llm.schema import supernet_space_of
+from nas_core.designers.llm.schema import SUBNET_KEY, subnet_format_text, supernet_space_of
 from nas_core.errors import UserError
 from nas_core.records import Candidate
 from nas_core.selection import Priorities, best_candidate
 from nas_core.space import ArchSpec, default_spec
+from nas_core.supernet.space import SupernetSpaceConfig
 
 #: Placeholder name -> what it is replaced with (shown in the UI next to the editor).
 PLACEHOLDERS: dict[str, str] = {
@@ -77,11 +78,9 @@ ANSWER_FORMAT = (
 )
 
 
-def answer_format(n: int = 1, supernet_space: Any = None, describe: bool = True) -> str:
+def answer_format(n: int = 1, supernet_space: SupernetSpaceConfig | None = None, describe: bool = True) -> str:
     """The fixed footer: one proposal (:data:`ANSWER_FORMAT`) or ``n`` of them; in super-network runs
     with the sub-network shape (described in full unless ``describe`` is False)."""
-    from nas_core.designers.llm.schema import SUBNET_KEY, subnet_format_text
-
     key = "architecture" if supernet_space is None else SUBNET_KEY
     shape = "an architecture in the Template's JSON shape" if supernet_space is None else "a sub-network"
     one = f'{{"{key}": <{shape}>, "rationale": "<why this design should do better, in a few sentences>"}}'

@@ -37,6 +37,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nas_core.space import BLOCK_FIELDS, BLOCK_TYPES, HEAD_FIELDS, STEM_FIELDS, ArchSpec, Choices
+from nas_core.supernet.space import (
+    SubnetConfig,
+    SubnetError,
+    SupernetSpaceConfig,
+    spec_to_config,
+    to_arch_spec,
+)
 
 #: Answer key of a sub-network in super-network runs (``"architecture"`` holds an ArchSpec).
 SUBNET_KEY = "subnetwork"
@@ -101,7 +108,7 @@ def _stage_name(s: int) -> str:
     return f"stage{s + 1}"
 
 
-def subnet_schema(space: Any) -> dict[str, Any]:
+def subnet_schema(space: SupernetSpaceConfig) -> dict[str, Any]:
     """Schema of a sub-network of ``space`` (a :class:`~nas_core.supernet.space.SupernetSpaceConfig`).
 
     Shape: ``{"stem_width": w, "stage1": {"width": w, "blocks": [{"kernel": k, "expand": e}, ...]}, ...}``;
@@ -119,14 +126,15 @@ def subnet_schema(space: Any) -> dict[str, Any]:
     return _obj(props)
 
 
-def proposal_schema(choices: Choices, supernet_space: Any = None) -> dict[str, Any]:
+def proposal_schema(choices: Choices, supernet_space: SupernetSpaceConfig | None = None) -> dict[str, Any]:
     """One proposal: ``{"architecture": spec, "rationale": text}`` (``"subnetwork"`` in super-network runs)."""
     if supernet_space is not None:
         return _obj({SUBNET_KEY: subnet_schema(supernet_space), "rationale": {"type": "string"}})
     return _obj({"architecture": arch_schema(choices), "rationale": {"type": "string"}})
 
 
-def answer_schema(choices: Choices | None = None, n: int = 1, supernet_space: Any = None) -> dict[str, Any]:
+def answer_schema(choices: Choices | None = None, n: int = 1,
+                  supernet_space: SupernetSpaceConfig | None = None) -> dict[str, Any]:
     """The schema sent to the endpoint: one proposal, or ``{"proposals": [exactly n proposals]}``.
 
     Args:
@@ -140,15 +148,13 @@ def answer_schema(choices: Choices | None = None, n: int = 1, supernet_space: An
     return _obj({LIST_KEY: {"type": "array", "items": one, "minItems": n, "maxItems": n}})
 
 
-def subnet_to_spec(data: Mapping[str, Any], space: Any) -> ArchSpec:
+def subnet_to_spec(data: Mapping[str, Any], space: SupernetSpaceConfig) -> ArchSpec:
     """The ArchSpec of a schema-shaped sub-network answer.
 
     Raises:
         nas_core.supernet.space.SubnetError: a missing or malformed field, or a value outside ``space``
             (every problem named).
     """
-    from nas_core.supernet.space import SubnetConfig, SubnetError, to_arch_spec
-
     if not isinstance(data, Mapping):
         raise SubnetError([f"{SUBNET_KEY} must be a JSON object, got {type(data).__name__}"])
     names = ["stem_width"] + [_stage_name(s) for s in range(len(space.stages))]
@@ -198,14 +204,12 @@ def _stage_terms(error: str) -> str:
     return re.sub(r"\b(depths|widths|kernels|expands)\[(\d+)\](\[\d+\])?", sub, error)
 
 
-def spec_to_subnet(spec: ArchSpec, space: Any) -> dict[str, Any]:
+def spec_to_subnet(spec: ArchSpec, space: SupernetSpaceConfig) -> dict[str, Any]:
     """The schema-shaped sub-network of a sub-network spec (inverse of :func:`subnet_to_spec`).
 
     Raises:
         nas_core.supernet.space.SubnetError: the spec is not a sub-network of ``space``.
     """
-    from nas_core.supernet.space import spec_to_config
-
     config = spec_to_config(spec, space)
     out: dict[str, Any] = {"stem_width": config.stem_width}
     for s in range(len(space.stages)):
@@ -216,7 +220,7 @@ def spec_to_subnet(spec: ArchSpec, space: Any) -> dict[str, Any]:
     return out
 
 
-def subnet_format_text(space: Any) -> str:
+def subnet_format_text(space: SupernetSpaceConfig) -> str:
     """How a sub-network answer looks, for the prompt of super-network runs (no schema needed to read it)."""
     lines = [
         f'In this run every design is a sub-network of a trained super-network. Give it as "{SUBNET_KEY}" '
@@ -241,9 +245,5 @@ def supernet_space_of(ctx: Any) -> Any:
     The same space :func:`nas_core.designers.validation.supernet_problems` checks against.
     """
     if getattr(ctx, "evaluation", "scratch") != "supernet":
-        return None
-    try:
-        from nas_core.supernet.space import SupernetSpaceConfig
-    except ImportError:  # super-network package not available: answers are ArchSpecs
         return None
     return SupernetSpaceConfig()
