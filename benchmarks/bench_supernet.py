@@ -1,19 +1,24 @@
 """Super-network ranking and speed benchmark (issue 13; issue 7's search comparison in the full form).
 
-What it measures (``--quick``: 32 px, a 2,000-image balanced subsample, 8 epochs from scratch and for
-the super-network; full form: the run's
-default settings, 64 px, every image, 10 epochs from scratch):
+What it measures (``--quick``: the fidelity benchmark's quick settings, i.e. 32 px, a 2,400-image
+balanced subsample, 5 epochs with patience 2 from scratch, where the seed-to-seed ceiling is decent;
+a 6-epoch super-network; full form: the run's default settings, 64 px, every image, 10 epochs from
+scratch):
 
 1. **Ranking** of >= 24 sub-networks (:func:`nas_core.supernet.calibrate.calibration_subnets`:
    the smallest, the largest and one per MACs quantile; every depth, width, kernel and expand
    appears), each trained from scratch with the run's settings and two initialization seeds on the
    run's fixed split (cached on disk by sub-network, settings, seed and data hash, so reruns cost
-   only the estimates). For every training recipe in ``--variants`` (``before``: the first recipe;
-   ``after``: the defaults; ``ps``: the defaults with progressive shrinking; ``nodistill``): Kendall
-   tau and Spearman of the estimates against the seed-averaged truth, for accuracy and Unfairness,
-   beside the seed-0-vs-seed-1 noise ceiling; the estimates' per-group accuracy error; tau of the
-   estimates against MACs (does it only rank by size?); and the training's CPU and wall time.
-   Batch-norm recalibration batches are compared on the best recipe (``--calib``).
+   only the estimates; ``--cached-truth-only`` ranks only what is cached, and says how many). For
+   every training recipe in ``--variants`` (``before``: the first recipe; ``after``: the defaults;
+   ``ps``: the defaults with progressive shrinking; ``nodistill``: no distillation from the largest;
+   ``fullres``) and every number of batch-norm recalibration batches in ``--calib``: Kendall tau and
+   Spearman of the estimates against the seed-averaged truth, for accuracy and Unfairness, beside the
+   seed-0-vs-seed-1 noise ceiling; the estimates' per-group accuracy error; tau of the estimates
+   against MACs (does it only rank by size?); the training's CPU time and the CPU seconds per
+   estimate. On the best recipe, a short fine-tune from the inherited weights
+   (``--finetune-epochs``, ``--finetune-lr``) measured on the validation split is a further
+   estimator, with its cost. A closing table lists every estimator next to the ceiling.
    Targets: accuracy tau >= 0.6 (or >= 0.8 x the ceiling where it is < 0.75); Unfairness >= 0.4
    (or >= 0.8 x its ceiling).
 2. **Training time at the default settings** (64 px, the whole data set): one epoch of the default
@@ -124,9 +129,16 @@ def _iqr(values: list[float]) -> tuple[float, float]:
     return float(q1), float(q3)
 
 
-def _truth(args, configs, space, prepared, train: TrainSettings) -> list[list[dict[str, Any]]]:
+def _truth(args, configs, space, prepared, train: TrainSettings) -> tuple[list, list[list[dict[str, Any]]]]:
+    """(the sub-networks ranked, their from-scratch results: two seeds each), trained or from the cache."""
     cache = cal.TruthCache(Path(args.workdir) / "truth.json")
     split_seed = int(prepared.split.seed)
+    if args.cached_truth_only:
+        keep = [c for c in configs if all(
+            cache.get(cal.truth_key(c, train, s, str(prepared.dataset_hash), split_seed)) for s in range(2))]
+        _log(f"--cached-truth-only: {len(keep)} of {len(configs)} sub-networks have both seeds cached; "
+             "only those are ranked")
+        configs = keep
     out, trained, c0, t0 = [], 0, cal.cpu_seconds(), time.perf_counter()
     for i, cfg in enumerate(configs):
         ts = []
@@ -148,7 +160,7 @@ def _truth(args, configs, space, prepared, train: TrainSettings) -> list[list[di
          f"median {statistics.median(per):.1f} s CPU per from-scratch training")
     accs = [float(np.mean([t["accuracy"] for t in ts])) for ts in out]
     _log(f"  from-scratch accuracy spans {min(accs):.3f}-{max(accs):.3f} (seed mean)")
-    return out
+    return configs, out
 
 
 def _variant_settings(name: str, epochs: int, patience: int) -> SupernetTrainSettings:
@@ -181,6 +193,32 @@ def _train_variant(args, name: str, settings: SupernetTrainSettings, prepared, s
 
 def _estimates(net, configs, prepared, calib_batches: int | None = None) -> list[dict[str, Any]]:
     return [cal.estimate(net, cfg, prepared, calib_batches=calib_batches) for cfg in configs]
+
+
+def _finetuned(path: Path, cfg, prepared, train: TrainSettings, lr_factor: float) -> dict[str, Any]:
+    """A short fine-tune from the inherited weights, measured on the validation split (an estimate)."""
+    from nas_core.supernet.finetune import finetune
+
+    _, m = finetune(path, cfg, prepared, train, lr_factor=lr_factor, device="cpu", split="val",
+                    measure_costs=False)
+    return {**cal.summarize(m), "groups": {}}  # validation groups: not comparable with the test truth
+
+
+def _summary_table(rows, ceiling: dict[str, Any], truths) -> None:
+    ca, cu = ceiling["accuracy"]["ceiling_tau"], ceiling["unfairness"]["ceiling_tau"]
+    truth_cpu = statistics.median([t["cpu_seconds"] for ts in truths for t in ts])
+    _log(f"\n{'estimator':44s} {'tau acc':>8} {'/ceil':>6} {'rho acc':>8} {'tau unf':>8} {'/ceil':>6} "
+         f"{'CPU-s/est':>10} {'train CPU-min':>14}")
+    _log(f"{'ceiling (from scratch, seed 0 vs 1)':44s} {_fmt(ca):>8} {'1.00':>6} "
+         f"{_fmt(ceiling['accuracy']['ceiling_spearman']):>8} {_fmt(cu):>8} {'1.00':>6} {truth_cpu:>10.1f} {'':>14}")
+    for label, figs, est_cpu, train_cpu in rows:
+        a, u = figs["accuracy"], figs["unfairness"]
+        ra = None if a["tau"] is None or not ca or ca <= 0 else a["tau"] / ca
+        ru = None if u["tau"] is None or not cu or cu <= 0 else u["tau"] / cu
+        _log(f"{label:44s} {_fmt(a['tau']):>8} {_fmt(ra):>6} {_fmt(a['spearman']):>8} {_fmt(u['tau']):>8} "
+             f"{_fmt(ru):>6} {est_cpu:>10.2f} {train_cpu / 60:>14.1f}")
+    _log("targets: accuracy tau >= 0.6, or >= 0.8 x the ceiling where it is < 0.75; "
+         "Unfairness tau >= 0.4, or >= 0.8 x its ceiling\n")
 
 
 def _report(label: str, figs: dict[str, Any]) -> None:
@@ -382,11 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-subnets", type=int, default=24, help="sub-networks compared (>= 24 for the figures)")
     p.add_argument("--scratch-epochs", type=int, default=None, help="from-scratch epochs (quick 8, full 10)")
     p.add_argument("--supernet-epochs", type=int, default=None, help="super-network epochs (default: its own)")
-    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--scratch-patience", type=int, default=None, help="from-scratch patience (quick 2, full 3)")
+    p.add_argument("--patience", type=int, default=5, help="super-network patience")
+    p.add_argument("--finetune-epochs", type=int, default=1,
+                   help="epochs of the short fine-tune estimate on the best recipe (0: skip)")
+    p.add_argument("--finetune-lr", default="1", help="learning-rate factors of the short fine-tune (x the run's lr)")
     p.add_argument("--variants", default=None, help="recipes to compare (quick: before,after,ps; full: before,after)")
-    p.add_argument("--calib", default="2,4,8", help="BN recalibration batches compared on the best recipe")
+    p.add_argument("--calib", default="4,16", help="BN recalibration batches (x64 images) compared on every recipe")
     p.add_argument("--n-timed", type=int, default=6, help="sub-networks whose measurement is timed")
     p.add_argument("--n-cli", type=int, default=3, help="CLI measurement processes timed")
+    p.add_argument("--cached-truth-only", action="store_true",
+                   help="rank only the sub-networks whose two from-scratch results are cached (no training)")
     p.add_argument("--skip-timing", action="store_true", help="skip the training/measurement timings")
     p.add_argument("--skip-ranking", action="store_true", help="skip the ranking part")
     p.add_argument("--search", action="store_true", help="also run the search comparison (full form: on)")
@@ -398,10 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     q = args.quick
     args.image_size = args.image_size or (32 if q else 64)
-    args.subsample = args.subsample or (2000 if q else None)
-    args.scratch_epochs = args.scratch_epochs or (8 if q else TrainSettings().max_epochs)
-    args.supernet_epochs = args.supernet_epochs or (8 if q else SupernetTrainSettings().max_epochs)
-    variants = [v.strip() for v in (args.variants or ("before,after,ps" if q else "before,after")).split(",")
+    args.subsample = args.subsample or (2400 if q else None)
+    args.scratch_epochs = args.scratch_epochs or (5 if q else TrainSettings().max_epochs)
+    args.scratch_patience = args.scratch_patience or (2 if q else TrainSettings().patience)
+    args.supernet_epochs = args.supernet_epochs or (6 if q else SupernetTrainSettings().max_epochs)
+    variants = [v.strip() for v in (args.variants or ("after,nodistill" if q else "after,nodistill")).split(",")
                 if v.strip()]
     args.seeds = args.seeds or (2 if q else 5)
     args.budget = args.budget or (30 if q else 60)
@@ -418,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = _dataset(args)
     train = TrainSettings(image_size=args.image_size, seed=0, subsample=args.subsample,
-                          max_epochs=args.scratch_epochs)
+                          max_epochs=args.scratch_epochs, patience=args.scratch_patience)
     prepared = load_prepared(str(dataset), train)
     space = SupernetSpaceConfig()
     configs = cal.calibration_subnets(space, args.n_subnets, n_classes=len(prepared.class_names))
@@ -430,39 +475,64 @@ def main(argv: list[str] | None = None) -> int:
          f"{args.scratch_epochs} from-scratch epochs, {args.threads} thread(s)")
     best_net = None
     if not args.skip_ranking:
-        truths = _truth(args, configs, space, prepared, train)
+        configs, truths = _truth(args, configs, space, prepared, train)
+        figures["n_subnets"] = len(configs)
         figures["truth"] = truths
+        ceiling = cal.rank_figures([{"accuracy": ts[0]["accuracy"], "unfairness": ts[0]["unfairness"]}
+                                    for ts in truths], truths)
+        _log(f"noise ceiling (from-scratch seed 0 vs seed 1, {len(configs)} sub-networks): accuracy tau "
+             f"{_fmt(ceiling['accuracy']['ceiling_tau'])} (Spearman {_fmt(ceiling['accuracy']['ceiling_spearman'])}), "
+             f"Unfairness tau {_fmt(ceiling['unfairness']['ceiling_tau'])} "
+             f"(Spearman {_fmt(ceiling['unfairness']['ceiling_spearman'])}); from-scratch truth "
+             f"{statistics.median([t['cpu_seconds'] for ts in truths for t in ts]):.1f} CPU-s per training (median)")
+        figures["ceiling"] = {m: {k: ceiling[m][k] for k in ("ceiling_tau", "ceiling_spearman")}
+                              for m in ("accuracy", "unfairness")}
         figures["variants"] = {}
+        rows: list[tuple[str, dict[str, Any], float, float]] = []  # (label, figures, CPU-s/estimate, train CPU-s)
         _log("ranking (estimate on the validation split vs the seed-mean from-scratch test figure, "
              f"{len(configs)} sub-networks):")
         best = None
+        calibs = [int(v) for v in (args.calib or "").split(",") if v.strip()] or [None]
         for name in variants:
             settings = _variant_settings(name, args.supernet_epochs, args.patience)
             path, cost = _train_variant(args, name, settings, prepared, space)
             net, meta = load_trained(path)
-            c0 = cal.cpu_seconds()
-            est = _estimates(net, configs, prepared)
-            est_cpu = (cal.cpu_seconds() - c0) / len(configs)
-            figs = cal.rank_figures(est, truths)
-            test_figs = cal.rank_figures([{**e, "accuracy": e["test_accuracy"]} for e in est], truths)
-            _report(f"{name} ({cost['epochs']} ep, {cost['cpu_seconds'] / 60:.1f} CPU-min)", figs)
-            _log(f"  {'':28s} (estimate on the test split: accuracy tau {_fmt(test_figs['accuracy']['tau'])}; "
-                 f"{est_cpu:.2f} s CPU per estimate without latency/memory)")
-            figures["variants"][name] = {"settings": settings.to_dict(), "cost": cost, "figures": figs,
-                                         "test_split_accuracy_tau": test_figs["accuracy"]["tau"],
-                                         "estimates": est}
-            tau = figs["accuracy"]["tau"]
-            if best is None or (tau is not None and (best[1] is None or tau > best[1])):
-                best = (name, tau, net, path, figs)
-        if best is not None and args.calib:
+            figures["variants"][name] = {"settings": settings.to_dict(), "cost": cost, "estimators": {}}
+            for n_cal in calibs:
+                c0 = cal.cpu_seconds()
+                est = _estimates(net, configs, prepared, calib_batches=n_cal)
+                # estimate() measures val and test: half of it is the val estimate a search pays for
+                est_cpu = (cal.cpu_seconds() - c0) / len(configs) / 2
+                figs = cal.rank_figures(est, truths)
+                test_figs = cal.rank_figures([{**e, "accuracy": e["test_accuracy"]} for e in est], truths)
+                label = f"{name}, {n_cal or 'default'} BN batches"
+                _report(f"{label} ({cost['epochs']} ep, {cost['cpu_seconds'] / 60:.1f} CPU-min)", figs)
+                _log(f"  {'':28s} (estimate on the test split: accuracy tau {_fmt(test_figs['accuracy']['tau'])}; "
+                     f"{est_cpu:.2f} s CPU per estimate without latency/memory)")
+                figures["variants"][name]["estimators"][str(n_cal)] = {
+                    "figures": figs, "test_split_accuracy_tau": test_figs["accuracy"]["tau"],
+                    "cpu_per_estimate": est_cpu, "estimates": est}
+                rows.append((label, figs, est_cpu, cost["cpu_seconds"]))
+                tau = figs["accuracy"]["tau"]
+                if best is None or (tau is not None and (best[1] is None or tau > best[1])):
+                    best = (name, tau, net, path, figs)
+        if best is not None and args.finetune_epochs > 0:
+            name, _, net, path, _f = best
+            ft_train = dataclasses.replace(train, max_epochs=args.finetune_epochs, patience=args.finetune_epochs)
+            for factor in [float(v) for v in args.finetune_lr.split(",") if v.strip()]:
+                c0 = cal.cpu_seconds()
+                est = [_finetuned(path, cfg, prepared, ft_train, factor) for cfg in configs]
+                est_cpu = (cal.cpu_seconds() - c0) / len(configs)
+                figs = cal.rank_figures(est, truths)
+                label = f"{name} + fine-tune {args.finetune_epochs} ep (lr x{factor:g})"
+                _report(label, figs)
+                _log(f"  {'':28s} ({est_cpu:.2f} s CPU per estimate, fine-tuning included)")
+                figures["variants"][name][f"finetune_{args.finetune_epochs}_{factor:g}"] = {
+                    "figures": figs, "cpu_per_estimate": est_cpu, "estimates": est}
+                rows.append((label, figs, est_cpu, figures["variants"][name]["cost"]["cpu_seconds"]))
+        _summary_table(rows, ceiling, truths)
+        if best is not None:
             name, _, net, path, figs = best
-            _log(f"BN recalibration batches (x64 images) on {name}:")
-            figures["calib"] = {}
-            for n in [int(v) for v in args.calib.split(",") if v.strip()]:
-                est = _estimates(net, configs, prepared, calib_batches=n)
-                f = cal.rank_figures(est, truths)
-                figures["calib"][n] = f
-                _report(f"{n} batches", f)
             result = cal.CalibrationResult(figs, len(configs), 2, 0.0, 0.0, 0)
             update_meta(path, kendall_tau=figs["accuracy"]["tau"], kendall_n=len(configs),
                         calibration=result.to_dict())

@@ -146,7 +146,8 @@ class TruthCache:
         os.replace(tmp, self.path)
 
 
-def _summary(m: Any) -> dict[str, Any]:
+def summarize(m: Any) -> dict[str, Any]:
+    """Accuracy, Unfairness and per-group accuracies (groups of >= 10 known images) of a Metrics record."""
     groups = {
         f"{g.attribute}={g.group}": g.accuracy
         for g in m.fairness.groups
@@ -178,7 +179,7 @@ def train_truth(
     m = evaluate_model(model, prepared, Env(), training=result, split="test", n_bootstrap=0, seed=seed,
                        measure_costs=False)
     return {
-        **_summary(m),
+        **summarize(m),
         "epochs": result.epochs,
         "cpu_seconds": cpu_seconds() - c0,
         "seconds": time.perf_counter() - t0,
@@ -195,9 +196,9 @@ def estimate(net: Any, config: SubnetConfig, prepared: Any, *, calib_batches: in
                          measure_costs=False)
     test = measure_subnet(net, config, prepared, Env(), split="test", calib_batches=n, n_bootstrap=0,
                           measure_costs=False)
-    out = _summary(val)
+    out = summarize(val)
     out["test_accuracy"] = float(test.test_acc)
-    out["groups"] = _summary(test)["groups"]
+    out["groups"] = summarize(test)["groups"]
     return out
 
 

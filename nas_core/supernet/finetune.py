@@ -43,6 +43,8 @@ def finetune(
     progress: Callable[[Any], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     weights_out: str | Path | None = None,
+    split: str = "test",
+    measure_costs: bool = True,
 ) -> tuple[nn.Module, Metrics]:
     """Fine-tune (or train from scratch) one sub-network and measure it as a normal candidate.
 
@@ -58,6 +60,9 @@ def finetune(
         progress: receives the evaluator's EpochProgress after every epoch.
         should_stop: polled before every batch (raises the evaluator's Cancelled).
         weights_out: save the best weights (a state_dict) here.
+        split: the split measured: "test" (the candidate's result) or "val" (a fine-tuned *estimate*
+            for ranking, as the benchmark's short fine-tune uses it; the test split stays unseen).
+        measure_costs: False skips latency and memory (params, MACs and size are still measured).
 
     Returns:
         ``(model, metrics)``: the trained standalone network and its test-split Metrics.
@@ -102,10 +107,11 @@ def finetune(
         prepared,
         env or Env(),
         training=training,
-        split="test",
+        split=split,
         device=dev,
         n_bootstrap=settings.n_bootstrap,
         seed=settings.seed,
-        estimate=False,
+        estimate=split != "test",
+        measure_costs=measure_costs,
     )
     return model, metrics

@@ -200,6 +200,22 @@ def test_finetune_starts_from_the_inherited_weights_and_measures_a_normal_candid
         finetune(path, cfg, other, settings, env=ENV, device="cpu")
 
 
+def test_short_finetune_on_the_validation_split_is_an_estimate_of_validation_accuracy(trained, tiny_prepared):
+    from nas_core.evaluator import predict
+    from nas_core.supernet.finetune import finetune
+
+    _, path = trained
+    cfg = smallest(TINY)
+    settings = TrainSettings(image_size=32, seed=0, max_epochs=1, patience=1, n_bootstrap=0, batch_size=48)
+    model, m = finetune(path, cfg, tiny_prepared, settings, env=ENV, device="cpu", split="val",
+                        measure_costs=False)
+    assert m.estimate and m.hardware.latency_batch_s is None and m.hardware.macs > 0
+    val = torch.as_tensor(np.asarray(tiny_prepared.split.val))
+    _, _, acc = predict(model.eval(), tiny_prepared.images[val], tiny_prepared.labels[val].long(),
+                        input_transform(tiny_prepared))
+    assert m.test_acc == pytest.approx(acc)  # measured on the validation split, the test split unseen
+
+
 def test_checkpoint_input_stats_give_the_same_transform_without_a_pass_over_the_images(trained, tiny_prepared):
     from nas_core.evaluator import channel_stats
     from nas_core.supernet import measure as measure_module
