@@ -42,7 +42,7 @@ def _prepare(candidate_id: int, fmt_name: str) -> None:
 
 
 st.button("Prepare file", key="export_prepare", on_click=_prepare, args=(cid, fmt),
-          help="ONNX and TorchScript exports trace the model: seconds to a minute on a busy CPU.")
+          help="ONNX and TorchScript exports trace the model: about a second (a few on a busy CPU).")
 if st.session_state.get("export_error"):
     st.error(st.session_state["export_error"])
 if st.session_state.get("export_file"):

@@ -5,11 +5,18 @@ Owns every file format a model leaves the engine in:
 - :func:`save_state` / :func:`load_state`: the ``state_dict`` with
   ``torch.save``; loading uses ``weights_only=True`` so a weights file can
   never run code.
-- :func:`export_onnx`: the ``torch.export``-based exporter (``dynamo=True``,
-  the default since PyTorch 2.9; it needs ``onnxscript`` and nothing online),
-  one self-contained file (no external data), input ``input``
-  ``(batch, C, H, W)`` with a dynamic batch, output ``logits``. Falls back to
-  the legacy TorchScript-based exporter if the new one fails on a model.
+- :func:`export_onnx`: one self-contained ONNX file (no external data), input
+  ``input`` ``(batch, C, H, W)`` with a dynamic batch, output ``logits``, opset
+  17. It uses torch's TorchScript-based exporter (``dynamo=False``): the
+  networks here are plain feed-forward graphs that a trace captures exactly,
+  and it takes a fraction of a second, where the ``torch.export``-based one
+  (``dynamo=True``, torch's default since 2.9) spent 6-17 s of mostly Python
+  work per export on the default CNN on an idle 2-core machine (torch.export
+  tracing with fake tensors, decompositions, building the torchlib registry
+  on the first call of a process, the onnxscript optimizer) and minutes on a
+  busy one (228 s on the Export page in issue 17). ``exporter="dynamo"`` picks
+  the new exporter; either falls back to the other if it fails on a model.
+  ``python -m benchmarks export`` measures both in one run.
 - :func:`export_torchscript`: ``torch.jit.trace`` in eval mode (the networks
   here have no data-dependent control flow, so a trace is exact).
 - :func:`generate_source`: a Python module that imports only ``torch`` and
@@ -94,35 +101,59 @@ def _example(model: nn.Module, input_shape: tuple[int, int, int], batch: int = 2
     return torch.randn((batch, *tuple(int(s) for s in input_shape)), device=device)
 
 
+ONNX_EXPORTERS = ("torchscript", "dynamo")
+
+
+def _onnx_torchscript(model: nn.Module, x: torch.Tensor, path: pathlib.Path, opset: int | None) -> None:
+    # The legacy exporter warns that it is deprecated (DeprecationWarning) and that tracing turned shape
+    # checks into constants (TracerWarning): the resolution is fixed here, so the trace is exact.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"],
+            opset_version=opset or 17, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+
+
+def _onnx_dynamo(model: nn.Module, x: torch.Tensor, path: pathlib.Path, opset: int | None) -> None:
+    torch.onnx.export(
+        model, (x,), str(path), dynamo=True, external_data=False, verbose=False,
+        input_names=["input"], output_names=["logits"], opset_version=opset,
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+
+
 def export_onnx(model: nn.Module, input_shape: tuple[int, int, int], path: str | pathlib.Path,
-                opset: int | None = None) -> pathlib.Path:
+                opset: int | None = None, exporter: str = "torchscript") -> pathlib.Path:
     """Write ``model`` (in eval mode) as one ONNX file with a dynamic batch.
 
     Args:
         model: the network; it is put in eval mode and left there.
         input_shape: ``(channels, height, width)`` of one image.
         path: where to write the ``.onnx`` file.
-        opset: ONNX opset; ``None`` lets torch choose its default.
+        opset: ONNX opset; ``None`` is 17 for the TorchScript-based exporter and torch's default for
+            the ``torch.export``-based one.
+        exporter: ``"torchscript"`` (default, a fraction of a second) or ``"dynamo"`` (torch's
+            ``torch.export``-based exporter, seconds to minutes); the other one is tried if it fails.
 
     Returns:
         The path written.
     """
+    if exporter not in ONNX_EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {exporter!r}; use one of {', '.join(ONNX_EXPORTERS)}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     x = _example(model, input_shape)
+    first, second = (_onnx_torchscript, _onnx_dynamo) if exporter == "torchscript" else (
+        _onnx_dynamo, _onnx_torchscript)
     try:
-        torch.onnx.export(
-            model, (x,), str(path), dynamo=True, external_data=False, verbose=False,
-            input_names=["input"], output_names=["logits"], opset_version=opset,
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
-    except Exception as exc:  # the new exporter fails on some graphs; the legacy one is the fallback
-        logger.warning("torch.export-based ONNX export failed (%s); using the legacy exporter", exc)
-        torch.onnx.export(
-            model, (x,), str(path), dynamo=False, input_names=["input"], output_names=["logits"],
-            opset_version=opset or 17, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        first(model, x, path, opset)
+    except Exception as exc:  # an exporter that fails on a graph: the other one is the fallback
+        logger.warning("%s ONNX export failed (%s); trying the other exporter", exporter, exc)
+        second(model, x, path, opset)
     return path
 
 

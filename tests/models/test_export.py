@@ -169,3 +169,27 @@ def test_weights_round_trip_and_bad_files_are_user_errors(tmp_path):
     unsafe.write_bytes(pickle.dumps(ArchSpec()))  # arbitrary objects must not be unpickled
     with pytest.raises(UserError, match="cannot load safely|can load safely"):
         load_state(fresh, unsafe)
+
+
+def test_the_torch_export_based_exporter_still_matches(tmp_path):
+    # The default is the TorchScript-based exporter (a fraction of a second); the torch.export-based one
+    # (seconds) stays selectable and is the fallback, so it must give the same outputs.
+    model = _model("plain")
+    path = export_onnx(model, SHAPE, tmp_path / "model.onnx", exporter="dynamo")
+    x = torch.randn(3, *SHAPE)
+    np.testing.assert_allclose(_onnx_outputs(path, x), _reference(model, x), atol=1e-4)
+
+
+def test_a_failing_exporter_falls_back_to_the_other(tmp_path, monkeypatch):
+    from nas_core.models import export as ex
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("this exporter cannot handle the graph")
+
+    monkeypatch.setattr(ex, "_onnx_torchscript", broken)
+    model = _model("plain")
+    path = export_onnx(model, SHAPE, tmp_path / "model.onnx")
+    x = torch.randn(2, *SHAPE)
+    np.testing.assert_allclose(_onnx_outputs(path, x), _reference(model, x), atol=1e-4)
+    with pytest.raises(ValueError, match="unknown ONNX exporter"):
+        export_onnx(model, SHAPE, tmp_path / "other.onnx", exporter="tf")
