@@ -120,6 +120,15 @@ def _edit(cid: int) -> None:
     act(s.edit, cid, spec, "app", st.session_state.get(f"edit_note_{cid}", ""), success=f"#{cid} edited")
 
 
+def _finetune(offered: list[int]) -> None:
+    # The pick is read at click time (a callback runs before the page draws the new selection's args).
+    cid = st.session_state.get("finetune_pick")
+    cid = cid if cid in offered else offered[0]
+    act(lambda: studio.queue_finetune(get_store(), cid),  # the store of the thread the callback runs on
+        success=f"#{cid}: fine-tune queued; when the worker is done it is a measured candidate (test split), "
+                "no longer an estimate.")
+
+
 def _auto(n: int) -> None:
     st.session_state["auto_left"] = n
 
@@ -245,6 +254,19 @@ if done:
         "Balanced accuracy": st.column_config.NumberColumn(format="percent"),
         "Unfairness": st.column_config.NumberColumn(format="%.4f"),
         "Note": st.column_config.TextColumn(width="large")})
+    estimates = [c for c in done if studio.can_finetune(c)]
+    if estimates:  # super-network estimates: train one from its inherited weights into a measured result
+        with st.container(border=True, key="finetune_box"):
+            st.markdown(f"**Fine-tune an estimate** ({len(estimates)} measured as super-network estimates, "
+                        "validation split): trains the sub-network a few epochs from the super-network's "
+                        "weights with the run's settings and measures it on the test split like any candidate.")
+            by_id = {c.id: c for c in estimates}
+            fc1, fc2 = st.columns([3, 1], vertical_alignment="bottom")
+            fc1.selectbox("Estimate to fine-tune", list(by_id), key="finetune_pick", format_func=lambda cid: (
+                f"{studio.candidate_label(by_id[cid])} · estimated accuracy {by_id[cid].metrics.test_acc:.1%}"))
+            fc2.button("Fine-tune", key="search_finetune", on_click=_finetune, args=(list(by_id),),
+                       help="Queues a super-network fine-tune job (see Jobs); the estimate then becomes an "
+                            "ordinary measured candidate.")
 
 calls = studio.llm_calls(store, run_id)
 if calls:
