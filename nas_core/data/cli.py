@@ -16,6 +16,7 @@ from pathlib import Path
 from nas_core.cli import CliError, emit
 
 DEFAULT_OUT = "data/default"
+DEFAULT_N_IMAGES = 7500  # nas_core.data.synthetic.DEFAULT_N_IMAGES (not imported here: the parser stays light)
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +37,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                     "ground-truth CSV, metadata CSV). Deterministic for a seed; no download.",
     )
     make.add_argument("--out", default=DEFAULT_OUT, help=f"folder to write (replaced if present; default {DEFAULT_OUT})")
-    make.add_argument("--n", type=int, default=6000, help="number of images (default 6000, at least 100)")
+    make.add_argument("--n", type=int, default=DEFAULT_N_IMAGES,
+                      help=f"number of images (default {DEFAULT_N_IMAGES}, at least 100; the generated data set "
+                           "asks for a 56/16/28 train/val/test split)")
     make.add_argument("--size", type=int, default=96, help="image height in pixels; width is 4/3 of it (default 96)")
     make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     make.add_argument("--json", action="store_true", help="print the result as JSON")

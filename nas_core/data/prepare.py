@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FRACTIONS = (0.7, 0.2, 0.1)  # train / validation / test, as DESIGN.md fixes them
+#: A data set folder may ask for other fractions in this file (the generated default data set
+#: does: a larger test split at the same training size); see :func:`split_fractions`.
+SPLIT_FILE = "equinas_split.json"
+
+
+def split_fractions(root: str | Path) -> tuple[float, float, float]:
+    """The (train, val, test) fractions for the data set in ``root``: its :data:`SPLIT_FILE`'s, else :data:`FRACTIONS`.
+
+    Raises:
+        DataError: the file exists but does not hold valid fractions.
+    """
+    path = Path(root) / SPLIT_FILE
+    if not path.is_file():
+        return FRACTIONS
+    try:
+        fr = tuple(float(f) for f in json.loads(path.read_text())["fractions"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} must hold {{\"fractions\": [train, val, test]}}: {exc}") from exc
+    if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or fr[0] == 0:
+        raise DataError(f"{path}: split fractions must be three non-negative numbers summing to 1 with "
+                        f"train > 0, got {list(fr)}")
+    return fr  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, eq=False)  # tensors: == would be ambiguous; identity is the useful equality
@@ -169,7 +192,8 @@ def prepare(
         dataset: a :class:`DatasetRef` (what runs and jobs pass), a data set folder (format
             detected) or an index already read.
         image_size: side of the square training images.
-        seed: seeds the subsample and the split (not the cache, which has no randomness).
+        seed: seeds the subsample and the split (not the cache, which has no randomness). The split
+            fractions are :func:`split_fractions` of the data set's folder (70/20/10 unless it asks).
         cache_dir: where decoded images are kept; default ``data/cache`` (see
             :func:`nas_core.data.cache.default_cache_dir`).
         subsample: if given, draw this many rows balanced across demographic groups first.
@@ -206,7 +230,8 @@ def prepare(
                                                 f"(seed {seed})")
         images = images[torch.as_tensor(rows)]
     labels = torch.as_tensor(np.asarray(index.labels, dtype=np.int64))
-    split = make_split(index.labels, strata_of(index), seed, FRACTIONS, group_ids=index.group_ids)
+    fractions = split_fractions(index.root)
+    split = make_split(index.labels, strata_of(index), seed, fractions, group_ids=index.group_ids)
     attrs = tuple((name, np.asarray(values, dtype=str)) for name, values in index.attributes)
     attrs += tuple(intersect(attrs, names) for names in intersections)
     return PreparedData(
@@ -216,6 +241,6 @@ def prepare(
         attributes=attrs,
         split=split,
         index=index,
-        dataset_hash=_dataset_hash(info.content_hash, index, FRACTIONS),
+        dataset_hash=_dataset_hash(info.content_hash, index, fractions),
         image_size=image_size,
     )

@@ -40,8 +40,10 @@ What is simulated, and why:
 Calibration: ``benchmarks/bench_fidelity.py`` trains 24 specs across the CNN space twice (init
 seeds 0 and 1, one split) and prints the accuracy spread, the Unfairness spread against its
 bootstrap interval and the noise ceiling; its ``--quick`` form uses a 2,400-image copy at 32 px.
-The default size, :data:`DEFAULT_N_IMAGES` = 6,000, gives a 600-image test split (the majority
-class, NV, is half of it; every age group holds at least a sixth of the images).
+The default size, :data:`DEFAULT_N_IMAGES` = 7,500, split by :data:`DEFAULT_FRACTIONS` (56/16/28,
+written to :data:`SPLIT_FILE` beside the CSVs), gives the same 4,200 training and 1,200 validation
+images as the former 6,000-image 70/20/10 set and a 2,100-image test split (the majority class, NV,
+is half of it; every age group holds at least a sixth of the images).
 
 Determinism: every lesion and every photo draws from its own ``numpy`` generator seeded by
 ``(seed, lesion, photo)``, so the output does not depend on the number of worker processes.
@@ -51,6 +53,7 @@ The data are synthetic: figures measured on them say nothing about real skin les
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -85,9 +88,18 @@ SITE_WEIGHTS = {
     "BKL": (5, 4, 1, 5, 2, 2, 0.2, 0.1), "DF": (1, 1, 0.2, 0.5, 3, 8, 0.1, 0.1),
     "VASC": (3, 2, 1, 3, 2, 3, 0.3, 0.5), "SCC": (1, 1, 0.2, 8, 4, 3, 0.1, 0.2),
 }
-#: Default size: a 600-image test split (70/20/10), so the large groups' accuracy intervals are
-#: about +-3-5 points; generation stays well under a minute on 2 cores.
-DEFAULT_N_IMAGES = 6000
+#: Default size and split: 7,500 images split 56/16/28 keep the training (4,200) and validation
+#: (1,200) splits of the former 6,000-image 70/20/10 set, so training costs the same, and give a
+#: 2,100-image test split, so a main group's accuracy interval is within about +-5 points (the
+#: smallest age group holds about a fifth of the images). Generation stays under a minute on 2 cores.
+DEFAULT_N_IMAGES = 7500
+#: (train, validation, test) fractions the generated data set asks for, written to :data:`SPLIT_FILE`.
+DEFAULT_FRACTIONS = (0.56, 0.16, 0.28)
+#: Sidecar file (not part of the ISIC layout; other tools ignore it) holding the split fractions
+#: this data set asks for; :func:`nas_core.data.prepare.split_fractions` reads it.
+SPLIT_FILE = "equinas_split.json"
+#: From this many images up, :func:`make_default` asks for :data:`DEFAULT_FRACTIONS` by default.
+AUTO_SPLIT_MIN = 1000
 P_MISSING_SEX = 0.03
 P_MISSING_AGE = 0.03
 P_MISSING_SITE = 0.05
@@ -361,6 +373,7 @@ def make_default(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    fractions: tuple[float, float, float] | None | str = "auto",
 ) -> Path:
     """Generate the default data set in the ISIC 2019 layout.
 
@@ -373,6 +386,11 @@ def make_default(
         seed: everything is a function of the seed.
         progress: called with (images done, total) as chunks finish.
         workers: processes to render with; None = up to 2 for large sets, 0/1 = in this process.
+        fractions: (train, validation, test) split fractions written to :data:`SPLIT_FILE`, which
+            :func:`nas_core.data.prepare.prepare` uses instead of its 70/20/10; None writes no
+            file (the data set then gets the usual split); ``"auto"``: :data:`DEFAULT_FRACTIONS`
+            from :data:`AUTO_SPLIT_MIN` images up, none below (a 28% test share of a few hundred
+            images would starve training, and tests rely on the usual split of tiny sets).
 
     Returns:
         The path of the data set folder.
@@ -406,6 +424,16 @@ def make_default(
                     if progress:
                         progress(done, len(photos))
         _write_csvs(photos, tmp, seed)
+        if fractions == "auto":
+            fractions = DEFAULT_FRACTIONS if n_images >= AUTO_SPLIT_MIN else None
+        if fractions is not None:
+            fr = [float(f) for f in fractions]
+            if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or fr[0] == 0:
+                raise ValueError(f"fractions must be (train, val, test) summing to 1 with train > 0, got {fractions}")
+            (tmp / SPLIT_FILE).write_text(json.dumps(
+                {"fractions": fr, "why": "a larger test split for tighter group accuracy intervals; "
+                 "the training and validation splits keep the size of a 70/20/10 split of 6,000 images"},
+                indent=1) + "\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -101,3 +101,17 @@ def test_bad_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError):
         prepare(tmp_path / "empty", cache_dir=tmp_path)
+
+
+def test_split_fractions_from_the_data_sets_split_file(tiny_dataset, tiny_prepared, tmp_path):
+    from nas_core.data.prepare import SPLIT_FILE
+
+    copy = shutil.copytree(tiny_dataset, tmp_path / "copy")
+    (copy / SPLIT_FILE).write_text('{"fractions": [0.5, 0.2, 0.3]}')
+    p = prepare(copy, image_size=32, seed=0, cache_dir=tmp_path / "c", workers=1)
+    assert p.split.fractions == (0.5, 0.2, 0.3)
+    assert p.split.sizes[2] > tiny_prepared.split.sizes[2] and abs(p.split.sizes[2] - 72) <= 3
+    assert p.dataset_hash != tiny_prepared.dataset_hash  # the fractions are part of what was measured
+    (copy / SPLIT_FILE).write_text('{"fractions": [0.5, 0.2]}')
+    with pytest.raises(DataError, match="fractions"):
+        prepare(copy, image_size=32, seed=0, cache_dir=tmp_path / "c", workers=1)

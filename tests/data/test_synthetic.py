@@ -149,5 +149,22 @@ def test_whole_photo_shifts_by_group_are_affine_per_channel():
 def test_default_size_gives_every_age_group_a_fifth_or_more():
     photos = plan(synthetic.DEFAULT_N_IMAGES, seed=0)
     ages = np.array([p.lesion.age for p in photos])
-    assert len(photos) == 6000
+    assert len(photos) == 7500
+    # 56/16/28 keeps the 4,200 training and 1,200 validation images of a 70/20/10 split of 6,000.
+    tr, va, te = (round(f * synthetic.DEFAULT_N_IMAGES) for f in synthetic.DEFAULT_FRACTIONS)
+    assert (tr, va, te) == (4200, 1200, 2100)
     assert (ages < 30).mean() > 0.15 and (ages > 65).mean() > 0.18 and ((ages >= 30) & (ages <= 65)).mean() > 0.4
+
+
+def test_split_file_written_on_request_and_automatically_only_for_large_sets(tmp_path):
+    from nas_core.data.prepare import SPLIT_FILE, split_fractions
+
+    assert synthetic.SPLIT_FILE == SPLIT_FILE
+    small = make_default(tmp_path / "s", n_images=100, image_size=16, seed=0, workers=1)
+    assert not (small / SPLIT_FILE).exists() and split_fractions(small) == (0.7, 0.2, 0.1)
+    asked = make_default(tmp_path / "a", n_images=100, image_size=16, seed=0, workers=1,
+                         fractions=synthetic.DEFAULT_FRACTIONS)
+    assert json.loads((asked / SPLIT_FILE).read_text())["fractions"] == list(synthetic.DEFAULT_FRACTIONS)
+    assert split_fractions(asked) == synthetic.DEFAULT_FRACTIONS
+    with pytest.raises(ValueError, match="summing to 1"):
+        make_default(tmp_path / "b", n_images=100, image_size=16, seed=0, workers=1, fractions=(0.5, 0.2, 0.1))
