@@ -1,7 +1,7 @@
 """``python -m benchmarks [--quick] [NAME ...]``: run the benchmarks (``make bench``).
 
 Each benchmark prints its figures and the ratio against what it compares with,
-measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration.
+measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -12,7 +12,8 @@ import sys
 import time
 
 ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity", "iteration")
-HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration"}
+ORDER += ("export", "latency")  # issue 17: ONNX export time; latency under load
+HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency"}
 
 
 def main(argv: list[str]) -> int:
