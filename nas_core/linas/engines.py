@@ -18,8 +18,10 @@ gain against the *predicted* values of the measured front (predictions and ancho
 alike, so a config that would extend the front's ends is not mistaken for a dominated one);
 accuracy predictions may leave the measured range (rank transform extended linearly past the
 extremes) and positive costs are fitted on a log scale. The inner NSGA-II is the vectorized
-:func:`nas_core.linas.fastmoo.nsga2_search` (one predictor call per generation); other inner
-algorithms (``algorithm="unsga3"``, ``"agemoea"``, ...) run through pymoo.
+:func:`nas_core.linas.fastmoo.nsga2_search` (one predictor call per generation, each distinct
+row predicted once per iteration); other inner algorithms (``algorithm="unsga3"``,
+``"agemoea"``, ...) run through pymoo. A space with at most ``exhaustive_limit`` gene rows is
+scored whole instead of searched.
 
 NSGA-II on real evaluations: the parents are the best ``population`` measured configs by
 rank and crowding (an elitist (mu + lambda) reading of the history, so no hidden state), and each

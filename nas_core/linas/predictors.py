@@ -128,19 +128,29 @@ class SvrPredictor(_Standardized):
     def _fit(self, X: np.ndarray, z: np.ndarray) -> None:
         from sklearn.svm import SVR
 
-        self.model_ = SVR(C=self.C, epsilon=self.epsilon, gamma=self.gamma).fit(X, z)
+        if self.gamma == "scale":  # scikit-learn's rule
+            var = float(X.var()) if X.size else 0.0
+            self.gamma_ = 1.0 / (X.shape[1] * var) if var > 0 else 1.0
+        elif self.gamma == "auto":
+            self.gamma_ = 1.0 / X.shape[1]
+        else:
+            self.gamma_ = float(self.gamma)
+        # the RBF kernel by BLAS, handed to libsvm precomputed (it evaluates the kernel one pair
+        # at a time: a quarter of the fit); the same model as kernel="rbf" up to rounding
+        self.model_ = SVR(C=self.C, epsilon=self.epsilon, kernel="precomputed").fit(_rbf(X, X, self.gamma_), z)
+        self.sv_ = X[self.model_.support_]
+        self.dual_ = self.model_.dual_coef_[0]
+        self.b_ = float(self.model_.intercept_[0])
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        # the RBF expansion by BLAS (libsvm evaluates the kernel one row at a time): the same
-        # numbers as ``model_.predict`` to rounding
-        m = self.model_
-        sv = m.support_vectors_
-        if len(sv) == 0:
-            return np.full(len(X), float(m.intercept_[0]))
-        gamma = float(m._gamma)
-        d2 = (X * X).sum(axis=1)[:, None] + (sv * sv).sum(axis=1)[None, :] - 2.0 * (X @ sv.T)
-        K = np.exp(-gamma * np.maximum(d2, 0.0))
-        return K @ m.dual_coef_[0] + float(m.intercept_[0])
+        if len(self.sv_) == 0:
+            return np.full(len(X), self.b_)
+        return _rbf(X, self.sv_, self.gamma_) @ self.dual_ + self.b_
+
+
+def _rbf(A: np.ndarray, B: np.ndarray, gamma: float) -> np.ndarray:
+    d2 = (A * A).sum(axis=1)[:, None] + (B * B).sum(axis=1)[None, :] - 2.0 * (A @ B.T)
+    return np.exp(-gamma * np.maximum(d2, 0.0))
 
 
 class StackedPredictor(_Standardized):
