@@ -1,7 +1,8 @@
 """The search commands of the CLI: ``search``, ``propose``, ``approve``, ``reject``, ``edit``, ``prompt``, ``table``.
 
-Owns the command-line face of :mod:`nas_core.session` and the FL-NAS Table I
-comparison (:func:`comparison_table`): the run's best searched candidates next
+Owns the command-line face of :mod:`nas_core.session`, including ``table``: the
+FL-NAS Table I comparison (:func:`comparison_table`, built by
+:func:`nas_core.selection.comparison_of`): the run's best searched candidates next
 to the hand-made baselines (ResNet-18/34, MobileNetV1/V2) trained the same way
 on the same split, with an arrow where a searched model beats every baseline.
 

@@ -98,7 +98,19 @@ def test_worker_stops_when_the_app_exits_and_is_restarted_if_it_dies(tmp_path):
 
     t = threading.Thread(target=kill_first_worker)
     t.start()
-    app_cmd = [sys.executable, "-c", "import time; time.sleep(6); raise SystemExit(3)"]
+    # The "app" exits once the replacement worker is up (not after a fixed sleep, which a loaded
+    # machine's slow worker start outruns), then serve must stop that worker too.
+    app_cmd = [sys.executable, "-c",
+               "import os, time\n"
+               "from nas_core.store import Store\n"
+               "from nas_core.worker import worker_status\n"
+               "store, deadline = Store.open(os.environ['EQUINAS_DB']), time.time() + 120\n"
+               "while time.time() < deadline:\n"
+               "    ws = worker_status(store)\n"
+               "    if len(ws) >= 2 and any(w.alive for w in ws):\n"
+               "        break\n"
+               "    time.sleep(0.1)\n"
+               "raise SystemExit(3)\n"]
     code = serve(str(db), app_cmd=app_cmd, worker_args=["--poll", "0.1", "--heartbeat", "0.2"])
     t.join(timeout=10)
     assert code == 3 and killed
