@@ -10,6 +10,7 @@ import os
 import re
 import sqlite3
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -127,19 +128,43 @@ def test_an_upload_left_by_a_killed_app_is_removed_later(tmp_path, monkeypatch):
         store.close()
 
 
+class _RepeatedBlock:
+    """A deflate compressor for a stream of one chunk written again and again: the chunk is compressed
+    once and ended with a full flush (which resets the compressor), so every repetition is the same
+    bytes and a 2 GiB entry costs one 1 MiB compression (and zipfile's CRC) instead of 2 GiB of it."""
+
+    def __init__(self, chunk: bytes):
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)  # ~1000:1, as a bomb is
+        self.chunk, self.block = chunk, c.compress(chunk) + c.flush(zlib.Z_FULL_FLUSH)
+        self.end = c.flush()
+
+    def compress(self, data: bytes) -> bytes:
+        assert data is self.chunk
+        return self.block
+
+    def flush(self) -> bytes:
+        return self.end
+
+
 def _deflated_zeros_zip(path: Path, name: str, size: int) -> Path:
     """A zip with one deflated entry of ``size`` zero bytes, written in chunks (never all in memory)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+    chunk = b"\0" * (1 << 20)
+    assert size % len(chunk) == 0, "whole MiB only"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         info = zipfile.ZipInfo(name)
         info.compress_type = zipfile.ZIP_DEFLATED
         with zf.open(info, "w", force_zip64=True) as out:
-            chunk = b"\0" * (8 << 20)
-            left = size
-            while left:
-                n = min(left, len(chunk))
-                out.write(chunk[:n])
-                left -= n
+            out._compressor = _RepeatedBlock(chunk)  # zipfile's own CRC and sizes stay in charge
+            for _ in range(size // len(chunk)):
+                out.write(chunk)
     return path
+
+
+def test_the_repeated_block_zip_is_a_valid_zip_of_zeros(tmp_path):
+    path = _deflated_zeros_zip(tmp_path / "z.zip", "zeros.bin", 32 << 20)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.testzip() is None  # CRC and length check out
+        assert zf.read("zeros.bin") == b"\0" * (32 << 20)
 
 
 @pytest.fixture(scope="module")
