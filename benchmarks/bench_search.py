@@ -28,6 +28,24 @@ Measured (issue 12 defaults, 2-core machine shared by 8 jobs; CPU seconds):
 - mbv3:0 (NSGA-II 10 seeds: 844 to 0.90, 2,416 to 0.95), LINAS 3 seeds, budget 1,000:
   259 to 0.90 (0.31x), 661 to 0.95 (0.27x, 3/3). mbv3:1, 3 seeds: 405 to 0.90 (0.44x NSGA-II's
   920), 0.95 in 1/3 within 1,000. The 10-seed mbv3 LINAS runs did not fit the CPU budget.
+
+Later (iteration CPU work; machine at load 6-12 on 2 cores, so CPU seconds are inflated and
+vary by +-40% between runs; A/B pairs were run back to back):
+- iteration at 1,000 measured, old -> new code in the same minute: cora 13.2 -> 4.6 s CPU,
+  mbv3 6.8 -> 4.5 s (at load 12: cora 15.2 (with imports) -> 6.6 s, mbv3 10.4 -> 4.3 s).
+  Final code at load 9-11: cora 5.6 s, mbv3 5.7 s per iteration; 20,000 inner evaluations
+  2.3 s cora, 2.5 s mbv3 (0.75 s on a quiet machine before this round): over the targets
+  while the machine is this busy. The inner search predicts each distinct row once (cora: 2,519 distinct of 20,000), the
+  predictors predict by numpy, crowding is vectorized, SVR gets a precomputed kernel.
+- ``--spaces mbv3:2 --seeds 3 --budget 1000``: LINAS 154 to 0.90 vs NSGA-II 752 (0.20x),
+  747 to 0.95 vs 1,797 (0.42x; LINAS 3/3 within 1,000); CPU/iteration median 3.27 s, max 5.57 s.
+- selection variants, LINAS only, seeds 0-2, budget 1,000 (to 0.90 per seed; 0.95 reached;
+  final HV): mbv3:1 default 405/365/440, 1/3, 0.949/0.966/0.948; ``extreme_picks=3``
+  472/169/682, 2/3, 0.961/0.980/0.923; ``disagreement_share=0.2`` 435/174/707, 2/3,
+  0.969/0.972/0.928: neither is a clear win on 3 seeds, defaults kept.
+  ``exhaustive_limit=100000`` (score all 26k NAS-Bench-Graph configs): pubmed to 0.90
+  99/74/216 vs default 100/253/205, both stall at 0.9643 of the HV; cora (seeds 0-1) to 0.98
+  152/316 vs default 106/106: worse on cora, so off by default.
 """
 
 from __future__ import annotations
