@@ -43,9 +43,11 @@ default_cols = [c for c in ("label", "status", "estimate", "accuracy", "balanced
                             "unfairness", "params", "latency") if c in all_cols] or all_cols
 shown = st.multiselect("Columns", all_cols, default_cols, key="lb_cols", format_func=label)
 PERCENT = ("accuracy", "balanced_accuracy", "worst_group_accuracy", "val_accuracy")
+COUNTS = ("params", "macs")  # thousands separators, as on the Search page's cards
 st.dataframe(
     view[shown or all_cols], hide_index=True, key="leaderboard",
     column_config={c: st.column_config.NumberColumn(label(c), format="percent") if c in PERCENT
+                   else st.column_config.NumberColumn(label(c), format="localized") if c in COUNTS  # 98,712
                    else st.column_config.Column(label(c)) for c in all_cols},
 )
 if "estimate" in board and board["estimate"].any():
@@ -106,8 +108,13 @@ if cands:
                ("accuracy", "balanced_accuracy", "expected_from_class_mix", "class_mix_effect", "model_gap")}
         st.container(key=f"mix_box_{c.id}").dataframe(
             shown_mix.drop(columns=["small"]), hide_index=True, key=f"mix_{c.id}", column_config={
-            **pct, "attribute": "Attribute", "group": "Group", "n": "Test images",
-            "expected_from_class_mix": st.column_config.NumberColumn("Expected from class mix", format="percent"),
+            # Narrow attribute and count columns, so "Model gap" (the last) fits a 1280 px window.
+            **pct, "attribute": st.column_config.TextColumn("Attribute", width=70), "group": "Group",
+            "n": st.column_config.NumberColumn("Images", width=60, help="test images in the group"),
+            "balanced_accuracy": st.column_config.NumberColumn("Balanced acc.", format="percent",
+                                                               help="balanced accuracy: mean recall over classes"),
+            "expected_from_class_mix": st.column_config.NumberColumn(
+                "Expected (class mix)", format="percent", help="expected from the group's class mix"),
             "class_mix_effect": st.column_config.NumberColumn("Class-mix effect", format="percent"),
             "model_gap": st.column_config.NumberColumn("Model gap", format="percent")})
         with st.expander(f"Recall of each class per group — {studio.candidate_label(c)}"):

@@ -90,7 +90,7 @@ def seed_line(store, candidate) -> None:
         lo, hi = ci["unfairness"]
         boot = f" Bootstrap interval of Unfairness (test images resampled): {fmt(lo)}–{fmt(hi)}."
     _show_message()
-    left, right = st.columns([5, 1])
+    left, right = st.columns([3, 1], vertical_alignment="center")  # [5, 1] cut the label to "Re-measure wi…" at 1280 px
     left.caption("Seed spread (training noise): " + spread.to_text().split(": ", 1)[-1] + "." + boot)
-    right.button("Re-measure with another seed", key=f"remeasure_{candidate.id}", on_click=_remeasure,
+    right.button("Re-measure (new seed)", key=f"remeasure_{candidate.id}", on_click=_remeasure,
                  args=(candidate.id,), help="Train it again with a new initialisation seed on the same split.")
