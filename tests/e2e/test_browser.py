@@ -106,6 +106,15 @@ def test_heuristic_demo_run_end_to_end(app_server, page):
     # The class-mix split (the tiny data set's age groups differ in class mix) and the search's curve.
     assert page.get_by_text("Class mix or model? (per group)").first.is_visible()
     assert page.locator(key(f"mix_box_{cid}")).first.is_visible()  # a canvas grid: its cells are not DOM text
+    # ... on a data set whose groups do differ in class mix: the expected accuracies the table shows differ.
+    from nas_core import studio
+
+    store = studio.open_store(app_server["db"])
+    try:
+        mix = studio.class_mix_frame(store.get_candidate(cid))
+    finally:
+        store.close()
+    assert mix["expected_from_class_mix"].dropna().round(4).nunique() > 1, mix
     assert page.get_by_text("Over the search").first.is_visible()
     page.screenshot(path=str(SHOTS / "results.png"), full_page=True)
 
@@ -180,6 +189,12 @@ def test_linas_step_approves_a_population(app_server, page):
 
 PAGES = ["", "data", "setup", "search", "results", "jobs", "export"]
 REVIEW = ROOT / "test-artifacts" / "review"
+# The height of the page's content: the tallest scrolling element (Streamlit scrolls inside stMain).
+FULL_HEIGHT = """() => { let h = document.documentElement.scrollHeight;
+  for (const el of document.querySelectorAll('*')) {
+    const y = getComputedStyle(el).overflowY;
+    if ((y === 'auto' || y === 'scroll') && el.scrollHeight > el.clientHeight + 5) h = Math.max(h, el.scrollHeight); }
+  return h; }"""
 
 
 @pytest.mark.parametrize("size", [(1400, 1000), (1280, 720)], ids=["1400x1000", "1280x720"])
@@ -193,8 +208,16 @@ def test_screenshot_review_of_every_page(app_server, browser, size):
     REVIEW.mkdir(parents=True, exist_ok=True)
     try:
         for name in PAGES:
+            page.set_viewport_size({"width": width, "height": height})
             goto(page, f"{app_server['url']}/{name}")
-            page.screenshot(path=str(REVIEW / f"{name or 'home'}_{width}x{height}.png"), full_page=True)
+            page.screenshot(path=str(REVIEW / f"{name or 'home'}_{width}x{height}.png"))  # what a person sees
+            # The whole page: Streamlit scrolls inside stMain, so full_page=True alone only captures the window.
+            # Make the window as tall as the content for one picture of everything.
+            page.wait_for_timeout(1500)  # charts and grids size themselves after the script has finished
+            full = page.evaluate(FULL_HEIGHT)
+            page.set_viewport_size({"width": width, "height": min(max(int(full), height), 16000)})
+            wait_idle(page)
+            page.screenshot(path=str(REVIEW / f"{name or 'home'}_{width}x{height}_full.png"), full_page=True)
             overflow = page.evaluate(
                 "() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 1, f"page /{name} is {overflow}px wider than a {width}px window"
