@@ -40,11 +40,22 @@ by the load, wall time far more), the 6,000-image default data set of commit ab0
   47 s CPU, 12 epochs 9.4 CPU-min;
 - one measurement (1,200 validation images, every metric): median 2.53 s CPU in process (max 2.78),
   6.6 s CPU as a ``supernet measure`` process;
-- ranking, 12 sub-networks, a 1,500-image subsample at 32 px (``--n-subnets 12 --subsample 1500
-  --supernet-epochs 6``): with 4 from-scratch epochs the seeds agree (ceiling 0.73) because larger
-  networks simply train slower, and every recipe ranks at -0.29..0.05; with 8 epochs the seeds no
-  longer agree (ceiling -0.08) and the estimates rank at -0.02..0.26 (distillation is what makes the
-  estimates follow MACs: tau vs MACs 0.29-0.32 with it, 0.05 without). Neither target is shown met.
+- ranking, the earlier form (12 sub-networks, a 1,500-image subsample, ``--n-subnets 12 --subsample 1500
+  --supernet-epochs 6``): -0.29..0.26 across four recipes; distillation is what made the estimates follow
+  MACs (tau vs MACs 0.29-0.32 with it, 0.05 without).
+
+Measured 2026-12-02 13:13-13:25 on the same machine (load 5-6), the quick form on a copy of the 6,000-image
+default data set, 10 of the 24 sub-networks (those whose two from-scratch seeds finished in the time
+there was: 0.6-5.6 M MACs, the smallest, the largest and 8 spread over the MACs quantiles), ``python
+benchmarks/bench_supernet.py --quick --dataset COPY --workdir W --cached-truth-only --skip-timing
+--variants nodistill --calib 4,16 --finetune-epochs 1`` (191 CPU-s, 606 s wall with the truth cached):
+ceiling accuracy tau 0.40 (Spearman 0.57; the sub-networks span only 70.0-77.5% from scratch on 240 test
+images), Unfairness 0.56 (Spearman 0.76); truth 36.7 CPU-s per training (median). ``nodistill`` (6 epochs,
+5.0 CPU-min): with 4 BN batches accuracy tau 0.24 (0.58 of the ceiling) / Unfairness 0.07, 1.6 CPU-s per
+estimate; 16 BN batches 0.30 (0.75) / 0.24 (0.44), 2.9 s; a 1-epoch fine-tune from the inherited weights
+(run's lr) measured on validation 0.58 (1.44 of the ceiling: above a single seed's agreement, since the
+truth is the seed mean) / 0.33 (0.60), 8.3 CPU-s per estimate. The distilled default (``after``) was not
+finished in the time (killed at epoch 2 of 6), so no same-run comparison with it.
 
 Usage::
 
