@@ -148,7 +148,10 @@ def model_card_markdown(c: Candidate, ctx: CardContext) -> str:
         "", "## Hardware", "",
         f"- parameters {hw.params:,}; MACs {hw.macs:,}; size {hw.size_mb:.2f} MB",
         f"- latency {_num(hw.latency_image_s, 6)} s per image at batch {hw.batch_size} "
-        f"({hw.device}, {hw.threads} threads); batch 1: {_num(hw.latency_b1_s, 6)} s",
+        f"({hw.device}, {hw.threads} threads); batch 1: {_num(hw.latency_b1_s, 6)} s"
+        + ("" if hw.latency_cpu_image_s is None else
+           f"; CPU time {_num(hw.latency_cpu_image_s, 6)} s per image (all threads; barely moves with load)")
+        + ("" if hw.latency_spread is None else f"; rounds spread {100 * hw.latency_spread:.0f}%"),
         f"- throughput {_num(hw.throughput, 1)} images/s; peak inference memory "
         f"{_num(hw.peak_memory_mb, 1)} MB ({hw.memory_method or 'method not recorded'})",
     ]

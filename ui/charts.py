@@ -23,6 +23,7 @@ LABELS = {
     "eopp1": "EOPP1",
     "eopp2": "EOPP2",
     "latency": "Latency (s / image)",
+    "latency_cpu": "Latency, CPU time (s / image)",
     "params": "Parameters",
     "macs": "MACs",
     "memory": "Peak memory (MB)",

@@ -19,6 +19,12 @@ Owns :func:`measure_hardware` (-> :class:`~nas_core.records.HardwareMetrics`),
   single stall. The spread ``(max - min) / min`` of the round medians is reported as
   ``latency_spread``; above :data:`NOISY_SPREAD` the figure is logged and shown as
   noisy (re-measure on a quiet machine).
+  The same rounds also read the process's CPU clock (``time.process_time``, CPU device
+  only), reported as ``latency_cpu_image_s``: CPU seconds of all threads per image. Wall
+  time under load shifts ×1.8 and spreads wider when other processes come and go
+  (``python -m benchmarks latency``), the CPU figure moved ×1.02: it is the load-robust
+  cost to compare candidates by on a shared machine (with one thread it is the latency a
+  quiet machine would show; with N threads up to N times it).
   ``torch.set_num_threads(Env.threads)`` applies while timing and the previous thread
   count is restored afterwards. Throughput = batch size / median batch latency.
 - Peak memory, CUDA: ``torch.cuda.max_memory_allocated`` after
@@ -161,6 +167,7 @@ class LatencyEstimate:
     seconds: float  # min over rounds of the round's median
     spread: float  # (max - min) / min of the round medians; 0 = every round agreed
     round_medians: tuple[float, ...]
+    cpu_seconds: float | None = None  # min over rounds of the median process CPU time per call
 
     @property
     def noisy(self) -> bool:
@@ -168,8 +175,9 @@ class LatencyEstimate:
         return self.spread > NOISY_SPREAD
 
 
-def estimate_latency(round_medians: Sequence[float]) -> LatencyEstimate:
-    """Min of the round medians, with their relative spread.
+def estimate_latency(round_medians: Sequence[float],
+                     cpu_round_medians: Sequence[float] | None = None) -> LatencyEstimate:
+    """Min of the round medians, with their relative spread (and the min of the CPU-time medians).
 
     Raises:
         ValueError: no round.
@@ -178,7 +186,8 @@ def estimate_latency(round_medians: Sequence[float]) -> LatencyEstimate:
         raise ValueError("no timed round to estimate a latency from")
     lo, hi = min(round_medians), max(round_medians)
     return LatencyEstimate(seconds=float(lo), spread=float((hi - lo) / lo) if lo > 0 else 0.0,
-                           round_medians=tuple(float(m) for m in round_medians))
+                           round_medians=tuple(float(m) for m in round_medians),
+                           cpu_seconds=float(min(cpu_round_medians)) if cpu_round_medians else None)
 
 
 def interleaved_latencies(
@@ -187,6 +196,7 @@ def interleaved_latencies(
     rounds: int = LATENCY_ROUNDS,
     clock: Callable[[], float] = time.perf_counter,
     sync: Callable[[], None] = lambda: None,
+    cpu_clock: Callable[[], float] | None = None,
 ) -> dict[str, LatencyEstimate]:
     """Time every function in ``fns`` in turns: round 1 of each, round 2 of each, ...
 
@@ -196,21 +206,28 @@ def interleaved_latencies(
         rounds: rounds to split them into (at most ``repeats``).
         clock: seconds, monotonic (injectable so the estimator is testable without a real model).
         sync: waits for queued device work (CUDA) before the clock is read.
+        cpu_clock: CPU seconds (``time.process_time``), read around the same calls; None skips it.
     """
     repeats = max(1, int(repeats))
     rounds = max(1, min(int(rounds), repeats))
     per_round = max(1, repeats // rounds)
     medians: dict[str, list[float]] = {name: [] for name in fns}
+    cpu_medians: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            times = []
+            times, cpu_times = [], []
             for _ in range(per_round):
+                c0 = cpu_clock() if cpu_clock is not None else 0.0
                 t0 = clock()
                 fn()
                 sync()
                 times.append(clock() - t0)
+                if cpu_clock is not None:
+                    cpu_times.append(cpu_clock() - c0)
             medians[name].append(statistics.median(times))
-    return {name: estimate_latency(m) for name, m in medians.items()}
+            if cpu_times:
+                cpu_medians[name].append(statistics.median(cpu_times))
+    return {name: estimate_latency(m, cpu_medians[name] or None) for name, m in medians.items()}
 
 
 def _latency_fns(model: nn.Module, input_shape: tuple[int, int, int], batch_sizes: Sequence[int],
@@ -244,7 +261,8 @@ def measure_latencies(
     try:
         with torch.inference_mode():
             fns = _latency_fns(model, input_shape, batch_sizes, warmup, device, channels_last, seed)
-            est = interleaved_latencies(fns, repeats, sync=partial(_sync, device))
+            est = interleaved_latencies(fns, repeats, sync=partial(_sync, device),
+                                        cpu_clock=time.process_time if device.type == "cpu" else None)
     finally:
         model.train(was_training)
     return {int(k): v for k, v in est.items()}
@@ -365,6 +383,7 @@ def measure_hardware(
         lats = measure_latencies(model, shape, [env.batch_size, 1], env.warmup, env.repeats, device,
                                  channels_last, seed)
         lat_batch, lat_b1 = lats[env.batch_size].seconds, lats[1].seconds
+        cpu_batch = lats[env.batch_size].cpu_seconds
         noisiest = max(lats, key=lambda b: lats[b].spread)  # the batch size whose rounds disagree most
         spread = lats[noisiest].spread
         if spread > NOISY_SPREAD:
@@ -388,6 +407,7 @@ def measure_hardware(
         threads=int(env.threads),
         batch_size=int(env.batch_size),
         latency_spread=spread,
+        latency_cpu_image_s=None if cpu_batch is None else cpu_batch / env.batch_size,
     )
 
 

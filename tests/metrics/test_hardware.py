@@ -71,6 +71,7 @@ def test_measure_hardware_fills_every_field_and_restores_threads_and_mode():
     assert hw.size_mb == pytest.approx(F32 * (hw.params + 8 + 8) / 1e6)  # + BN running mean/var
     assert hw.latency_batch_s > 0 and hw.latency_b1_s > 0
     assert hw.latency_image_s == pytest.approx(hw.latency_batch_s / 3)
+    assert 0 < hw.latency_cpu_image_s < 10 * hw.latency_image_s * env.threads  # CPU seconds of all threads
     assert hw.throughput == pytest.approx(3 / hw.latency_batch_s)
     assert hw.peak_memory_mb > F32 * hw.params / 1e6
     assert hw.peak_train_memory_mb > hw.peak_memory_mb

@@ -60,3 +60,23 @@ def test_estimate_latency_spread_and_threshold():
     assert estimate_latency([0.01, 0.01 * (1 + NOISY_SPREAD + 0.01)]).noisy
     with pytest.raises(ValueError):
         estimate_latency([])
+
+
+def test_the_cpu_clock_is_read_around_the_same_calls_and_reported_beside_the_wall_clock():
+    """A busy machine stretches wall time (another process holds the core) but not this process's
+    CPU time: the wall figure of a stalled round rises, the CPU figure stays the model's own cost."""
+    wall = FakeClock()
+    cpu = {"t": 0.0}
+
+    def run_once(dur_wall: float, dur_cpu: float):
+        def f():
+            wall.t += dur_wall
+            cpu["t"] += dur_cpu
+        return f
+
+    calls = iter([run_once(0.004, 0.001)] * 4 + [run_once(0.001, 0.001)] * 4)
+    est = interleaved_latencies({"m": lambda: next(calls)()}, repeats=8, rounds=2, clock=wall,
+                                cpu_clock=lambda: cpu["t"])["m"]
+    assert est.seconds == pytest.approx(0.001) and est.spread == pytest.approx(3.0)
+    assert est.cpu_seconds == pytest.approx(0.001)
+    assert interleaved_latencies({"m": run_once(0.001, 0.001)}, repeats=2, clock=wall)["m"].cpu_seconds is None

@@ -145,6 +145,25 @@ def test_version_1_database_is_upgraded_and_keeps_its_rows(tmp_path):
     s.close()
 
 
+def test_every_objective_has_a_flat_column_and_a_version_8_database_gains_latency_cpu(tmp_path):
+    from nas_core.records import OBJECTIVES
+
+    assert schema.FLAT_COLUMNS == tuple(OBJECTIVES)  # a new objective needs a migration (schema.py)
+    path = tmp_path / "v8.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    schema.migrate(conn, str(path), upto=8)
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(metrics)").fetchall()}
+    assert "latency" in cols and "latency_cpu" not in cols
+    conn.close()
+    s = Store.open(path)
+    cols = {r[1] for r in s.conn.execute("PRAGMA table_info(metrics)").fetchall()}
+    assert "latency_cpu" in cols
+    index_cols = [r[2] for r in s.conn.execute("PRAGMA index_info(idx_metrics_flat)").fetchall()]
+    assert index_cols == ["candidate_id", "estimate", *OBJECTIVES]
+    assert "latency_cpu" in s.leaderboard(1).columns  # no run: an empty frame with every column
+    s.close()
+
+
 # ---------------------------------------------------------------- data sets and runs
 
 
