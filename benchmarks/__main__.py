@@ -17,6 +17,14 @@ HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", 
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        sys.stdout.write(__doc__ + "A benchmark's own options: python -m benchmarks.bench_NAME --help\n")
+        return 0
+    flags = [a for a in argv if a.startswith("-") and a != "--quick"]
+    if flags:  # they used to be ignored, so `python -m benchmarks fidelity --help` started a 20-minute run
+        sys.stderr.write(f"unknown option(s) {flags}: only --quick applies to every benchmark; pass a "
+                         "benchmark's own options to it directly: python -m benchmarks.bench_NAME --help\n")
+        return 2
     quick = "--quick" in argv
     names = [a for a in argv if not a.startswith("-")] or list(ORDER)
     unknown = [n for n in names if n not in ORDER]

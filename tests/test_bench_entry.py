@@ -1,0 +1,19 @@
+"""``python -m benchmarks``: --help prints the usage and unknown options are refused (they used to be
+ignored, so ``python -m benchmarks fidelity --help`` started a long run)."""
+
+from __future__ import annotations
+
+from benchmarks.__main__ import main
+
+
+def test_help_prints_usage_and_runs_nothing(capsys):
+    assert main(["fidelity", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "python -m benchmarks" in out and "bench_NAME --help" in out and "=====" not in out
+
+
+def test_unknown_options_and_names_are_refused_with_what_to_do(capsys):
+    assert main(["fidelity", "--specs", "3"]) == 2
+    assert "python -m benchmarks.bench_NAME --help" in capsys.readouterr().err
+    assert main(["nosuch"]) == 2
+    assert "known: evaluator" in capsys.readouterr().err
