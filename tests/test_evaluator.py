@@ -71,7 +71,8 @@ def request(**train):
 def _without_timings(m: Metrics) -> dict:
     d = m.to_dict()
     d.pop("train_seconds")
-    for k in ("latency_batch_s", "latency_image_s", "latency_b1_s", "throughput", "latency_spread"):
+    for k in ("latency_batch_s", "latency_image_s", "latency_b1_s", "throughput", "latency_spread",
+              "latency_cpu_image_s"):
         d["hardware"].pop(k)
     return d
 

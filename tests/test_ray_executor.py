@@ -106,10 +106,15 @@ def test_progress_failures_and_cancel_through_ray(ray_cluster, tmp_path):
 
 def test_ray_runs_several_jobs_at_once(ray_cluster, tmp_path):
     db = tmp_path / "ray4.db"
+    log = tmp_path / "ran.log"
     store = Store.open(db)
     run = store.create_run("r", "random", None, {})
-    jobs = [store.approve(store.add_candidate(run.id, 1, p).id, "t", "sleep", {"steps": 10, "step_s": 0.1})
-            for p in proposals(2, seed=8)]
+    # 8 s each: long enough that the second task's Ray worker process (started on demand, which takes
+    # seconds on a busy machine) begins while the first still runs. The handlers log when they really
+    # ran: the worker's "running" event only says when a job was handed to Ray.
+    jobs = [store.approve(store.add_candidate(run.id, 1, p).id, "t", "sleep",
+                          {"steps": 40, "step_s": 0.2, "log_start": str(log), "tag": f"job{i}"})
+            for i, p in enumerate(proposals(2, seed=8))]
     executor = RayExecutor(num_cpus=0.5)  # half a CPU each: two tasks fit the one-CPU instance
     assert executor.capacity == 2
     w = Worker(db, executor, poll_s=0.05, heartbeat_s=0.2, stale_after_s=60, handlers=HANDLERS)
@@ -117,9 +122,15 @@ def test_ray_runs_several_jobs_at_once(ray_cluster, tmp_path):
     ev = [e for e in store.events() if e.entity == "job"]
     started = [e.id for e in ev if e.to_status == "running"]
     finished = [e.id for e in ev if e.to_status == "done"]
-    assert len(started) == 2 and max(started) < min(finished)  # both ran before either finished
+    assert len(started) == 2 and max(started) < min(finished)  # both handed out before either finished
+    spans: dict[str, dict[str, float]] = {}
+    for line in log.read_text().splitlines():
+        tag, what, t, _pid = line.split()
+        spans.setdefault(tag, {})[what] = float(t)
+    a, b = spans["job0"], spans["job1"]
+    assert a["start"] < b["end"] and b["start"] < a["end"], spans  # they ran at the same time
     pids = {store.get_job(j.id).result["pid"] for j in jobs}
-    assert len(pids) == 2 and os.getpid() not in pids
+    assert len(pids) == 2 and os.getpid() not in pids  # so in two processes, neither the worker's
 
 
 def test_worker_cli_joins_an_existing_cluster(ray_cluster, tmp_path):

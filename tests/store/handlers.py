@@ -17,6 +17,9 @@ from tests.store.helpers import make_metrics
 
 def sleep(payload, progress, should_stop):
     steps = int(payload.get("steps", 3))
+    if payload.get("log_start"):  # "<tag> start|end <time> <pid>" lines: when the handler really ran
+        with open(payload["log_start"], "a") as fh:
+            fh.write(f"{payload.get('tag', '')} start {time.time()} {os.getpid()}\n")
     for i in range(steps):
         if should_stop():
             raise JobStopped(f"stopped at step {i}")
@@ -29,6 +32,9 @@ def sleep(payload, progress, should_stop):
     if payload.get("log"):
         with open(payload["log"], "a") as fh:
             fh.write(f"{payload.get('tag', '')} {time.time()} {os.getpid()}\n")
+    if payload.get("log_start"):
+        with open(payload["log_start"], "a") as fh:
+            fh.write(f"{payload.get('tag', '')} end {time.time()} {os.getpid()}\n")
     if payload.get("metrics"):
         return make_metrics(acc=float(payload.get("acc", 0.7))).to_dict()
     return {"slept_steps": steps, "pid": os.getpid()}
