@@ -40,7 +40,6 @@ import logging
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from nas_core.errors import UserError
 from nas_core.models.layers import (
@@ -225,6 +224,10 @@ def count_macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
     x = torch.zeros((1, *tuple(int(s) for s in input_shape)), device=device, dtype=dtype)
     was_training = model.training
     model.eval()
+    # imported here: torch.utils.flop_counter loads triton (~0.1 s), which importing the models package
+    # (the evaluator, the super-network) need not pay before the first count
+    from torch.utils.flop_counter import FlopCounterMode
+
     try:
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
