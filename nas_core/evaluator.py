@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from nas_core.data.index import AttributeSpec
+from nas_core.data.prepare import INTERSECTIONS, prepare
 from nas_core.data.ref import DatasetRef
 from nas_core.errors import UserError
 from nas_core.jobresult import JobResult, Progress
@@ -74,7 +75,9 @@ from nas_core.metrics.fairness import (
     fairness_report,
     per_class_recall,
 )
-from nas_core.metrics.hardware import measure_hardware, resolve_device
+from nas_core.metrics.hardware import measure_hardware, resolve_device, static_costs
+from nas_core.models.baselines import build_any
+from nas_core.models.export import save_state
 from nas_core.records import Metrics
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import ArchSpec
@@ -252,8 +255,6 @@ _prepared_lock = threading.Lock()
 
 def load_prepared(request: EvalRequest) -> Any:
     """The request's PreparedData, from this process's cache when the same data was asked for."""
-    from nas_core.data.prepare import INTERSECTIONS, prepare
-
     t = request.train
     dataset = request.dataset
     key = (
@@ -620,8 +621,6 @@ def evaluate_model(
         cl = CHANNELS_LAST.get(resolve_device(env.device).type, False)
         hardware = measure_hardware(model, _input_shape(prepared), env, seed=seed, channels_last=cl)
     else:
-        from nas_core.metrics.hardware import static_costs
-
         hardware = static_costs(model, _input_shape(prepared), env)
     return Metrics(
         train_loss=None if training is None else training.train_loss,
@@ -649,8 +648,6 @@ def _rows(cm: np.ndarray) -> tuple[tuple[int, ...], ...]:
 
 def build_for_request(request: EvalRequest, input_shape: tuple[int, int, int], n_classes: int) -> nn.Module:
     """The freshly initialised network of ``request`` (seeded by the request's seed)."""
-    from nas_core.models.baselines import build_any
-
     torch.manual_seed(request.train.seed)
     return build_any(request.arch, input_shape, n_classes)
 
@@ -684,8 +681,6 @@ def evaluate(
     training = train_model(model, prepared, request.train, device, progress, should_stop)
     _check_stop(should_stop)
     if request.weights_out:
-        from nas_core.models.export import save_state
-
         save_state(model, request.weights_out)
     return evaluate_model(
         model,

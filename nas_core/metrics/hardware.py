@@ -61,6 +61,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from nas_core.errors import UserError
+from nas_core.models import count_macs, count_params, model_size_mb
 from nas_core.records import HardwareMetrics
 from nas_core.settings import Env
 
@@ -368,8 +369,6 @@ def measure_hardware(
     Raises:
         DeviceError: the Env asks for CUDA on a machine without it.
     """
-    from nas_core.models import count_macs, count_params, model_size_mb
-
     shape = tuple(int(s) for s in input_shape)
     device = resolve_device(env.device)
     model.to(device)
@@ -413,8 +412,6 @@ def measure_hardware(
 
 def static_costs(model: nn.Module, input_shape: tuple[int, int, int], env: Env) -> HardwareMetrics:
     """Parameters, MACs and size only: no timing, no memory (for fast estimates)."""
-    from nas_core.models import count_macs, count_params, model_size_mb
-
     shape = tuple(int(s) for s in input_shape)
     return HardwareMetrics(
         params=count_params(model),

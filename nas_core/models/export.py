@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nas_core.atomic import atomic_file
 from nas_core.models import layers
 from nas_core.models.builder import ModelError, layer_plan
 from nas_core.space import ArchSpec
@@ -51,8 +52,6 @@ def save_state(model: nn.Module, path: str | pathlib.Path) -> pathlib.Path:
     Raises:
         nas_core.atomic.DiskFull: the disk filled up; no truncated weights file is left.
     """
-    from nas_core.atomic import atomic_file
-
     path = pathlib.Path(path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_file(path, "model weights") as fh:

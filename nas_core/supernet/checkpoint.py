@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from nas_core.errors import UserError
+from nas_core.supernet.network import SuperNet
 from nas_core.supernet.space import SCHEMA_VERSION, SupernetSpaceConfig
 
 log = logging.getLogger(__name__)
@@ -223,8 +224,6 @@ def load_supernet(path: str | os.PathLike[str]) -> LoadedSupernet:
     The cache entry is reused while the file's mtime and size are unchanged, so a
     worker loads a checkpoint once and picks up a retrained one automatically.
     """
-    from nas_core.supernet.network import SuperNet
-
     p = Path(path).resolve()
     try:
         st = p.stat()

@@ -19,6 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas_core.evaluator import evaluate_model, train_model
+from nas_core.metrics.hardware import resolve_device
+from nas_core.models import build_model
+from nas_core.models.export import save_state
 from nas_core.records import Metrics
 from nas_core.settings import Env, TrainSettings
 from nas_core.supernet.checkpoint import check_usable
@@ -71,10 +75,6 @@ def finetune(
         CheckpointError: the checkpoint is not trained, or for another data set/resolution/split.
         SubnetError: ``config`` is not a sub-network.
     """
-    from nas_core.evaluator import evaluate_model, train_model
-    from nas_core.metrics.hardware import resolve_device
-    from nas_core.models import build_model
-
     settings = settings or TrainSettings(image_size=int(prepared.image_size))
     net, meta = load_trained(supernet_ckpt)
     check_usable(
@@ -99,8 +99,6 @@ def finetune(
     torch.manual_seed(settings.seed)
     training = train_model(model, prepared, run_settings, dev, progress, should_stop)
     if weights_out is not None:
-        from nas_core.models.export import save_state
-
         save_state(model, weights_out)
     metrics = evaluate_model(
         model,

@@ -42,13 +42,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_core import evaluator
 from nas_core.data.ref import DatasetRef
 from nas_core.data.ref import resolve as resolve_ref
 from nas_core.errors import UserError
 from nas_core.jobresult import JobResult, Progress
+from nas_core.jobs import JobStopped
+from nas_core.runconfig import RunConfig
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import ArchSpec
+from nas_core.store import Store
 from nas_core.supernet.checkpoint import CheckpointError, check_usable, load_supernet, read_meta
+from nas_core.supernet.finetune import finetune as _finetune
+from nas_core.supernet.measure import measure_subnet
+from nas_core.supernet.registry import find_supernet, list_supernets, register
 from nas_core.supernet.space import (
     SubnetConfig,
     SubnetError,
@@ -97,8 +104,6 @@ def find_checkpoint(
     Looks in the store's registry first (when a store is given), then in the folder.
     """
     if store is not None:
-        from nas_core.supernet.registry import find_supernet
-
         rec = find_supernet(store, dataset_hash, image_size, seed, trained_only=False)
         if rec is not None:
             return Path(rec.path)
@@ -116,8 +121,6 @@ def checkpoints_at(image_size: int, seed: int, *, store: Any = None, root: Path 
     store is given), then those in the checkpoint folder; each once."""
     paths: list[Path] = []
     if store is not None:
-        from nas_core.supernet.registry import list_supernets
-
         paths += [Path(r.path) for r in list_supernets(store) if r.image_size == int(image_size)
                   and r.seed == int(seed)]
     folder = Path(root) if root is not None else supernet_dir()
@@ -380,10 +383,9 @@ def dataset_for_checkpoint(checkpoint: str | Path, given: str | None = None) -> 
 
 def load_prepared(dataset: DatasetRef | str, train: TrainSettings, cache_dir: str | None = None) -> Any:
     """The PreparedData of a data set under a run's settings (the evaluator's process cache)."""
-    from nas_core.evaluator import EvalRequest
-    from nas_core.evaluator import load_prepared as _load
-
-    return _load(EvalRequest(dataset=dataset, arch="baseline:resnet18", train=train, cache_dir=cache_dir))
+    return evaluator.load_prepared(
+        evaluator.EvalRequest(dataset=dataset, arch="baseline:resnet18", train=train, cache_dir=cache_dir)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,8 +393,6 @@ def load_prepared(dataset: DatasetRef | str, train: TrainSettings, cache_dir: st
 
 
 def _run_config(run_or_config: Any) -> Any:
-    from nas_core.runconfig import RunConfig
-
     if isinstance(run_or_config, RunConfig):
         return run_or_config
     if hasattr(run_or_config, "config") and isinstance(run_or_config.config, Mapping):
@@ -496,10 +496,6 @@ def make_payload(
 
 
 def _stop_error(message: str) -> Exception:
-    try:
-        from nas_core.jobs import JobStopped
-    except ImportError:  # pragma: no cover - the worker always has it
-        return Stopped(message)
     return JobStopped(message)
 
 
@@ -509,8 +505,6 @@ def measure(
     should_stop: Callable[[], bool] | None = None,
 ) -> JobResult:
     """The ``supernet_measure`` job: ``MeasureRequest.to_dict()`` in, a metrics :class:`JobResult` out."""
-    from nas_core.supernet.measure import measure_subnet
-
     req = MeasureRequest.from_dict(payload)
     loaded = load_supernet(req.checkpoint)  # cached per process: loaded once per worker
     seed = req.train.seed
@@ -557,8 +551,6 @@ def run_training(
     """
     own_store = None
     if store is None and req.db:
-        from nas_core.store import Store
-
         store = own_store = Store.open(req.db)
     try:
         return _run_training(req, progress, should_stop, store)
@@ -569,8 +561,6 @@ def run_training(
 
 def _run_training(req: TrainRequest, progress: Callable[[dict[str, Any]], None] | None,
                   should_stop: Callable[[], bool] | None, store: Any) -> Any:
-    from nas_core.supernet.registry import register
-
     ref = resolve_ref(store, req.dataset)  # a folder given on the CLI gets its registered settings
     prepared = load_prepared(ref, req.train, req.cache_dir)
     seed = int(getattr(prepared.split, "seed", _split_seed(req.train)))
@@ -651,8 +641,6 @@ def finetune(
     ``weights_out`` (path), ``device`` and ``estimate`` (ignored here). The result is a normal candidate's Metrics
     (test split, ``estimate=False``).
     """
-    from nas_core.supernet.finetune import finetune as _finetune
-
     data = dict(payload)
     from_scratch = bool(data.pop("from_scratch", False))
     weights_out = data.pop("weights_out", None)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nas_core.evaluator import InputTransform, TrainResult, evaluate_model
 from nas_core.records import Metrics
 from nas_core.settings import Env
 from nas_core.supernet.network import SuperNet, extract_subnet, recalibrate_bn
@@ -54,8 +55,6 @@ def input_transform(prepared: Any, stats: Any = None) -> Any:
         stats: the checkpoint's ``input_stats`` (``{"mean": [...], "std": [...]}``) of the same data and
             split, used instead of recomputing the statistics over every training image (None: compute).
     """
-    from nas_core.evaluator import InputTransform
-
     key = _data_key(prepared)
     with _lock:
         if key not in _transforms:
@@ -137,8 +136,6 @@ def measure_subnet(
     Raises:
         SubnetError: when ``config`` is not a sub-network of ``net``.
     """
-    from nas_core.evaluator import TrainResult, evaluate_model
-
     t0 = time.perf_counter()
     config = check_config(config, net.space)
     model = extract_subnet(net, config)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_core.models import build_model
 from nas_core.models.layers import init_weights, make_act
 from nas_core.supernet.space import (
     StageConfig,
@@ -309,8 +310,6 @@ def extract_subnet(supernet: SuperNet, config: SubnetConfig) -> nn.Module:
     Raises:
         SubnetError: when ``config`` is not in the super-network's space.
     """
-    from nas_core.models import build_model  # deferred: models imports torchvision on first use
-
     config = check_config(config, supernet.space)
     spec = to_arch_spec(config, supernet.space)
     shape = (supernet.in_channels, supernet.image_size, supernet.image_size)

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from nas_core.errors import UserError
+from nas_core.evaluator import InputTransform  # the evaluator's exact input pipeline
 from nas_core.supernet.checkpoint import (
     CheckpointError,
     CheckpointMeta,
@@ -339,8 +340,6 @@ def train_supernet(
             max_epochs=settings.max_epochs,
             patience=settings.patience,
         )
-
-    from nas_core.evaluator import InputTransform  # the evaluator's exact input pipeline
 
     dev = torch.device(device) if device is not None else torch.device("cpu")
     transform = InputTransform.for_data(prepared, dev)
