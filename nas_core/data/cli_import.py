@@ -23,6 +23,7 @@ from nas_core.cli import CliError, emit
 from nas_core.data import zipsafe
 from nas_core.data.generic import ColumnMapping
 from nas_core.data.index import AttributeSpec
+from nas_core.store import Store
 
 FORMAT_CHOICES = ("isic2019", "ham10000", "generic", "folder")
 
@@ -168,8 +169,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _open_store(db: str):
-    from nas_core.store import Store
-
     return Store.open(db)
 
 

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nas_core.data.cache import build_cache, load_cache
+from nas_core.data.generic import ColumnMapping
 from nas_core.data.index import AttributeSpec, DataError, DatasetIndex
+from nas_core.data.isic2019 import detect_isic2019, load_isic2019
 from nas_core.data.ref import DatasetRef
 from nas_core.data.splits import Split, balanced_subsample, make_split, strata_of, subset_index
 
@@ -119,11 +121,7 @@ def load_index(path: str | Path | DatasetRef, attributes: Sequence[AttributeSpec
         if attributes is None:
             return formats.load_index(path)
         # formats takes the attributes inside its column mapping (the rest left to detection).
-        from nas_core.data.generic import ColumnMapping
-
         return formats.load_index(path, mapping=ColumnMapping(attributes=tuple(attributes)))
-    from nas_core.data.isic2019 import detect_isic2019, load_isic2019
-
     if not detect_isic2019(path):
         raise DataError(f"{path} is not an ISIC 2019 folder (no ISIC_2019_Training_GroundTruth.csv); "
                         "give the folder that holds the CSV files")

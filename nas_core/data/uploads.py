@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nas_core.data.importer import safe_name, uploads_dir
 from nas_core.data.index import DataError
 
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ class FolderNotAllowed(DataError):
 
 def incoming_dir(store: Store | None = None) -> Path:
     """``<uploads>/incoming``: where uploaded zips wait while they are inspected or imported."""
-    from nas_core.data.importer import uploads_dir
-
     return uploads_dir(store).expanduser().resolve() / "incoming"
 
 
@@ -86,8 +85,6 @@ def save_upload(store: Store, name: str, data: bytes, key: str = "") -> Path:
     Raises:
         DataError: the folder cannot be written (disk full, permissions); nothing is left.
     """
-    from nas_core.data.importer import safe_name
-
     folder = incoming_dir(store)
     tag = hashlib.sha256(f"{key}\0{len(data)}".encode() + data[:65536]).hexdigest()[:12]
     path = folder / f"{safe_name(Path(name).stem)}-{tag}.zip"
@@ -124,8 +121,6 @@ def remove_orphan_extraction(store: Store, name: str) -> bool:
     Only folders untouched for :data:`STALE_UPLOAD_S` are removed, so an import of the same name that
     is still running in another browser session is never pulled from under it. Returns whether it removed one.
     """
-    from nas_core.data.importer import safe_name, uploads_dir
-
     dest = uploads_dir(store).expanduser().resolve() / safe_name(name)
     if not dest.is_dir() or time.time() - dest.stat().st_mtime <= STALE_UPLOAD_S:
         return False
@@ -161,8 +156,6 @@ def allowed_roots(db_path: str | os.PathLike, extra: Sequence[str | os.PathLike]
         db_path: the app's database (its folder is the data directory).
         extra: more folders (tests; the setting and ``--data-root`` arrive through ``$EQUINAS_DATA_ROOTS``).
     """
-    from nas_core.data.importer import uploads_dir
-
     roots: list[str | os.PathLike] = [Path(db_path).expanduser().resolve().parent]
     default = os.environ.get("EQUINAS_DEFAULT_DATASET")
     if default:
