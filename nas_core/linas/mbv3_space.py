@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nas_core.linas.fastmoo import nsga2_search
+from nas_core.linas.hypervolume import non_dominated
 from nas_core.linas.space import Gene, SearchError, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -272,8 +274,6 @@ class MobileNetV3Space(SearchSpace):
         path = _cache_dir() / f"mbv3_v{_CACHE_VERSION}_seed{self.seed}_{self.fingerprint()}_{'_'.join(names)}.npy"
         if path.exists():
             return np.load(path)
-        from nas_core.linas.fastmoo import nsga2_search
-        from nas_core.linas.hypervolume import non_dominated
 
         signs = np.array([1.0 if METRICS[n] == "min" else -1.0 for n in names])
 

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from nas_core import space as sp
 from nas_core.errors import UserError
+from nas_core.records import OBJECTIVES
 from nas_core.searchspace import Gene, ObjectiveSource, SearchSpace, sample_new
 
 __all__ = ["CnnSpace", "Constraint", "Gene", "ObjectiveSource", "Objectives", "SearchError", "SearchSpace",
@@ -96,8 +98,6 @@ class Objectives:
         Raises:
             SearchError: naming what is wrong and what is allowed.
         """
-        from nas_core.records import OBJECTIVES
-
         names = tuple(names)
         dirs = dict(directions or {})
         known_set = set(known) if known is not None else set(OBJECTIVES) | set(dirs)
@@ -198,8 +198,6 @@ class CnnSpace(SearchSpace):
     exact_is_cheap = False
 
     def __init__(self, choices: Any, input_shape: tuple[int, int, int], n_classes: int):
-        from nas_core import space as sp
-
         self._sp = sp
         self.choices = choices
         self.input_shape = tuple(input_shape)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nas_core.linas.hypervolume import non_dominated
 from nas_core.linas.space import Gene, SearchError, SearchSpace
 
 DATASETS = ("cora", "citeseer", "pubmed", "arxiv", "computers", "cs", "photo", "physics")
@@ -172,8 +173,6 @@ class TabularBenchmark(SearchSpace):
 
     def true_front(self, names: Sequence[str]) -> np.ndarray:
         """The non-dominated points of the full table, minimization form, in ``names`` order."""
-        from nas_core.linas.hypervolume import non_dominated
-
         signs = np.array([1.0 if METRICS[n] == "min" else -1.0 for n in names])
         F = np.column_stack([self._cols[n] for n in names]) * signs
         return non_dominated(F)
