@@ -19,6 +19,7 @@ from pathlib import Path
 from nas_core.cli import CliError, emit
 from nas_core.records import Metrics
 from nas_core.settings import Env, TrainSettings
+from nas_core.space import ArchSpec, Choices, validate
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +77,6 @@ def _read_arch(text: str, choices_path: str | None, image_size: int) -> tuple[ob
         (arch, choices): choices is None for a baseline.
     """
     from nas_core.models.baselines import BASELINES
-    from nas_core.space import ArchSpec, Choices, validate
 
     if text.startswith("baseline:") or (text.lower() in BASELINES):
         name = text.split(":", 1)[-1].strip().lower()

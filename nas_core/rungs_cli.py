@@ -11,18 +11,17 @@ import argparse
 from typing import Any
 
 from nas_core.cli import emit
+from nas_core.rungs import candidate_rungs, promote, queue_remeasure, rung_meta, seed_spread, stop
+from nas_core.store import Store
+from nas_core.worker import run_pending
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from nas_core.store import Store
-
     return Store.open(args.db)
 
 
 def cmd_rungs(args: argparse.Namespace) -> int:
     """Each candidate's rung, its preliminary or final result and its rank at that rung."""
-    from nas_core.rungs import candidate_rungs
-
     with _open(args) as store:
         views = candidate_rungs(store, args.run)
     lines = [v.to_text() for v in views.values()] or [
@@ -34,8 +33,6 @@ def cmd_rungs(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Send a stopped candidate on to its next rung."""
-    from nas_core.rungs import promote, rung_meta
-
     with _open(args) as store:
         job = promote(store, args.candidate, actor=args.actor)
         fidelity = rung_meta(job)["fidelity"]
@@ -46,8 +43,6 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop a candidate's queued or running rung; its preliminary result stays."""
-    from nas_core.rungs import stop
-
     with _open(args) as store:
         job = stop(store, args.candidate, actor=args.actor)
         text = (f"#{args.candidate}: job {job.id} cancelled; the candidate keeps its preliminary result"
@@ -59,16 +54,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
     """Train a measured candidate again with another initialisation seed on the same split."""
-    from nas_core.rungs import queue_remeasure, seed_spread
-
     with _open(args) as store:
         job = queue_remeasure(store, args.candidate, seed=args.seed, actor=args.actor)
         seed = job.payload["remeasure"]["init_seed"]
         out: dict[str, Any] = {"candidate_id": args.candidate, "job_id": job.id, "init_seed": seed}
         text = f"#{args.candidate}: re-measure with seed {seed} queued as job {job.id}"
         if args.wait:
-            from nas_core.worker import run_pending
-
             run_pending(args.db, poll_s=0.05)
             job = store.get_job(job.id)
             spread = seed_spread(store, args.candidate)
@@ -80,8 +71,6 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
 
 def cmd_seeds(args: argparse.Namespace) -> int:
     """A measured candidate's spread over initialisation seeds."""
-    from nas_core.rungs import seed_spread
-
     with _open(args) as store:
         spread = seed_spread(store, args.candidate)
     emit(args, spread.to_dict(), spread.to_text())

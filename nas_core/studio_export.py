@@ -16,6 +16,7 @@ from typing import Any
 
 from nas_core.errors import UserError
 from nas_core.records import Candidate
+from nas_core.report import CardContext, model_card_html, model_card_markdown
 from nas_core.run_setup import weights_path
 
 
@@ -77,8 +78,6 @@ def export_candidate(store: Any, candidate_id: int, fmt: str) -> tuple[str, byte
         UserError: unknown format, a baseline (only cards and weights-free formats make sense for
             spec-less models), or no trained weights.
     """
-    from nas_core.report import CardContext, model_card_html, model_card_markdown
-
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     c = store.get_candidate(candidate_id)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_core.errors import UserError
+from nas_core.run_setup import weights_path
 
 #: The job kind this module queues.
 FINETUNE_KIND = "supernet_finetune"
@@ -39,7 +40,6 @@ def queue_finetune(store: Any, candidate_id: int, actor: str = "app") -> int:
         UserError: the candidate is not a finished estimate, or its run's super-network cannot be used
             (not trained, another data set, the spec is not a sub-network); the message says what to do.
     """
-    from nas_core.run_setup import weights_path
     from nas_core.session import Session
     from nas_core.supernet.jobs import make_payload
 

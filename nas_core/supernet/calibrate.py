@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from nas_core.settings import Env, TrainSettings
+from nas_core.store import Store
 from nas_core.supernet.space import (
     SubnetConfig,
     SupernetSpaceConfig,
@@ -393,8 +394,6 @@ def run_calibration(
     prepared = load_prepared(str(data), train)
     own = None
     if store is None and db:
-        from nas_core.store import Store
-
         store = own = Store.open(db)
     try:
         return calibrate(checkpoint, prepared, train, n=n, seeds=seeds, cache=truth_cache_for(checkpoint),
