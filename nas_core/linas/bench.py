@@ -33,10 +33,13 @@ from nas_core.linas.engines import (
     Observation,
     RandomEngine,
     make_engine,
+    measured_arrays,
     run_search,
 )
-from nas_core.linas.hypervolume import HypervolumeTracker
+from nas_core.linas.engines import _point as _engine_point
+from nas_core.linas.hypervolume import HypervolumeTracker, non_dominated
 from nas_core.linas.space import Objectives, SearchError, SearchSpace
+from nas_core.linas.tabular import DATASETS
 
 #: Registered benchmark spaces: name -> (module, class, default argument).
 SPACES: dict[str, tuple[str, str, str | None]] = {
@@ -252,8 +255,6 @@ class _TimedLinas(LinasEngine):
 
 def _problem_of(space: str | Problem) -> Problem:
     if isinstance(space, str) and ":" not in space and space not in SPACES:
-        from nas_core.linas.tabular import DATASETS
-
         if space in DATASETS:  # the old compare("cora") form
             space = f"nasbench-graph:{space}"
     return load_problem(space)
@@ -328,8 +329,6 @@ def compare(
         timing[name] = (time.perf_counter() - t0, time.process_time() - c0, cpu)
     how = "given"
     if front is None:
-        from nas_core.linas.hypervolume import non_dominated
-
         pts = [_points(obj, r) for rs in runs.values() for r in rs]
         front = non_dominated(np.vstack([p for p in pts if len(p)]))
         how = "union of every run"
@@ -385,9 +384,7 @@ def _points(obj: Objectives, res) -> np.ndarray:
 
 
 def _point(obj: Objectives, o: Observation) -> np.ndarray | None:
-    from nas_core.linas.engines import _point as point
-
-    return point(obj, o)
+    return _engine_point(obj, o)
 
 
 def _trace(tracker: HypervolumeTracker, obj: Objectives, res) -> np.ndarray:
@@ -422,8 +419,6 @@ def time_inner_search(
     ]
     eng = LinasEngine(LinasSettings(**{**dict(settings or {}), "inner_evaluations": evaluations}))
     models, _ = eng.fit_predictors(bench, obj, hist, 0, seed)
-    from nas_core.linas.engines import measured_arrays
-
     Xm, V, _ = measured_arrays(bench, obj, hist)
     eng._inner_search(bench, obj, models, Xm, V, rng, seed, None)  # warm-up: imports, first calls
     t0, c0 = time.perf_counter(), time.process_time()

@@ -22,6 +22,19 @@ from typing import Any
 
 from nas_core.cli import CliError, emit
 from nas_core.settings import Env, TrainSettings
+from nas_core.space import ArchSpec
+from nas_core.store import Store
+from nas_core.supernet.calibrate import describe, run_calibration
+from nas_core.supernet.space import (
+    SubnetConfig,
+    SupernetSpaceConfig,
+    check_config,
+    largest,
+    sample_config,
+    smallest,
+    spec_to_config,
+    to_arch_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +159,6 @@ def register_cli(subparsers: Any) -> None:
 
 
 def _space(text: str) -> Any:
-    from nas_core.supernet.space import SupernetSpaceConfig
-
     if text == "default":
         return SupernetSpaceConfig()
     if text == "tiny":
@@ -162,8 +173,6 @@ def _space(text: str) -> Any:
 
 
 def _open_store(db: str) -> Any:
-    from nas_core.store import Store
-
     return Store.open(db)
 
 
@@ -261,16 +270,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _parse_config(text: str, space: Any, seed: int) -> Any:
-    from nas_core.space import ArchSpec
-    from nas_core.supernet.space import (
-        SubnetConfig,
-        check_config,
-        largest,
-        sample_config,
-        smallest,
-        spec_to_config,
-    )
-
     if text == "largest":
         return largest(space)
     if text == "smallest":
@@ -344,7 +343,6 @@ def _measure(args: argparse.Namespace) -> int:
     metrics = measure_subnet(
         loaded.net, config, prepared, env, split=args.split, calib_batches=args.calib_batches
     )
-    from nas_core.supernet.space import to_arch_spec
 
     spec = to_arch_spec(config, meta.space_config)
     payload = {
@@ -358,8 +356,6 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from nas_core.supernet.calibrate import describe, run_calibration
-
     _set_threads(args.threads)
     if args.n < 3 or args.seeds < 1:
         raise CliError(f"--n must be at least 3 and --seeds at least 1 (got {args.n}, {args.seeds})")
@@ -419,7 +415,6 @@ def _finetune(args: argparse.Namespace) -> int:
     env = Env(threads=args.threads) if args.threads else Env()
     _, metrics = finetune(checkpoint, config, prepared, train, env=env, from_scratch=args.from_scratch,
                           device="cpu", progress=progress, weights_out=args.weights_out)
-    from nas_core.supernet.space import to_arch_spec
 
     spec = to_arch_spec(config, meta.space_config)
     how = "trained from scratch" if args.from_scratch else "fine-tuned from the super-network"
@@ -489,8 +484,6 @@ def _status(args: argparse.Namespace) -> int:
     if not rows:
         text = "no super-network yet; train one: python -m nas_core supernet train --db DB --dataset PATH"
     else:
-        from nas_core.supernet.calibrate import describe
-
         lines = []
         for r in rows:
             tau_text = describe(r.get("calibration"), r.get("kendall_tau"), r.get("kendall_n") or 0)
