@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 from nas_core.errors import UserError
 from nas_core.jobresult import JobResult, Progress
 from nas_core.settings import SettingsError, TrainSettings
+from nas_core.store import rungs as rows
 
 if TYPE_CHECKING:
     from nas_core.store import Store
@@ -395,7 +396,6 @@ def after_result(store: Store, job_id: int) -> None:
     A rung: record it, then let the pruner promote (queue the next rung) or stop the candidate.
     A re-measurement: record it.
     """
-    from nas_core.store import rungs as rows
 
     job = store.get_job(job_id)
     if job.kind not in FOLLOW_UP_KINDS or job.status != "done":
@@ -441,7 +441,6 @@ def after_result(store: Store, job_id: int) -> None:
 
 def after_cancel(store: Store, job_id: int) -> None:
     """A stopped rung job: a candidate with a preliminary result ends ``done`` (not ``cancelled``)."""
-    from nas_core.store import rungs as rows
 
     job = store.get_job(job_id)
     if job.kind != RUNG_KIND or job.candidate_id is None:
@@ -502,7 +501,6 @@ def decide(store: Store, row: Any, reduction_factor: int = 3) -> bool:
     The run's study is rebuilt in memory from its rung rows up to ``row`` (see the module
     docstring), so the answer depends only on what the store holds, in the order it finished.
     """
-    from nas_core.store import rungs as rows
 
     history = [r for r in rows.list_rungs(store, run_id=row.run_id) if r.id <= row.id and not r.final]
     if not history or history[-1].id != row.id:
@@ -520,7 +518,6 @@ def promote(store: Store, candidate_id: int, actor: str = "user") -> Any:
     Raises:
         RungError: it has no finished rung, is already on its way, or is measured at full fidelity.
     """
-    from nas_core.store import rungs as rows
 
     c = store.get_candidate(candidate_id)
     finished = rows.list_rungs(store, candidate_id=candidate_id)
@@ -548,7 +545,6 @@ def stop(store: Store, candidate_id: int, actor: str = "user") -> Any:
     Raises:
         RungError: nothing of it is queued or running at a rung.
     """
-    from nas_core.store import rungs as rows
 
     c = store.get_candidate(candidate_id)
     jobs = [j for j in store.list_jobs(candidate_id=candidate_id, status=("queued", "running"))]
@@ -616,7 +612,6 @@ def _original_seed(request: Mapping[str, Any]) -> int:
 
 
 def _seeds_used(store: Store, c: Any, full: Mapping[str, Any]) -> list[int]:
-    from nas_core.store import rungs as rows
 
     seeds = [_original_seed(full)]
     seeds += [r.seed for r in rows.list_remeasures(store, c.id)]
@@ -682,7 +677,6 @@ def _f(v: float | None) -> str:
 def candidate_rungs(store: Store, run_id: int) -> dict[int, CandidateRungs]:
     """Every searched candidate of the run that entered the ladder, by id."""
     from nas_core.runconfig import RunConfig
-    from nas_core.store import rungs as rows
 
     config = RunConfig.from_dict(store.get_run(run_id).config)
     n_steps = len(ladder(config.halving, config.train))
@@ -794,7 +788,6 @@ def seed_spread(store: Store, candidate_id: int) -> SeedSpread:
     Raises:
         RungError: the candidate has no full-fidelity result.
     """
-    from nas_core.store import rungs as rows
 
     c = store.get_candidate(candidate_id)
     if c.metrics is None or c.metrics.estimate:

@@ -252,9 +252,6 @@ LOCAL_IMPORT_REASONS = {
     "supernet/cli.py": (1, "status's studio_supernet loads run_setup, hence data.prepare and PIL; the parser does not"),
 }
 
-#: Files whose function-local imports are not moved yet (their owner is changing them in the same round; the
-#: lead moves them). Counts may only go down; a file that reaches 0 leaves this list.
-LOCAL_IMPORTS_NOT_MOVED_YET = {"rungs.py": 8}
 
 ENGINE_FILES = {
     ".".join(p.relative_to(ROOT).with_suffix("").parts[:-1] if p.name == "__init__.py"
@@ -355,7 +352,7 @@ def test_function_local_imports_of_the_engine_only_defer_heavy_libraries():
     # shared type down a layer), not by adding the file here.
     over = {}
     for rel, found in _unexcused_local_imports().items():
-        allowed = LOCAL_IMPORT_REASONS.get(rel, (0, ""))[0] + LOCAL_IMPORTS_NOT_MOVED_YET.get(rel, 0)
+        allowed = LOCAL_IMPORT_REASONS.get(rel, (0, ""))[0]
         if len(found) > allowed:
             over[rel] = found
     assert over == {}, "function-local engine imports over the allowance (tests/test_layering.py):\n" + "\n".join(
@@ -363,7 +360,7 @@ def test_function_local_imports_of_the_engine_only_defer_heavy_libraries():
 
 
 def test_the_local_import_allowances_name_files_that_exist():
-    stale = [rel for rel in {**LOCAL_IMPORT_REASONS, **LOCAL_IMPORTS_NOT_MOVED_YET}
+    stale = [rel for rel in LOCAL_IMPORT_REASONS
              if not (ROOT / "nas_core" / rel).is_file()]
     assert stale == []
 

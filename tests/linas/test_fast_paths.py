@@ -9,6 +9,17 @@ from nas_core.linas.space import Objectives
 from tests.linas.synthetic import GridProblem
 
 
+def _history(seed: int, n: int) -> tuple[GridProblem, Objectives, list[Observation]]:
+    """The grid space, its (error, latency) objectives and ``n`` measured random configurations."""
+    space = GridProblem()
+    obj = Objectives.create(("error", "latency"), space.metrics)
+    X = space.canonical(space.random_genes(np.random.default_rng(seed), n))
+    res = space.evaluate([space.decode(x) for x in X])
+    hist = [Observation(str(i), tuple(int(v) for v in x), tuple(sorted(r.items())))
+            for i, (x, r) in enumerate(zip(X, res))]
+    return space, obj, hist
+
+
 def _crowding_loop(F, rank):
     """The per-front loop the vectorized crowding replaced (pymoo's normalization)."""
     n, m = F.shape
@@ -80,12 +91,7 @@ def test_greedy_hvi_drops_dominated_candidates_without_changing_the_picks():
 
 
 def test_inner_search_predicts_each_distinct_row_once():
-    space = GridProblem()
-    obj = Objectives.create(("error", "latency"), space.metrics)
-    rng = np.random.default_rng(0)
-    X = space.canonical(space.random_genes(rng, 40))
-    res = space.evaluate([space.decode(x) for x in X])
-    hist = [Observation(str(i), tuple(int(v) for v in x), tuple(sorted(r.items()))) for i, (x, r) in enumerate(zip(X, res))]
+    space, obj, hist = _history(seed=0, n=40)
     eng = LinasEngine(LinasSettings(inner_evaluations=3000, predictors=("ridge",)))
     models, _ = eng.fit_predictors(space, obj, hist, 1, 0)
     rows: list[int] = []
@@ -97,7 +103,7 @@ def test_inner_search_predicts_each_distinct_row_once():
 
     eng.predict = counting
     Xm, V, _ = measured_arrays(space, obj, hist)
-    A, P = eng._inner_search(space, obj, models, Xm, V, rng, 0, None)
+    A, P = eng._inner_search(space, obj, models, Xm, V, np.random.default_rng(1), 0, None)
     n_distinct = len({tuple(r) for r in A.tolist()})
     assert sum(rows) == n_distinct < len(A)
     again = orig(space, obj, models, A)
@@ -106,12 +112,7 @@ def test_inner_search_predicts_each_distinct_row_once():
 
 
 def test_small_space_is_scored_whole_when_asked():
-    space = GridProblem()
-    obj = Objectives.create(("error", "latency"), space.metrics)
-    rng = np.random.default_rng(2)
-    X = space.canonical(space.random_genes(rng, 30))
-    res = space.evaluate([space.decode(x) for x in X])
-    hist = [Observation(str(i), tuple(int(v) for v in x), tuple(sorted(r.items()))) for i, (x, r) in enumerate(zip(X, res))]
+    space, obj, hist = _history(seed=2, n=30)
     eng = LinasEngine(LinasSettings(exhaustive_limit=10_000, predictors=("ridge",)))
     A = eng._enumerate(space)
     # every distinct config once: gene d is switched off when a == 0 (6*6*4*3 rows, 6*4*2 merged)
@@ -119,7 +120,7 @@ def test_small_space_is_scored_whole_when_asked():
     assert len(set(space.ids(A).tolist())) == len(A)
     assert LinasEngine(LinasSettings(exhaustive_limit=100))._enumerate(space) is None
     batch = eng.propose(space, obj, hist, 10, np.random.default_rng(0), iteration=1)
-    seen = set(space.ids(X).tolist())
+    seen = set(space.ids(np.array([h.genes for h in hist])).tolist())
     got = space.ids(np.array(batch.genes))
     assert len(set(got.tolist())) == 10 and not (set(got.tolist()) & seen)
     # the reserved extreme is the best predicted error over the whole space, not a search's find

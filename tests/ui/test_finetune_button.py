@@ -11,14 +11,20 @@ from tests.supernet.test_supernet_finetune_app import sn_run  # noqa: F401  (the
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_finetune_button_queues_the_job_for_the_estimate(sn_run, monkeypatch):  # noqa: F811
-    store = sn_run["store"]
+def _open(sn_run, monkeypatch, page: str) -> AppTest:  # noqa: F811
+    """The app on the super-network run, switched to ``pages/<page>.py``, with no exception."""
     monkeypatch.setenv("EQUINAS_DB", sn_run["db"])
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.query_params["run"] = str(sn_run["run_id"])
     at.run()
-    at.switch_page("pages/results.py").run()
+    at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_finetune_button_queues_the_job_for_the_estimate(sn_run, monkeypatch):  # noqa: F811
+    store = sn_run["store"]
+    at = _open(sn_run, monkeypatch, "results")
     buttons = [b for b in at.button if b.key and b.key.startswith("finetune_")]
     assert buttons, "no fine-tune button beside an estimate"
     cid = int(buttons[0].key.split("_")[1])
@@ -35,12 +41,7 @@ def test_finetune_button_queues_the_job_for_the_estimate(sn_run, monkeypatch):  
 
 def test_search_pages_decided_candidates_offer_fine_tune_of_an_estimate(sn_run, monkeypatch):  # noqa: F811
     store = sn_run["store"]
-    monkeypatch.setenv("EQUINAS_DB", sn_run["db"])
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params["run"] = str(sn_run["run_id"])
-    at.run()
-    at.switch_page("pages/search.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = _open(sn_run, monkeypatch, "search")
     pick = at.selectbox(key="finetune_pick")
     assert sorted(pick.options) == sorted(f"#{cid} random · estimated accuracy {0.3 + 0.1 * i:.1%}"
                                           for i, cid in enumerate(sn_run["cands"]))
@@ -63,11 +64,6 @@ def test_search_page_offers_no_fine_tune_without_an_estimate(sn_run, monkeypatch
 
     for cid in sn_run["cands"]:  # every result measured, none an estimate
         store.set_metrics(cid, make_metrics(acc=0.5, estimate=False))
-    monkeypatch.setenv("EQUINAS_DB", sn_run["db"])
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.query_params["run"] = str(sn_run["run_id"])
-    at.run()
-    at.switch_page("pages/search.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = _open(sn_run, monkeypatch, "search")
     assert not [s for s in at.selectbox if s.key == "finetune_pick"]
     assert not [b for b in at.button if b.key == "search_finetune"]
