@@ -35,18 +35,20 @@ Forms:
 
 Run: ``python -m benchmarks fidelity [--quick]`` or ``python benchmarks/bench_fidelity.py``.
 
-Measured (2026-12-02, the shared 2-core machine, load 6-11, ``OMP_NUM_THREADS=1 python -m
-benchmarks.bench_fidelity --quick``): 1,372 s CPU (3,721 s wall) for the 48 trainings of the truth
-plus the estimates; a rerun from the cache 2 s CPU. Noise ceiling: accuracy tau 0.766 (Spearman
-0.914, seed-to-seed SD 3.6 points), Unfairness tau 0.734 (Spearman 0.892). Spread: accuracy
-50.4-86.0% (35.6 points; a few small or instance-normalized nets still predict the majority class
-after 5 epochs), Unfairness range 2.2x its median interval width (240 test images: wide
-intervals), main groups' interval up to +-9.4 points. Estimates (tau acc / tau Unfairness, CPU s
-per candidate, against 18.7 s for the truth): 1 epoch 0.49 / 0.26, 4.0 s; half resolution (16 px)
-0.77 / 0.66, 4.9 s, and 4.5 points *more* accurate on average; 1/4 of the training split
-0.56 / 0.54, 5.6 s; 1 epoch at half resolution 0.48 / 0.50, 1.1 s. With ``--recipes``, one-cycle
-at 3 of the 5 epochs lost 8-19 points on 5 of the first 6 specs (the sixth predicts the
-majority class either way), so it was not adopted.
+Measured on the 7,500-image default set (2026-12-02, ``OMP_NUM_THREADS=1 python -m
+benchmarks.bench_fidelity --quick``, a machine shared with one other job): 1,790 s CPU (1,919 s
+wall) for the 48 trainings of the truth plus the estimates. Noise ceiling: accuracy tau 0.801
+(Spearman 0.931, seed-to-seed SD 2.5 points), Unfairness tau 0.695 (Spearman 0.859). Spread:
+accuracy 50.2-83.9% (33.7 points), Unfairness range 3.5x its median interval width (840 test
+images), main groups' interval up to +-8.3 points in the quick form's test split. Estimates (tau acc
+/ tau Unfairness, CPU s per candidate, against 21.9 s for the truth): 1 epoch 0.52 / 0.44, 5.2 s;
+half resolution (16 px) 0.74 / 0.62, 6.1 s; 1/4 of the training split 0.50 / 0.45, 7.0 s; 1 epoch
+at half resolution 0.44 / 0.45, 1.2 s; 30% of the epochs (2) at half resolution 0.53 / 0.55, 2.2 s;
+half the epochs (3) at half resolution 0.66 / 0.68, 3.5 s: 0.82 of the ceiling for accuracy and
+0.98 for Unfairness, so it became the default first rung (5 epochs at 32 px for the default 10 at
+64). On the former 6,000-image set the ceiling was 0.77 / 0.73 and the spread 35.6 points with 2.2x.
+With ``--recipes``, one-cycle at 3 of the 5 epochs lost 8-19 points on 5 of the first 6 specs (the
+former set), so it was not adopted.
 The full form has not been run (about 2 h of 2 idle cores).
 """
 
@@ -58,6 +60,7 @@ import hashlib
 import importlib
 import json
 import logging
+import math
 import statistics
 import sys
 import time
@@ -119,7 +122,7 @@ class FidelityResult:
 
 
 def builtin_estimates(recipes: bool = False) -> list[Estimate]:
-    """Short training, lower resolution, a subsample, and a first rung (1 epoch at half resolution).
+    """Short training, lower resolution, a subsample, and candidate first rungs (shares of the epochs at half resolution).
 
     With ``recipes``, also candidate faster training recipes (compare their mean accuracy column).
     """
@@ -133,6 +136,14 @@ def builtin_estimates(recipes: bool = False) -> list[Estimate]:
     def rung0(s: Any) -> Any:
         return dataclasses.replace(s, max_epochs=1, image_size=max(16, s.image_size // 2))
 
+    def share_at_half_res(share: float) -> Callable[[Any], Any]:
+        # candidate first rungs: a share of the epochs (rounded up) at half resolution, no early stop
+        def fn(s: Any) -> Any:
+            epochs = max(1, math.ceil(share * s.max_epochs))
+            return dataclasses.replace(s, max_epochs=epochs, patience=max(epochs, 1),
+                                       image_size=max(16, s.image_size // 2))
+        return fn
+
     def onecycle(s: Any) -> Any:
         return dataclasses.replace(s, schedule="onecycle", max_epochs=max(1, round(0.6 * s.max_epochs)))
 
@@ -141,6 +152,8 @@ def builtin_estimates(recipes: bool = False) -> list[Estimate]:
         Estimate("half resolution", half_res),
         Estimate("1/4 of training split", lambda s: s, train_fraction=0.25),
         Estimate("1 epoch @ half res", rung0),
+        Estimate("30% of epochs @ half res", share_at_half_res(0.3)),
+        Estimate("half the epochs @ half res", share_at_half_res(0.5)),
         # a faster recipe, not only an estimate: its mean accuracy column says whether it loses any
         *([Estimate("one-cycle, 60% of epochs", onecycle)] if recipes else []),
     ]

@@ -7,7 +7,7 @@ is run twice in this process on fresh stores, one after the other, through the r
 - **today's recipe**: successive halving off, the approved candidate trains at full fidelity;
   its first result is its final result;
 - **successive halving** (the default ladder, :mod:`nas_core.rungs`): a preliminary rung
-  (1 epoch at 32 px) first, then, since the first candidate of a run always continues, full
+  (5 epochs at 32 px, half the epochs at half the resolution) first, then, since the first candidate of a run always continues, full
   fidelity.
 
 For each it prints wall and CPU seconds (``time.process_time`` of this process: all its threads)
@@ -18,7 +18,9 @@ data cache is cleared before each mode, so both load from disk alike.
 
 A second part, :func:`halving_quality`, checks the selection itself on the fidelity benchmark's
 24 specs (its cached truth): the first rung's Kendall tau against full training and how often the
-best spec survives the pruner over shuffled arrival orders.
+best spec survives the pruner over shuffled arrival orders. Without ``--rung`` it checks the default
+rung at the truth's scale (:func:`nas_core.rungs._first_rung`: the quick form's 5 epochs at 32 px
+give 3 epochs at 16 px).
 
 Forms: full (``data/default``, generated with the default generator if missing, default
 TrainSettings: 64 px, up to 10 epochs) and ``--quick`` (a generated 1,200-image copy, 48 px, up to
@@ -172,7 +174,15 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     from benchmarks import bench_fidelity as bf
     from nas_core.data.prepare import prepare
     from nas_core.evaluator import EvalRequest
-    from nas_core.rungs import HalvingSettings, _train_and_measure, asha_decisions, ladder, parse_ladder
+    from nas_core.rungs import (
+        HalvingSettings,
+        Rung,
+        _first_rung,
+        _train_and_measure,
+        asha_decisions,
+        ladder,
+        parse_ladder,
+    )
     from nas_core.settings import Env, TrainSettings
 
     base = TrainSettings()
@@ -195,10 +205,14 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     truth = [statistics.mean(by_seed[s][i].test_acc for s in bf.INIT_SEEDS) for i in range(len(specs))]
     ceiling, _ = bf.rank_agreement([r.test_acc for r in by_seed[0]], [r.test_acc for r in by_seed[1]])
     full_cpu = statistics.mean(r.cpu_s for s in bf.INIT_SEEDS for r in by_seed[s])
-    halving = HalvingSettings(rungs=parse_ladder(args.rung)) if args.rung else HalvingSettings()
+    if args.rung:
+        halving = HalvingSettings(rungs=parse_ladder(args.rung))
+    else:  # the default rung at these settings' scale (the quick form trains 5 epochs at 32 px, not 10 at 64)
+        first = _first_rung(base)
+        halving = HalvingSettings(rungs=(Rung(first.max_epochs, first.image_size, first.subsample),))
     step = ladder(halving, base)[0]
     if step.final:
-        sys.stdout.write("halving quality: skipped, the default rung is not cheaper than these settings\n")
+        sys.stdout.write("halving quality: skipped, the rung is not cheaper than these settings\n")
         return None
     rung = dataclasses.replace(step.train, seed=0)
     p_rung = prepare(data, image_size=rung.image_size, seed=bf.SPLIT_SEED, subsample=rung.subsample)

@@ -10,7 +10,7 @@ streamlit; torch and optuna are imported only inside the functions that need the
 
 How a candidate moves (``RunConfig.halving`` active, evaluation ``scratch``):
 
-1. Approval queues rung 1 of the ladder (default: 1 epoch at 32 px) as an
+1. Approval queues rung 1 of the ladder (default: 5 epochs at 32 px) as an
    ``evaluate_rung`` job. Its metrics are *preliminary*: they go to a ``rungs`` row
    (:mod:`nas_core.store.rungs`) with their fidelity label, never to the candidate's
    metrics, so rankings and GetBestMetrics only ever compare full-fidelity results.
@@ -114,17 +114,27 @@ class Rung:
         return dataclasses.asdict(self)
 
 
+#: The default first rung (for the default 10 epochs at 64 px: half the epochs at half the resolution).
+DEFAULT_RUNG = Rung(epochs=5, image_size=32)
+#: The full training the default rung was sized for (fidelity_estimates scales it to other settings).
+DEFAULT_FULL = (10, 64)  # (max_epochs, image_size) of TrainSettings()
+
+
 @dataclass(frozen=True)
 class HalvingSettings:
     """Successive halving of a run: the ladder below full fidelity and how many go on."""
 
     enabled: bool = True  # False: every approved candidate trains at full fidelity at once
-    rungs: tuple[Rung, ...] = (Rung(),)  # cheap first: 1 epoch at 32 px is ~1/50 of a default full training
+    # Cheap first: half the epochs at half the resolution, ~1/8 of a default full training (5 epochs at
+    # 32 px for 10 at 64). Measured (benchmarks/bench_fidelity.py --quick, 24 specs, the same shares of its
+    # 5 epochs at 32 px): Kendall tau 0.66 = 0.82 of the 0.80 noise ceiling (Unfairness 0.98 of its
+    # ceiling); the former 1 epoch at 32 px ranked at 0.55-0.64 of it.
+    rungs: tuple[Rung, ...] = field(default_factory=lambda: (DEFAULT_RUNG,))
     reduction_factor: int = 3  # keep about the best 1/3 at each rung (Optuna's eta; >= 2)
     # What the pruner compares: val_acc | val_loss (lower is better). Validation accuracy by measurement
-    # (benchmarks/bench_iteration.py, quick form, 24 specs): Kendall tau 0.49 against full training vs
-    # 0.22 for the loss, and it kept the best spec in 10 of 10 arrival orders vs 1 of 10. After one
-    # short epoch many candidates tie on accuracy (majority class); ties all continue, the safe side.
+    # (benchmarks/bench_iteration.py, quick form, 24 specs, the former 1-epoch rung): Kendall tau 0.49
+    # against full training vs 0.22 for the loss, and it kept the best spec in 10 of 10 arrival orders vs
+    # 1 of 10. Ties all continue, the safe side.
     metric: str = "val_acc"
 
     def __post_init__(self) -> None:
@@ -224,7 +234,7 @@ def ladder(halving: HalvingSettings, full: TrainSettings) -> tuple[Step, ...]:
             if full.subsample is not None and sub is not None:
                 sub = min(sub, full.subsample)
             t = dataclasses.replace(full, max_epochs=min(r.epochs, full.max_epochs), image_size=size, subsample=sub,
-                                    patience=max(1, min(r.epochs, full.patience)),
+                                    patience=max(1, min(r.epochs, full.max_epochs)),  # no early stop
                                     n_bootstrap=min(full.n_bootstrap, 50))
             cheaper = (t.max_epochs < full.max_epochs or t.image_size < full.image_size
                        or (t.subsample is not None and t.subsample != full.subsample))
@@ -822,10 +832,19 @@ class FidelityEstimate:
 
 
 def _first_rung(full: TrainSettings) -> TrainSettings:
-    steps = ladder(HalvingSettings(), full)
-    return steps[0].train  # full itself when no default rung is cheaper
+    """The default first rung at ``full``'s scale: the same shares of its epochs and pixels.
+
+    The default rung is sized for the default training (:data:`DEFAULT_FULL`); the fidelity
+    benchmark's quick form trains less (5 epochs at 32 px), where the rung as written would be no
+    cheaper. Scaled, the quick form measures what the rung does to the default training.
+    """
+    epochs0, size0 = DEFAULT_FULL
+    scaled = Rung(epochs=max(1, math.ceil(full.max_epochs * DEFAULT_RUNG.epochs / epochs0)),
+                  image_size=max(8, round(full.image_size * (DEFAULT_RUNG.image_size or size0) / size0)))
+    steps = ladder(HalvingSettings(rungs=(scaled,)), full)
+    return steps[0].train  # full itself when the scaled rung is not cheaper
 
 
 def fidelity_estimates() -> list[FidelityEstimate]:
     """The default ladder's first rung, so the benchmark reports its Kendall tau against full training."""
-    return [FidelityEstimate("SH rung 1 (default ladder)", _first_rung)]
+    return [FidelityEstimate("SH rung 1 (default, scaled)", _first_rung)]

@@ -26,7 +26,7 @@ def cmd_rungs(args: argparse.Namespace) -> int:
         views = candidate_rungs(store, args.run)
     lines = [v.to_text() for v in views.values()] or [
         f"run {args.run} has no candidate on a rung ladder (approve one; runs whose training is already "
-        "1 epoch at 32 px train at full fidelity at once)"]
+        "no more than the first rung, 5 epochs at 32 px by default, train at full fidelity at once)"]
     emit(args, [v.to_dict() for v in views.values()], "\n".join(lines))
     return 0
 

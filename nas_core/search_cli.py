@@ -393,7 +393,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--patience", type=int)
     p.add_argument("--subsample", type=int, help="train on a balanced subsample of this many images")
     p.add_argument("--rungs", help="successive-halving ladder below full training, EPOCHS@PIXELS[/IMAGES] comma-"
-                                   "separated (default 1@32; 'none': every candidate trains at full fidelity)")
+                                   "separated (default 5@32; 'none': every candidate trains at full fidelity)")
     p.add_argument("--reduction-factor", type=int, help="about 1/N of the candidates at a rung go on (default 3)")
     p.add_argument("--latency-budget", type=float, help="seconds per image on the target")
     p.add_argument("--threads", type=int, help="CPU threads for latency measurements")

@@ -111,16 +111,19 @@ def test_default_ladder_is_one_cheap_rung_then_the_runs_training():
     full = TrainSettings()  # 10 epochs at 64 px
     steps = ladder(HalvingSettings(), full)
     assert [s.final for s in steps] == [False, True]
-    assert (steps[0].train.max_epochs, steps[0].train.image_size) == (1, 32)
+    assert (steps[0].train.max_epochs, steps[0].train.image_size) == (5, 32)  # half the epochs, half the pixels
+    assert steps[0].train.patience == 5  # no early stop below full fidelity
     assert steps[0].train.seed == full.seed  # same seed: the same split
     assert steps[1].train == full
-    assert steps[0].label == "rung 1/2 (preliminary): 1 epoch at 32 px"
+    assert steps[0].label == "rung 1/2 (preliminary): 5 epochs at 32 px"
     assert steps[1].label == "rung 2/2 (full fidelity): up to 10 epochs at 64 px"
 
 
 def test_ladder_drops_rungs_that_are_not_cheaper_and_caps_the_size():
-    small = TrainSettings(image_size=32, max_epochs=1)
-    assert len(ladder(HalvingSettings(), small)) == 1  # 1 epoch at 32 px is the full training already
+    small = TrainSettings(image_size=32, max_epochs=5)
+    assert len(ladder(HalvingSettings(), small)) == 1  # 5 epochs at 32 px is the full training already
+    short = ladder(HalvingSettings(), TrainSettings(image_size=64, max_epochs=3))
+    assert [(s.train.max_epochs, s.train.image_size) for s in short] == [(3, 32), (3, 64)]  # cheaper by pixels
     two = ladder(HalvingSettings(rungs=(Rung(1, 128), Rung(2, 48), Rung(1, 16))), TrainSettings(image_size=64))
     # 1@128 is capped to 64 px (still cheaper: fewer epochs); 1@16 is cheaper than 2@48 so it is dropped
     assert [(s.train.max_epochs, s.train.image_size) for s in two] == [(1, 64), (2, 48), (10, 64)]
@@ -197,7 +200,8 @@ def test_candidates_climb_the_ladder_and_every_rung_is_stored(store):
     b = add(store, sess, 40)  # worse than a: stops
     c = add(store, sess, 60)  # best: continues
     job = store.list_jobs(candidate_id=a)[0]
-    assert job.kind == "evaluate_rung" and job.payload["halving"]["rung"] == 0 and job.payload["train"]["max_epochs"] == 1
+    assert job.kind == "evaluate_rung" and job.payload["halving"]["rung"] == 0 and job.payload["train"]["max_epochs"] == 4
+    assert job.payload["train"]["image_size"] == 32  # the default rung: 5 epochs at 32 px, capped at the run's 4
     assert job.payload["weights_out"] is None and job.payload["halving"]["full"]["train"]["max_epochs"] == 4
     drain(store)
     assert not sess.poll().in_flight
@@ -379,8 +383,11 @@ def test_the_first_rung_is_an_estimate_of_the_fidelity_benchmark():
 
     (est,) = fidelity_estimates()
     rung = est.settings(TrainSettings())
-    assert (rung.max_epochs, rung.image_size, est.train_fraction) == (1, 32, 1.0)
-    assert est.settings(TrainSettings(image_size=32, max_epochs=1)) == TrainSettings(image_size=32, max_epochs=1)
+    assert (rung.max_epochs, rung.image_size, est.train_fraction) == (5, 32, 1.0)  # the default ladder's rung
+    # other settings get the same shares of their epochs and pixels (the fidelity quick form: 5 epochs at 32 px)
+    quick = est.settings(TrainSettings(image_size=32, max_epochs=5, patience=2))
+    assert (quick.max_epochs, quick.image_size, quick.patience) == (3, 16, 3)
+    assert est.settings(TrainSettings(image_size=8, max_epochs=1)) == TrainSettings(image_size=8, max_epochs=1)
     from benchmarks.bench_fidelity import all_estimates
 
     assert est.name in [e.name for e in all_estimates()]

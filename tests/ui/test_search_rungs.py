@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from nas_core import studio
 from nas_core.records import Proposal
+from nas_core.rungs import HalvingSettings, Rung
 from nas_core.settings import TrainSettings
 from nas_core.store import rungs as rows
 from nas_core.worker import Worker
@@ -24,7 +25,8 @@ def halving_run(tmp_path, monkeypatch, tiny_dataset):
     monkeypatch.setenv("EQUINAS_DEFAULT_DATASET", str(tiny_dataset))
     monkeypatch.setenv("EQUINAS_FAST", "1")
     store = studio.open_store()
-    cfg = studio.default_config(name="halving", train=TrainSettings(image_size=32, max_epochs=2, n_bootstrap=10))
+    cfg = studio.default_config(name="halving", train=TrainSettings(image_size=32, max_epochs=2, n_bootstrap=10),
+                                halving=HalvingSettings(rungs=(Rung(1, 32),)))  # 1 epoch: cheaper than the 2
     run_id = studio.create_run(store, cfg)
     sess = studio.session(store, run_id)
     ids = []
