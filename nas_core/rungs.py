@@ -117,7 +117,7 @@ class Rung:
 #: The default first rung (for the default 10 epochs at 64 px: half the epochs at half the resolution).
 DEFAULT_RUNG = Rung(epochs=5, image_size=32)
 #: The full training the default rung was sized for (fidelity_estimates scales it to other settings).
-DEFAULT_FULL = (10, 64)  # (max_epochs, image_size) of TrainSettings()
+DEFAULT_FULL = TrainSettings()
 
 
 @dataclass(frozen=True)
@@ -838,7 +838,7 @@ def _first_rung(full: TrainSettings) -> TrainSettings:
     benchmark's quick form trains less (5 epochs at 32 px), where the rung as written would be no
     cheaper. Scaled, the quick form measures what the rung does to the default training.
     """
-    epochs0, size0 = DEFAULT_FULL
+    epochs0, size0 = DEFAULT_FULL.max_epochs, DEFAULT_FULL.image_size
     scaled = Rung(epochs=max(1, math.ceil(full.max_epochs * DEFAULT_RUNG.epochs / epochs0)),
                   image_size=max(8, round(full.image_size * (DEFAULT_RUNG.image_size or size0) / size0)))
     steps = ladder(HalvingSettings(rungs=(scaled,)), full)
