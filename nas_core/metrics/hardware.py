@@ -5,7 +5,7 @@ Owns :func:`measure_hardware` (-> :class:`~nas_core.records.HardwareMetrics`),
 :class:`LiveTensorMemory`, the CPU memory meter. Methods:
 
 - Parameters, MACs and size come from :mod:`nas_core.models` (``count_params``;
-  ``count_macs``: torch.utils.flop_counter on one image, MACs = FLOPs / 2;
+  ``count_macs``: convolutions and matrix products of one image (what torch.utils.flop_counter counts, FLOPs / 2);
   ``model_size_mb``: fp32 parameters + floating buffers, 10^6 bytes per MB).
 - Latency: the model in eval mode under ``torch.inference_mode`` on a random batch
   of ``Env.batch_size`` images (and separately of 1 image), ``Env.warmup`` untimed
@@ -39,7 +39,9 @@ Owns :func:`measure_hardware` (-> :class:`~nas_core.records.HardwareMetrics`),
   RSS (which other threads and earlier allocations blur).
 - Training-step memory: one forward + backward + Adam step on a copy of the model (so
   the caller's weights and batch-norm statistics are untouched) at the training batch
-  size, measured the same way; it includes gradients and Adam's two moment buffers.
+  size, measured the same way; it includes gradients and Adam's two moment buffers. The
+  Adam step is written out (torch's CPU single-tensor update, same buffers and
+  temporaries) because constructing a ``torch.optim`` optimizer imports ``torch._dynamo``.
 """
 
 from __future__ import annotations
@@ -115,6 +117,13 @@ class LiveTensorMemory(TorchDispatchMode):
             model(x)
         mem.peak_bytes
     """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in torch._disable_dynamo unless the mode opts out
+        # (the opt-out its docstring shows); that wrapper imports torch._dynamo at the first operator,
+        # ~3 CPU-s in a fresh process. Nothing runs compiled under this meter.
+        return False
 
     def __init__(self, already_live: Any = ()) -> None:
         super().__init__()
@@ -300,6 +309,29 @@ def _measure_peak(fn: Callable[[], Any], device: torch.device, already_live: Any
     return mem.peak_bytes / _MB
 
 
+def _adam_first_step(params: Sequence[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                     eps: float = 1e-8) -> None:
+    """The first step of ``torch.optim.Adam`` on the CPU (its single-tensor path), written out.
+
+    Same state (two moment buffers per parameter, allocated at the first step) and the same
+    per-parameter temporaries, so the measured peak is the optimizer's; but constructing a
+    ``torch.optim`` optimizer imports ``torch._dynamo`` (~3 CPU-s in a fresh process), which a
+    measurement that is otherwise a few forward passes need not pay.
+    """
+    b1, b2 = betas
+    with torch.no_grad():
+        for p in params:
+            if p.grad is None:
+                continue
+            g = p.grad
+            exp_avg = torch.zeros_like(p, memory_format=torch.preserve_format)
+            exp_avg_sq = torch.zeros_like(p, memory_format=torch.preserve_format)
+            exp_avg.lerp_(g, 1 - b1)
+            exp_avg_sq.mul_(b2).addcmul_(g, g.conj(), value=1 - b2)
+            denom = (exp_avg_sq.sqrt() / (1 - b2) ** 0.5).add_(eps)
+            p.addcdiv_(exp_avg, denom, value=-lr / (1 - b1))
+
+
 def peak_memory(
     model: nn.Module,
     input_shape: tuple[int, int, int],
@@ -311,8 +343,8 @@ def peak_memory(
 ) -> float:
     """Peak memory in MB of one inference pass, or of one training step when ``train_step``.
 
-    A training step runs on a deep copy of the model with a fresh Adam optimizer and random
-    labels, so the caller's model is unchanged.
+    A training step runs on a deep copy of the model with random labels and the first step of
+    Adam (:func:`_adam_first_step`), so the caller's model is unchanged.
     """
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand((batch_size, *input_shape), generator=gen).to(device)
@@ -335,14 +367,15 @@ def peak_memory(
     with torch.no_grad():
         n_out = int(net(x[:2] if batch_size >= 2 else x).shape[1])
     y = torch.randint(0, n_out, (batch_size,), generator=gen).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    params = [p for p in net.parameters() if p.requires_grad]
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         loss = loss_fn(net(x), y)
         loss.backward()
-        opt.step()
+        _adam_first_step(params)
 
     return _measure_peak(step, device, [*net.parameters(), *net.buffers(), x, y])
 

@@ -1,5 +1,7 @@
 """Hardware metrics: exact memory accounting on hand-sized models, latency fields, settings restored."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -84,3 +86,51 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_written_out_adam_step_is_torchs_first_step_and_costs_its_memory():
+    """peak_memory's training step writes Adam out (torch.optim imports torch._dynamo); held to torch's."""
+    from nas_core.metrics.hardware import _adam_first_step
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    theirs = copy.deepcopy(ours)
+    x, y = torch.rand(5, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1])
+    opt = torch.optim.Adam(theirs.parameters(), lr=1e-3, foreach=False)
+
+    def torch_step():
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(theirs(x), y).backward()
+        opt.step()
+
+    def our_step():
+        nn.functional.cross_entropy(ours(x), y).backward()
+        _adam_first_step(list(ours.parameters()))
+
+    with LiveTensorMemory([*theirs.parameters(), *theirs.buffers(), x, y]) as torch_mem:
+        torch_step()
+    with LiveTensorMemory([*ours.parameters(), *ours.buffers(), x, y]) as our_mem:
+        our_step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7), (a - b).abs().max()
+    assert our_mem.peak_bytes == torch_mem.peak_bytes > 0
+
+
+def test_measuring_hardware_does_not_import_torch_dynamo():
+    """Importing torch._dynamo costs ~3 CPU-s in a fresh process: a `supernet measure` pays it for nothing."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from torch import nn\n"
+        "from nas_core.metrics.hardware import measure_hardware\n"
+        "from nas_core.settings import Env\n"
+        "net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))\n"
+        "measure_hardware(net, (3, 8, 8), Env(device='cpu', threads=1, batch_size=2, warmup=1, repeats=2),"
+        " train_batch_size=4)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -230,3 +230,44 @@ def test_unbuildable_specs_are_user_errors_naming_every_field():
     assert "relu6" in message and "instance" in message  # the allowed values
     with pytest.raises(ModelError):
         spec_costs(spec, SHAPE, 4)
+
+
+def test_mac_counter_equals_torch_flop_counter_on_specs_baselines_and_products():
+    """count_macs counts without torch's FlopCounterMode (it imports torch._dynamo); held to it here."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nas_core.models.baselines import build_baseline
+
+    def torch_macs(model, shape):
+        model.eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.zeros((1, *shape)))
+        return counter.get_total_flops() // 2
+
+    rng = random.Random(3)
+    models = []
+    unbounded = dataclasses.replace(DEFAULT, max_params=None, max_macs=None)
+    while len(models) < 6:
+        spec = sample(DEFAULT, rng)
+        if not validate_full(spec, unbounded, SHAPE, 5):
+            models.append((build_model(spec, SHAPE, 5), SHAPE))
+    models += [(build_baseline(name, SHAPE, 5), SHAPE) for name in ("resnet18", "mobilenet_v1", "mobilenet_v2")]
+
+    class Products(nn.Module):  # matmul, mm, bmm, addmm, baddbmm, a 1-D product and a conv1d
+        def forward(self, x):
+            a = x.flatten(1)[:, :12].reshape(1, 3, 4)
+            b = torch.ones(4, 5)
+            out = torch.matmul(a, b).sum() + torch.mm(a[0], b).sum() + torch.bmm(a, b.expand(1, 4, 5)).sum()
+            out = out + torch.addmm(torch.zeros(3, 5), a[0], b).sum() + torch.baddbmm(torch.zeros(1, 3, 5), a,
+                                                                                     b[None]).sum()
+            return out + nn.functional.conv1d(a, torch.ones(2, 3, 3)).sum()
+
+    class VectorProduct(nn.Module):  # torch's counter skips matrix-vector products (aten.mv); ours counts them
+        def forward(self, x):
+            return (x.flatten(1)[0, :4] @ torch.ones(4, 3)).sum() + (torch.ones(2, 4) @ x.flatten()[:4]).sum()
+
+    models.append((Products(), SHAPE))
+    for model, shape in models:
+        assert count_macs(model, shape) == torch_macs(model, shape) > 0, type(model).__name__
+    assert count_macs(VectorProduct(), SHAPE) == 4 * 3 + 2 * 4
