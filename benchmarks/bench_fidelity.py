@@ -44,7 +44,7 @@ images), main groups' interval up to +-8.3 points in the quick form's test split
 / tau Unfairness, CPU s per candidate, against 21.9 s for the truth): 1 epoch 0.52 / 0.44, 5.2 s;
 half resolution (16 px) 0.74 / 0.62, 6.1 s; 1/4 of the training split 0.50 / 0.45, 7.0 s; 1 epoch
 at half resolution 0.44 / 0.45, 1.2 s; 30% of the epochs (2) at half resolution 0.53 / 0.55, 2.2 s;
-half the epochs (3) at half resolution 0.66 / 0.68, 3.5 s: 0.82 of the ceiling for accuracy and
+half the epochs (3) at half resolution (the row "SH rung 1 (default, scaled)") 0.66 / 0.68, 3.5 s: 0.82 of the ceiling for accuracy and
 0.98 for Unfairness, so it became the default first rung (5 epochs at 32 px for the default 10 at
 64). On the former 6,000-image set the ceiling was 0.77 / 0.73 and the spread 35.6 points with 2.2x.
 With ``--recipes``, one-cycle at 3 of the 5 epochs lost 8-19 points on 5 of the first 6 specs (the
@@ -153,7 +153,7 @@ def builtin_estimates(recipes: bool = False) -> list[Estimate]:
         Estimate("1/4 of training split", lambda s: s, train_fraction=0.25),
         Estimate("1 epoch @ half res", rung0),
         Estimate("30% of epochs @ half res", share_at_half_res(0.3)),
-        Estimate("half the epochs @ half res", share_at_half_res(0.5)),
+        # half the epochs at half resolution is the default first rung: rungs.fidelity_estimates adds it
         # a faster recipe, not only an estimate: its mean accuracy column says whether it loses any
         *([Estimate("one-cycle, 60% of epochs", onecycle)] if recipes else []),
     ]

@@ -19,7 +19,7 @@ data cache is cleared before each mode, so both load from disk alike.
 A second part, :func:`halving_quality`, checks the selection itself on the fidelity benchmark's
 24 specs (its cached truth): the first rung's Kendall tau against full training and how often the
 best spec survives the pruner over shuffled arrival orders. Without ``--rung`` it checks the default
-rung at the truth's scale (:func:`nas_core.rungs._first_rung`: the quick form's 5 epochs at 32 px
+rung at the truth's scale (:func:`nas_core.rungs.scaled_default_rung`: the quick form's 5 epochs at 32 px
 give 3 epochs at 16 px).
 
 Forms: full (``data/default``, generated with the default generator if missing, default
@@ -176,12 +176,11 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     from nas_core.evaluator import EvalRequest
     from nas_core.rungs import (
         HalvingSettings,
-        Rung,
-        _first_rung,
         _train_and_measure,
         asha_decisions,
         ladder,
         parse_ladder,
+        scaled_default_rung,
     )
     from nas_core.settings import Env, TrainSettings
 
@@ -208,8 +207,7 @@ def halving_quality(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.rung:
         halving = HalvingSettings(rungs=parse_ladder(args.rung))
     else:  # the default rung at these settings' scale (the quick form trains 5 epochs at 32 px, not 10 at 64)
-        first = _first_rung(base)
-        halving = HalvingSettings(rungs=(Rung(first.max_epochs, first.image_size, first.subsample),))
+        halving = HalvingSettings(rungs=(scaled_default_rung(base),))
     step = ladder(halving, base)[0]
     if step.final:
         sys.stdout.write("halving quality: skipped, the rung is not cheaper than these settings\n")

@@ -831,7 +831,7 @@ class FidelityEstimate:
     train_fraction: float = 1.0  # share of the training split kept (rungs use subsample instead)
 
 
-def _first_rung(full: TrainSettings) -> TrainSettings:
+def scaled_default_rung(full: TrainSettings) -> Rung:
     """The default first rung at ``full``'s scale: the same shares of its epochs and pixels.
 
     The default rung is sized for the default training (:data:`DEFAULT_FULL`); the fidelity
@@ -839,10 +839,13 @@ def _first_rung(full: TrainSettings) -> TrainSettings:
     cheaper. Scaled, the quick form measures what the rung does to the default training.
     """
     epochs0, size0 = DEFAULT_FULL.max_epochs, DEFAULT_FULL.image_size
-    scaled = Rung(epochs=max(1, math.ceil(full.max_epochs * DEFAULT_RUNG.epochs / epochs0)),
-                  image_size=max(8, round(full.image_size * (DEFAULT_RUNG.image_size or size0) / size0)))
-    steps = ladder(HalvingSettings(rungs=(scaled,)), full)
-    return steps[0].train  # full itself when the scaled rung is not cheaper
+    return Rung(epochs=max(1, math.ceil(full.max_epochs * DEFAULT_RUNG.epochs / epochs0)),
+                image_size=max(8, round(full.image_size * (DEFAULT_RUNG.image_size or size0) / size0)))
+
+
+def _first_rung(full: TrainSettings) -> TrainSettings:
+    """The training settings of :func:`scaled_default_rung` (``full`` itself when it is not cheaper)."""
+    return ladder(HalvingSettings(rungs=(scaled_default_rung(full),)), full)[0].train
 
 
 def fidelity_estimates() -> list[FidelityEstimate]:

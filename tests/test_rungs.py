@@ -388,6 +388,9 @@ def test_the_first_rung_is_an_estimate_of_the_fidelity_benchmark():
     quick = est.settings(TrainSettings(image_size=32, max_epochs=5, patience=2))
     assert (quick.max_epochs, quick.image_size, quick.patience) == (3, 16, 3)
     assert est.settings(TrainSettings(image_size=8, max_epochs=1)) == TrainSettings(image_size=8, max_epochs=1)
+    from nas_core.rungs import Rung, scaled_default_rung
+
+    assert scaled_default_rung(TrainSettings(image_size=32, max_epochs=5)) == Rung(3, 16)
     from benchmarks.bench_fidelity import all_estimates
 
     assert est.name in [e.name for e in all_estimates()]
