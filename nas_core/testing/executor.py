@@ -125,7 +125,10 @@ class ExecutorTestCase:
         n = min(self.executor.capacity, 4)
         if n < 2:
             pytest.skip("capacity 1: jobs run one at a time")
-        runs = [self.executor.submit(10 + i, handlers.STEPS, {"steps": 2000, "step_s": 0.01}) for i in range(n)]
+        # long enough to outlast a slow worker start on a loaded machine (Ray's second worker took
+        # over 20 s there); every job is stopped as soon as all have started
+        runs = [self.executor.submit(10 + i, handlers.STEPS, {"steps": 100_000, "step_s": 0.01})
+                for i in range(n)]
         deadline = time.monotonic() + self.timeout_s
         started: set[int] = set()
         while len(started) < n:

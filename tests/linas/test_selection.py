@@ -81,6 +81,29 @@ def test_rank_transform_extrapolates_past_the_measured_range_unless_clamped():
     assert low > 0
 
 
+def test_auto_transform_fits_rank_scores_only_for_long_tailed_targets():
+    from scipy.stats import skew
+
+    from nas_core.linas.predictors import SKEW_LIMIT, skewness
+
+    rng = np.random.default_rng(1)
+    X = rng.random((120, 3))
+    good = 0.8 + 0.05 * (X @ np.array([1.0, 0.5, 0.2]))  # symmetric: accuracies of working nets
+    broken = good.copy()
+    broken[:12] = 0.1 + 0.05 * X[:12, 0]  # a tail of broken architectures, as in NAS-Bench-Graph
+    assert skewness(good) == pytest.approx(skew(good))
+    assert abs(skewness(good)) < SKEW_LIMIT < abs(skewness(broken))
+    for y, ranked in ((good, False), (broken, True)):
+        auto = make_predictor("ridge", transform="auto", log_target=False).fit(X, y)
+        same = make_predictor("ridge", transform="rank" if ranked else "none", log_target=False).fit(X, y)
+        assert (auto.quantiles_ is not None) is ranked
+        far = np.array([[3.0, 3.0, 3.0], [0.5, 0.5, 0.5]])
+        assert np.allclose(auto.predict(far), same.predict(far))  # and rank extrapolates
+    assert LinasSettings().transform == "auto"
+    with pytest.raises(ValueError, match="auto, rank, rank_clamped, none"):
+        make_predictor("ridge", transform="quantile")
+
+
 def test_inactive_flags_are_features_only_when_asked():
     space = GridSpace()
     space.active = lambda X: np.column_stack(
