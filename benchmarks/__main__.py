@@ -1,7 +1,8 @@
 """``python -m benchmarks [--quick] [NAME ...]``: run the benchmarks (``make bench``).
 
 Each benchmark prints its figures and the ratio against what it compares with,
-measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency.
+measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency,
+precision.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -13,7 +14,8 @@ import time
 
 ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity", "iteration")
 ORDER += ("export", "latency")  # issue 17: ONNX export time; latency under load
-HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency"}
+ORDER += ("precision",)  # issue 11: bf16 autocast vs fp32 training on the fidelity specs
+HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency", "precision"}
 
 
 def main(argv: list[str]) -> int:

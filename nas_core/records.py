@@ -177,6 +177,9 @@ class Metrics:
     # torch intra-op threads the result was computed with (0 = not recorded): on the CPU a seed
     # reproduces a result bit for bit only at the same thread count
     threads: int = 0
+    # arithmetic of the training forward passes: "fp32", "bf16" (autocast), "" (not recorded: fp32
+    # before the setting existed, or nothing was trained). Measurements are always fp32.
+    precision: str = ""
 
     def value(self, name: str) -> float | None:
         """Value of a flat objective name (see :data:`OBJECTIVES`)."""

@@ -124,6 +124,8 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         train_kw["batch_size"] = args.batch_size
     if args.patience is not None:
         train_kw["patience"] = args.patience
+    if args.precision is not None:
+        train_kw["precision"] = args.precision
     env_kw: dict[str, Any] = {}
     if args.latency_budget is not None:
         env_kw["latency_budget_s"] = args.latency_budget
@@ -391,6 +393,10 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patience", type=int)
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"),
+                   help="training arithmetic (default fp32; bf16: autocast of the forward pass, measurements "
+                        "stay fp32; auto: bf16 on a CPU with native bf16, for networks without "
+                        "depthwise convolutions)")
     p.add_argument("--subsample", type=int, help="train on a balanced subsample of this many images")
     p.add_argument("--rungs", help="successive-halving ladder below full training, EPOCHS@PIXELS[/IMAGES] comma-"
                                    "separated (default 5@32; 'none': every candidate trains at full fidelity)")

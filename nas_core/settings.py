@@ -49,6 +49,10 @@ class TrainSettings:
     n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
     min_group_size: int = 10  # test groups smaller than this are flagged and left out of Unfairness
     intersectional: bool = False  # also report the sex x age groups (data.prepare.INTERSECTIONS), in every metric
+    # training arithmetic: fp32 | bf16 (autocast of the forward pass and loss; weights, optimizer and
+    # every measurement stay fp32) | auto (bf16 on a CPU with native bf16 instructions for networks
+    # without depthwise convolutions, which bf16 slows there; else fp32). See evaluator.resolve_precision.
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw", "sgd"):
@@ -62,13 +66,17 @@ class TrainSettings:
             raise SettingsError(f"min_group_size must be 0 or more, got {self.min_group_size}")
         if not self.lr > 0:
             raise SettingsError(f"lr must be positive, got {self.lr}")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise SettingsError(f"precision {self.precision!r} is not supported; use fp32, bf16 or auto")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict; ``intersectional`` only when on, so the payloads and cache keys of runs without it
-        stay as they were."""
+        """Plain dict; ``intersectional`` only when on and ``precision`` only when not fp32, so the
+        payloads and cache keys of runs without them stay as they were."""
         d = dataclasses.asdict(self)
         if not d["intersectional"]:
             del d["intersectional"]
+        if d["precision"] == "fp32":
+            del d["precision"]
         return d
 
     @classmethod

@@ -954,6 +954,17 @@ def noisy_latencies(store: Store, run_id: int) -> list[tuple[str, float]]:
     return out
 
 
+def settings_notes(store: Store, run_id: int) -> list[str]:
+    """Warnings about results of the run that were computed under different conditions: torch thread
+    counts (a seed reproduces a result only at the same count) and training arithmetic (fp32 / bf16)."""
+    from nas_core.evaluator import precision_note, thread_note  # torch (see the top)
+
+    trained = [c.metrics for c in store.list_candidates(run_id)
+               if c.metrics is not None and not c.metrics.estimate and c.metrics.epochs > 0]
+    notes = [thread_note([m.threads for m in trained]), precision_note([m.precision for m in trained])]
+    return [n[0].upper() + n[1:] + "." for n in notes if n]
+
+
 def notes_frame(store: Store, run_id: int) -> pd.DataFrame:
     """The run's free notes, newest first: when, on what (the run or a candidate), who, text."""
     import datetime as dt

@@ -63,6 +63,9 @@ if noisy:
                + ", ".join(f"{name} ±{spread:.0%}" for name, spread in noisy)
                + ". The figure is the quietest round's median; re-measure on a quiet machine to be sure.")
 
+for note in studio.settings_notes(store, run_id):
+    st.warning(note)
+
 st.subheader("Over the search")
 it_metric = st.selectbox("Metric", metrics, metrics.index("accuracy"), key="iter_metric", format_func=label)
 st.plotly_chart(metric_over_iterations(studio.iteration_frame(store, run_id, it_metric), it_metric),

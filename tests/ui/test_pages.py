@@ -148,6 +148,17 @@ def test_setup_sets_the_llm_runs_constrained_decoding(env):
     assert run.config["engine"] == "llm" and run.config["llm"]["decoding"] == "json_object"
 
 
+def test_setup_sets_the_training_arithmetic(env):
+    at = _run("pages/setup.py")
+    assert at.selectbox(key="cfg_precision").value == "fp32"
+    at.text_input(key="cfg_name").input("bf16 run").run()
+    at.selectbox(key="cfg_precision").set_value("auto").run()
+    at.button(key="create_run").click().run()
+    _no_error(at)
+    (run,) = studio.open_store().list_runs()
+    assert run.config["train"]["precision"] == "auto"
+
+
 def test_setup_reports_bad_choices_json(env):
     at = _run("pages/setup.py")
     at.text_area(key="cfg_choices").input("{not json").run()
