@@ -142,7 +142,17 @@ def _iqr(values: list[float]) -> tuple[float, float]:
 
 def _truth(args, configs, space, prepared, train: TrainSettings) -> tuple[list, list[list[dict[str, Any]]]]:
     """(the sub-networks ranked, their from-scratch results: two seeds each), trained or from the cache."""
-    cache = cal.TruthCache(Path(args.workdir) / "truth.json")
+    workdir = Path(args.workdir)
+    shard = _shard(getattr(args, "shard", None))
+    cache = cal.TruthCache(workdir / ("truth.json" if shard is None else f"truth.shard{shard[0]}of{shard[1]}.json"))
+    if shard is None:  # what --shard processes trained beside each other joins the main cache
+        for part in sorted(workdir.glob("truth.shard*.json")):
+            for key, rec in cal.TruthCache(part).data.items():
+                if cache.get(key) is None:
+                    cache.put(key, rec)
+    else:
+        configs = [c for i, c in enumerate(configs) if i % shard[1] == shard[0]]
+        _log(f"--shard {args.shard}: training the truth of {len(configs)} sub-networks, then stopping")
     split_seed = int(prepared.split.seed)
     if args.cached_truth_only:
         keep = [c for c in configs if all(
@@ -172,6 +182,19 @@ def _truth(args, configs, space, prepared, train: TrainSettings) -> tuple[list, 
     accs = [float(np.mean([t["accuracy"] for t in ts])) for ts in out]
     _log(f"  from-scratch accuracy spans {min(accs):.3f}-{max(accs):.3f} (seed mean)")
     return configs, out
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``K/N`` -> (K, N): this process trains the truth of every N-th sub-network from the K-th."""
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}")
+    return k, n
 
 
 def _variant_settings(name: str, epochs: int, patience: int) -> SupernetTrainSettings:
@@ -442,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-cli", type=int, default=3, help="CLI measurement processes timed")
     p.add_argument("--cached-truth-only", action="store_true",
                    help="rank only the sub-networks whose two from-scratch results are cached (no training)")
+    p.add_argument("--shard", default=None,
+                   help="K/N: only train the from-scratch truth of every N-th sub-network from the K-th, in its "
+                        "own cache file, and stop (run N such processes side by side, then once without --shard)")
     p.add_argument("--skip-timing", action="store_true", help="skip the training/measurement timings")
     p.add_argument("--skip-ranking", action="store_true", help="skip the ranking part")
     p.add_argument("--search", action="store_true", help="also run the search comparison (full form: on)")
@@ -487,6 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     best_net = None
     if not args.skip_ranking:
         configs, truths = _truth(args, configs, space, prepared, train)
+        if args.shard:
+            return 0
         figures["n_subnets"] = len(configs)
         figures["truth"] = truths
         ceiling = cal.rank_figures([{"accuracy": ts[0]["accuracy"], "unfairness": ts[0]["unfairness"]}

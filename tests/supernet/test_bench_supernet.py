@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from nas_core.settings import TrainSettings
 from nas_core.supernet import calibrate as cal
 from nas_core.supernet.space import SupernetSpaceConfig
@@ -34,6 +36,32 @@ def test_cached_truth_only_ranks_the_sub_networks_with_both_seeds_cached(tmp_pat
     assert [[t["accuracy"] for t in ts] for ts in truths] == [
         [0.5 + 0.1 * i, 0.5 + 0.1 * i + 0.01] for i in (0, 1, 3, 4)]
     assert "4 of 5 sub-networks have both seeds cached" in capsys.readouterr().out
+
+
+def test_shards_train_their_own_share_and_the_main_run_joins_them(tmp_path, monkeypatch, capsys):
+    configs = cal.calibration_subnets(TINY, 5)
+    train = TrainSettings(image_size=32, max_epochs=1)
+    prepared = SimpleNamespace(dataset_hash="a" * 64, split=SimpleNamespace(seed=0))
+    trained: list[tuple[str, int]] = []
+
+    def fake_train(cfg, space, prepared, train, seed):
+        trained.append((cfg.key, seed))
+        return _record(0.5 + 0.01 * len(trained), 0.1)
+
+    monkeypatch.setattr(cal, "train_truth", fake_train)
+    for k in range(2):
+        args = argparse.Namespace(workdir=str(tmp_path), cached_truth_only=False, shard=f"{k}/2")
+        kept, _ = bench._truth(args, configs, TINY, prepared, train)
+        assert [c.key for c in kept] == [c.key for i, c in enumerate(configs) if i % 2 == k]
+    assert sorted(trained) == sorted((c.key, s) for c in configs for s in range(2))  # each once, by some shard
+    assert not (tmp_path / "truth.json").exists()
+    trained.clear()
+    args = argparse.Namespace(workdir=str(tmp_path), cached_truth_only=True, shard=None)
+    kept, truths = bench._truth(args, configs, TINY, prepared, train)
+    assert len(kept) == 5 and trained == []  # the joined cache holds every result
+    assert len(cal.TruthCache(tmp_path / "truth.json").data) == 10
+    with pytest.raises(SystemExit, match="K/N"):
+        bench._shard("2/2")
 
 
 def test_summary_table_prints_every_estimator_beside_the_ceiling(capsys):
