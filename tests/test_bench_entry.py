@@ -17,3 +17,13 @@ def test_unknown_options_and_names_are_refused_with_what_to_do(capsys):
     assert "python -m benchmarks.bench_NAME --help" in capsys.readouterr().err
     assert main(["nosuch"]) == 2
     assert "known: evaluator" in capsys.readouterr().err
+
+
+def test_every_listed_benchmark_has_a_module_with_main():
+    import importlib
+
+    from benchmarks.__main__ import HAS_QUICK, ORDER
+
+    assert HAS_QUICK <= set(ORDER)
+    for name in ORDER:
+        assert callable(importlib.import_module(f"benchmarks.bench_{name}").main), name
