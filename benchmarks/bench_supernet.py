@@ -57,6 +57,21 @@ estimate; 16 BN batches 0.30 (0.75) / 0.24 (0.44), 2.9 s; a 1-epoch fine-tune fr
 truth is the seed mean) / 0.33 (0.60), 8.3 CPU-s per estimate. The distilled default (``after``) was not
 finished in the time (killed at epoch 2 of 6), so no same-run comparison with it.
 
+Measured 2026-12-03 on a quiet machine (load < 1 before the runs), the 7,500-image default data set:
+
+- timing (``--skip-ranking --n-timed 4 --n-cli 3``): one epoch at the default settings 36 CPU-s with one
+  thread (12 epochs 7.2 min), 28 s wall / 51 CPU-s with two (5.5 min wall); a measurement 1.54 s (1.20 s
+  wall with two threads); a ``supernet measure`` process 3.51 s (3.38 s wall with two);
+- ranking, "mid form" (``--quick --subsample 7500``: every image, 4,200 / 1,200 / 2,100, 32 px, truth
+  5 epochs with two seeds, 21.6 CPU-s per training, filled by ``--shard 0/2`` and ``--shard 1/2`` side
+  by side in 9.5 min; 6-epoch super-networks, 3.4 CPU-min each): from-scratch accuracy spans
+  79.5-84.2%; ceiling 0.54 (Spearman 0.72) / Unfairness 0.41 (0.52). Distilled default: 0.25 / 0.11
+  with 4 BN batches, 0.19 / 0.15 with 16 (1.1 / 1.5 CPU-s per estimate); undistilled: 0.06 / 0.09 and
+  0.07 / 0.17; undistilled + a 1-epoch fine-tune: -0.25 / -0.20 (4.7 CPU-s). Why: from scratch at this
+  budget accuracy follows the mean kernel size (tau 0.53) and falls with depth (-0.17), the distilled
+  super-network's estimates follow MACs (0.48) and rise with depth (0.26). Ranking the same estimates by
+  validation loss instead of accuracy: 0.28-0.30.
+
 Usage::
 
     python -m benchmarks supernet --quick
@@ -87,7 +102,7 @@ if str(ROOT) not in sys.path:
 
 from nas_core.settings import Env, TrainSettings  # noqa: E402
 from nas_core.supernet import calibrate as cal  # noqa: E402
-from nas_core.supernet.checkpoint import CheckpointMeta, save_checkpoint, update_meta  # noqa: E402
+from nas_core.supernet.checkpoint import CheckpointMeta, save_checkpoint, train_size, update_meta  # noqa: E402
 from nas_core.supernet.measure import measure_subnet  # noqa: E402
 from nas_core.supernet.space import (  # noqa: E402
     SCHEMA_VERSION,
@@ -306,6 +321,7 @@ def _timings(args, dataset: Path, space: SupernetSpaceConfig, configs) -> dict[s
          f"CPU-min ({epoch_wall * n_epochs / 60:.1f} min wall here) [target <= 10 min on an idle 2-core machine]")
     # In process: every metric incl. latency and memory.
     net = SuperNet(space, len(full.class_names), 64).eval()
+    net.measure_size = train_size(64, SupernetTrainSettings().train_scale)  # as a trained one's checkpoint says
     picks = configs[:: max(1, len(configs) // args.n_timed)][: args.n_timed]
     measure_subnet(net, picks[0], full, ENV)  # warm the caches (input transform, calibration batches)
     walls, cpus = [], []
@@ -471,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-timing", action="store_true", help="skip the training/measurement timings")
     p.add_argument("--skip-ranking", action="store_true", help="skip the ranking part")
     p.add_argument("--search", action="store_true", help="also run the search comparison (full form: on)")
+    p.add_argument("--no-search", action="store_true", help="no search comparison, not even in the full form")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--budget", type=int, default=None)
     p.add_argument("--population", type=int, default=None)
@@ -578,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             best_net = net
     if not args.skip_timing:
         figures["timing"] = _timings(args, dataset, space, configs)
-    if best_net is not None and (args.search or not q):
+    if best_net is not None and (args.search or not q) and not args.no_search:
         _log(f"search: {args.engines}, {args.seeds} seeds, budget {args.budget}, population {args.population}")
         s = _search(args, best_net, space, prepared, len(prepared.class_names))
         figures["search"] = s

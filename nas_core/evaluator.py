@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nas_core.data.index import AttributeSpec
 from nas_core.data.prepare import INTERSECTIONS, prepare
@@ -355,6 +356,9 @@ class InputTransform:
     mean: torch.Tensor
     std: torch.Tensor
     channels_last: bool = False
+    # resize the normalized batch to size x size px (bilinear, antialiased) when it is another size:
+    # a super-network trained at a lower resolution is validated and measured at that resolution
+    size: int | None = None
 
     @classmethod
     def for_data(cls, prepared: Any, device: torch.device, channels_last: bool = False) -> InputTransform:
@@ -365,6 +369,8 @@ class InputTransform:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.mean.device, non_blocking=True).float().div_(255.0)
         x = x.sub_(self.mean).div_(self.std)
+        if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -68,7 +68,8 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--schedule", default=None, choices=["cosine", "constant"], help="learning-rate schedule")
     t.add_argument(
         "--train-scale", type=float, default=None,
-        help="train at this share of --image-size (0.75: 64 -> 48 px), measure at --image-size",
+        help="train at this share of --image-size (0.75: 64 -> 48 px); sub-networks are measured at that "
+             "resolution too, their hardware costs at --image-size",
     )
     t.add_argument(
         "--progressive", type=float, default=None,

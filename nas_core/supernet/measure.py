@@ -70,13 +70,15 @@ def input_transform(prepared: Any, stats: Any = None) -> Any:
         return _transforms[key]
 
 
-def calibration_batches(prepared: Any, n_batches: int, batch_size: int, seed: int = 0) -> list[torch.Tensor]:
+def calibration_batches(prepared: Any, n_batches: int, batch_size: int, seed: int = 0,
+                        size: int | None = None) -> list[torch.Tensor]:
     """A fixed, seeded sample of training images as ready float batches, cached per data set.
 
     Every sub-network of a run is recalibrated on the same images, so their estimates
-    differ only by architecture.
+    differ only by architecture. ``size``: resized to this many pixels (the super-network's
+    ``measure_size``); None keeps the data's resolution.
     """
-    key = (*_data_key(prepared), n_batches, batch_size, seed)
+    key = (*_data_key(prepared), n_batches, batch_size, seed, size)
     with _lock:
         if key in _calibration:
             return _calibration[key]
@@ -84,7 +86,7 @@ def calibration_batches(prepared: Any, n_batches: int, batch_size: int, seed: in
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(train))[: n_batches * batch_size]
     idx = torch.from_numpy(train[np.sort(pick)].astype(np.int64))
-    transform = input_transform(prepared)
+    transform = dataclasses.replace(input_transform(prepared), size=size)
     batches = [transform(prepared.images[idx[i : i + batch_size]]) for i in range(0, len(idx), batch_size)]
     batches = [b for b in batches if b.shape[0] > 1]  # train-mode BN needs two samples
     with _lock:
@@ -139,9 +141,12 @@ def measure_subnet(
     t0 = time.perf_counter()
     config = check_config(config, net.space)
     model = extract_subnet(net, config)
+    # the resolution the super-network trained at (CheckpointMeta.measure_size); costs stay at the data's
+    size = getattr(net, "measure_size", None)
+    size = None if size is None or int(size) == int(prepared.image_size) else int(size)
     if recalibrate:
         n = DEFAULT_CALIB_BATCHES if calib_batches is None else int(calib_batches)
-        recalibrate_bn(model, calibration_batches(prepared, n, calib_batch_size, seed))
+        recalibrate_bn(model, calibration_batches(prepared, n, calib_batch_size, seed, size))
     model.eval()
     t1 = time.perf_counter()
     # Nothing was trained: no training numbers. On the validation split the evaluator's own pass
@@ -158,7 +163,7 @@ def measure_subnet(
         seed=seed,
         estimate=True,
         measure_costs=measure_costs,
-        transform=input_transform(prepared),
+        transform=dataclasses.replace(input_transform(prepared), size=size),
     )
     if split == "val":
         metrics = dataclasses.replace(metrics, val_acc=metrics.test_acc, train_seconds=0.0)

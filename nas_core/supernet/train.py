@@ -50,6 +50,7 @@ from nas_core.supernet.checkpoint import (
     CheckpointMeta,
     load_checkpoint,
     save_checkpoint,
+    train_size,
 )
 from nas_core.supernet.network import SuperNet, recalibrate_bn, sort_channels
 from nas_core.supernet.space import (
@@ -73,9 +74,6 @@ class Stopped(UserError):
 
 
 SCHEDULES = ("cosine", "constant")
-
-#: Lower-resolution training never goes below this (4 stride-2 stages leave 2 x 2 maps at 32 px).
-MIN_TRAIN_SIZE = 32
 
 #: Elastic dimensions in the order progressive shrinking opens them.
 PHASES = ("largest", "kernel", "depth", "expand", "width")
@@ -101,8 +99,10 @@ class SupernetTrainSettings:
     # "constant": lr throughout (the first recipe, kept for comparison)
     schedule: str = "cosine"
     # Train at this share of the run's resolution (images downscaled per batch; 0.5: 64 -> 32 px, a
-    # quarter of the compute), never below 32 px, and measure at the run's resolution: batch-norm
-    # statistics are recalibrated there (train low, test high works with recalibration, cf. FixRes).
+    # quarter of the compute), never below 32 px. Validation and every sub-network measurement run at
+    # the same resolution (CheckpointMeta.measure_size), hardware costs at the run's: measured at 64 px
+    # after training at 32 the largest read 45-50% on the default data (train low, test high did not
+    # transfer here even with batch-norm recalibration: without random crops the objects change size).
     train_scale: float = 0.5
     # Progressive shrinking (Once-for-All): the first share of epochs trains the largest only, then
     # elastic kernel, then depth, then expand and width, each phase an equal share of the rest.
@@ -384,8 +384,10 @@ def train_supernet(
     train_idx = torch.tensor(np.asarray(split.train), dtype=torch.long)
     val_idx = torch.tensor(np.asarray(split.val), dtype=torch.long)
     T = settings.distill_temperature
-    size = max(MIN_TRAIN_SIZE, round(image_size * settings.train_scale / 8) * 8)  # a multiple of 8 px
+    size = train_size(image_size, settings.train_scale)
     resize = size < image_size
+    # validation and BN recalibration at the training resolution too (CheckpointMeta.measure_size)
+    vtransform = dataclasses.replace(transform, size=size) if resize else transform
     steps = max(1, math.ceil(len(train_idx) / settings.batch_size))
     epoch = start_epoch
     run_t0 = time.perf_counter()
@@ -448,11 +450,11 @@ def train_supernet(
             optimizer.state.clear()  # moments belong to the old channel order
         n_calib = min(len(train_idx), settings.calib_batches * settings.batch_size)
         calib = (
-            transform(images[train_idx[i : i + settings.batch_size]])
+            vtransform(images[train_idx[i : i + settings.batch_size]])
             for i in range(0, n_calib, settings.batch_size)
         )
         recalibrate_bn(_Fixed(net, big), calib)
-        val_loss, val_acc = _evaluate(net, big, images, labels, val_idx, settings.batch_size, transform)
+        val_loss, val_acc = _evaluate(net, big, images, labels, val_idx, settings.batch_size, vtransform)
         n = max(sums["n"], 1)
         record = {
             "epoch": epoch,
@@ -569,4 +571,5 @@ def load_trained(path: str | Path) -> tuple[SuperNet, CheckpointMeta]:
         )
     net = SuperNet(meta.space_config, meta.n_classes, meta.image_size)
     net.load_state_dict(data["best_model"])
+    net.measure_size = meta.measure_size
     return net.eval(), meta

@@ -231,3 +231,44 @@ def test_checkpoint_input_stats_give_the_same_transform_without_a_pass_over_the_
     computed = input_transform(tiny_prepared)
     x = tiny_prepared.images[:4]
     assert torch.allclose(seeded(x), computed(x))
+
+
+def test_sub_networks_are_measured_at_the_resolution_the_super_network_trained_at(trained, tiny_prepared,
+                                                                                   monkeypatch):
+    """Trained at 32 px and measured at 64, the default super-network read 45-50% on the default data:
+    calibration and prediction run at ``measure_size``; the hardware costs stay at the data's size."""
+    from nas_core.supernet import measure as measure_module
+
+    _, path = trained
+    net, meta = load_trained(path)
+    assert net.measure_size == meta.measure_size == 32  # 32 px data never train below 32 px
+    data = dict(ck.load_checkpoint(path)["meta"])
+    at64 = ck.CheckpointMeta.from_dict({**data, "image_size": 64})
+    assert at64.measure_size == 32  # train_scale 0.5
+    legacy = ck.CheckpointMeta.from_dict({**data, "image_size": 64,
+                                          "settings": {k: v for k, v in data["settings"].items() if k != "train_scale"}})
+    assert legacy.measure_size == 64  # trained before the setting: at the run's resolution
+    assert ck.train_size(64, 0.75) == 48 and ck.train_size(16, 0.5) == 16
+    sizes: list[int] = []
+    real_extract = measure_module.extract_subnet
+
+    def extract(*a, **k):
+        model = real_extract(*a, **k)
+        model.register_forward_pre_hook(lambda _m, args: sizes.append(int(args[0].shape[-1])))
+        return model
+
+    monkeypatch.setattr(measure_module, "extract_subnet", extract)
+    cfg = sample_config(TINY, random.Random(4))
+    full = measure_subnet(net, cfg, tiny_prepared, ENV, calib_batches=2, calib_batch_size=32, n_bootstrap=0,
+                          measure_costs=False)
+    assert set(sizes) == {32}
+    sizes.clear()
+    net.measure_size = 16
+    half = measure_subnet(net, cfg, tiny_prepared, ENV, calib_batches=2, calib_batch_size=32, n_bootstrap=0,
+                          measure_costs=False)
+    assert sizes.count(16) >= 3  # two calibration batches and the validation pass
+    assert half.hardware.macs == full.hardware.macs and half.hardware.params == full.hardware.params
+    assert half.test_acc != full.test_acc or half.fairness.unfairness != full.fairness.unfairness
+    t = dataclasses.replace(input_transform(tiny_prepared), size=16)
+    assert t(tiny_prepared.images[:3]).shape[-2:] == (16, 16)
+    assert input_transform(tiny_prepared)(tiny_prepared.images[:3]).shape[-2:] == (32, 32)

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from nas_core.supernet import checkpoint as ck
-from nas_core.supernet import train as train_module
 from nas_core.supernet.space import SupernetSpaceConfig, check_config, largest, smallest
 from nas_core.supernet.train import (
     PHASES,
@@ -163,7 +162,7 @@ def test_progressive_shrinking_opens_kernel_then_depth_then_expand_then_width():
 def test_progressive_low_resolution_training_resumes_exactly_and_reports_time_left(
     tiny_prepared, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(train_module, "MIN_TRAIN_SIZE", 16)  # the tiny data are 32 px: train at 16
+    monkeypatch.setattr(ck, "MIN_TRAIN_SIZE", 16)  # the tiny data are 32 px: train at 16
     settings = dataclasses.replace(FAST, max_epochs=3, progressive=0.34, train_scale=0.5)
     seen = []
     full = tmp_path / "full.pt"
@@ -193,3 +192,22 @@ def test_a_checkpoint_from_before_the_new_knobs_resumes_with_its_old_recipe(unin
     out = train_supernet(tiny_prepared, old, TINY, dataclasses.replace(FAST, max_epochs=3))
     assert out.meta.epoch == 3
     assert out.meta.settings["schedule"] == "constant" and out.meta.settings["train_scale"] == 1.0
+
+
+def test_validation_runs_at_the_training_resolution(tiny_prepared, tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "MIN_TRAIN_SIZE", 16)  # the tiny data are 32 px: train at 16
+    from nas_core.supernet.network import SuperNet
+
+    seen: list[tuple[bool, int]] = []
+    real_forward = SuperNet.forward
+
+    def forward(self, x, cfg):
+        seen.append((self.training, int(x.shape[-1])))
+        return real_forward(self, x, cfg)
+
+    monkeypatch.setattr(SuperNet, "forward", forward)
+    out = train_supernet(tiny_prepared, tmp_path / "half.pt", TINY,
+                         dataclasses.replace(FAST, max_epochs=1, train_scale=0.5))
+    assert {size for _training, size in seen} == {16}  # training, BN recalibration and validation
+    assert any(not training for training, _ in seen)
+    assert out.meta.measure_size == 16
