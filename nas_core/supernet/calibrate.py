@@ -26,6 +26,7 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -95,8 +96,12 @@ def calibration_subnets(space: SupernetSpaceConfig, n: int, seed: int = 0, n_cla
     return picked[:n]
 
 
+@functools.cache
 def _recipe_fingerprint() -> str:
-    """A hash of the evaluator's training loop: a changed recipe must not reuse old truths."""
+    """A hash of the evaluator's training loop: a changed recipe must not reuse old truths.
+
+    Computed once per process: ``inspect.getsource`` reads the file as it is now, so an edit elsewhere in
+    evaluator.py during a long benchmark shifted the lines it returned and re-keyed results mid-run."""
     import inspect
 
     from nas_core import evaluator
