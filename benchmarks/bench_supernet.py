@@ -71,6 +71,13 @@ Measured 2026-12-03 on a quiet machine (load < 1 before the runs), the 7,500-ima
   budget accuracy follows the mean kernel size (tau 0.53) and falls with depth (-0.17), the distilled
   super-network's estimates follow MACs (0.48) and rise with depth (0.26). Ranking the same estimates by
   validation loss instead of accuracy: 0.28-0.30.
+- ranking, full form (``--no-search --variants after,nodistill --calib 4,16 --finetune-epochs 0``: the run's
+  defaults, every image at 64 px, truth 10 epochs with two seeds, 131 CPU-s per training; 12-epoch
+  super-networks, 8.3-8.5 CPU-min, validated and measured at their 32 px training resolution): the 24
+  span 84.7-88.9% from scratch; ceiling 0.21 (Spearman 0.28) / Unfairness 0.23 (0.29). Distilled default
+  0.04 / 0.01 (4 BN batches), -0.04 / 0.02 (16); undistilled 0.19 / 0.25 (4), 0.12 / 0.29 (16). Before
+  the fix that measures at the training resolution, the distilled super-network validated at 64 px read
+  45-50% for its largest sub-network and kept epoch 1.
 
 Usage::
 
