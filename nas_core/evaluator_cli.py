@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nas_core.cli import CliError, emit
 from nas_core.records import Metrics
-from nas_core.settings import Env, TrainSettings
+from nas_core.settings import PRECISION_HELP, PRECISIONS, Env, TrainSettings
 from nas_core.space import ArchSpec, Choices, validate
 
 
@@ -56,10 +56,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=d.n_bootstrap,
                    help=f"bootstrap resamples for the intervals (default {d.n_bootstrap})")
     p.add_argument("--no-augment", action="store_true", help="no random flips")
-    p.add_argument("--precision", default=d.precision, choices=("fp32", "bf16", "auto"),
-                   help="training arithmetic (default fp32; bf16: autocast of the forward pass, measurements "
-                        "stay fp32; auto: bf16 on a CPU with native bf16, for networks without "
-                        "depthwise convolutions)")
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--device", default="auto", choices=("cpu", "cuda", "auto"),
                    help="where to train and measure (default auto: CUDA when present)")
     e = Env()

@@ -44,7 +44,7 @@ from nas_core.selection import TABLE_COLUMNS as TABLE_COLUMNS
 from nas_core.selection import ComparisonTable as ComparisonTable
 from nas_core.selection import Priorities, comparison_of
 from nas_core.selection import TableRow as TableRow
-from nas_core.settings import Env, TrainSettings
+from nas_core.settings import PRECISION_HELP, PRECISIONS, Env, TrainSettings
 from nas_core.space import Choices
 from nas_core.store import Store
 from nas_core.worker import run_pending
@@ -393,10 +393,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patience", type=int)
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"),
-                   help="training arithmetic (default fp32; bf16: autocast of the forward pass, measurements "
-                        "stay fp32; auto: bf16 on a CPU with native bf16, for networks without "
-                        "depthwise convolutions)")
+    p.add_argument("--precision", choices=PRECISIONS, help=PRECISION_HELP)
     p.add_argument("--subsample", type=int, help="train on a balanced subsample of this many images")
     p.add_argument("--rungs", help="successive-halving ladder below full training, EPOCHS@PIXELS[/IMAGES] comma-"
                                    "separated (default 5@32; 'none': every candidate trains at full fidelity)")

@@ -30,6 +30,12 @@ def _from_mapping(cls: type, data: Mapping[str, Any], what: str) -> Any:
         raise SettingsError(f"{what}: {exc}") from exc
 
 
+#: ``TrainSettings.precision`` values, and what they mean (the CLIs' help).
+PRECISIONS = ("fp32", "bf16", "auto")
+PRECISION_HELP = ("training arithmetic (default fp32; bf16: autocast of the forward pass, measurements stay fp32; "
+                  "auto: bf16 on a CPU with native bf16, for networks without depthwise convolutions)")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Hyperparameters shared by every candidate of a run (FL-NAS: same settings for all)."""
@@ -66,7 +72,7 @@ class TrainSettings:
             raise SettingsError(f"min_group_size must be 0 or more, got {self.min_group_size}")
         if not self.lr > 0:
             raise SettingsError(f"lr must be positive, got {self.lr}")
-        if self.precision not in ("fp32", "bf16", "auto"):
+        if self.precision not in PRECISIONS:
             raise SettingsError(f"precision {self.precision!r} is not supported; use fp32, bf16 or auto")
 
     def to_dict(self) -> dict[str, Any]:
