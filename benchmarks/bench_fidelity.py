@@ -34,6 +34,10 @@ Forms:
   epochs, patience 2; sized to fit 20 CPU-minutes on an idle 2-core machine.
 
 Run: ``python -m benchmarks fidelity [--quick]`` or ``python benchmarks/bench_fidelity.py``.
+On 2 cores, the full form is run as two one-thread processes side by side, ``--shard 0/2`` and
+``--shard 1/2`` (each trains every other spec's truth and estimates into the cache and stops), then once
+without ``--shard`` to print the tables from the cache. ``--cached-only`` prints them from what is cached
+so far, training nothing (a spec counts once both truth seeds are cached).
 
 Measured on the 7,500-image default set (2026-12-02, ``OMP_NUM_THREADS=1 python -m
 benchmarks.bench_fidelity --quick``, a machine shared with one other job): 1,790 s CPU (1,919 s
@@ -332,12 +336,18 @@ def _cache_path(spec: Any, settings: Any, dataset_hash: str, fraction: float) ->
     return CACHE / "truth" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
 
+def cached_result(spec: Any, prepared: Any, settings: Any, train_fraction: float = 1.0) -> FidelityResult | None:
+    """The cached result of ``spec`` at this fidelity, or None when it has not been trained."""
+    path = _cache_path(spec, settings, prepared.dataset_hash, train_fraction)
+    return FidelityResult.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
 def cached_train(spec: Any, prepared: Any, settings: Any, use_cache: bool = True,
                  train_fraction: float = 1.0) -> tuple[FidelityResult, bool]:
     """:func:`train_at_fidelity`, read from / written to the on-disk cache. Returns (result, was_cached)."""
     path = _cache_path(spec, settings, prepared.dataset_hash, train_fraction)
-    if use_cache and path.is_file():
-        return FidelityResult.from_dict(json.loads(path.read_text())), True
+    if use_cache and (hit := cached_result(spec, prepared, settings, train_fraction)) is not None:
+        return hit, True
     res = train_at_fidelity(spec, prepared, settings, train_fraction=train_fraction)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res.to_dict()))
@@ -413,6 +423,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"{len(specs)} specs, settings {base.image_size} px, <= {base.max_epochs} epochs, "
                      f"patience {base.patience}, batch {base.batch_size}, {args.threads} thread(s)\n")
     sys.stdout.flush()
+    estimates = all_estimates(args.recipes) if not args.no_estimates else []
+    shard = _shard(getattr(args, "shard", None))
+    if shard is not None:
+        return _run_shard(args, shard, specs, base, p0, estimates, prepared_at)
+    if getattr(args, "cached_only", False):
+        # only specs whose two truth results are cached; nothing is trained
+        keep = [i for i, sp in enumerate(specs)
+                if all(cached_result(sp, p0, dataclasses.replace(base, seed=s)) is not None for s in INIT_SEEDS)]
+        sys.stdout.write(f"--cached-only: {len(keep)} of {len(specs)} specs have both truth results cached: "
+                         f"{keep}\n")
+        if len(keep) < 3:
+            raise SystemExit("--cached-only needs at least 3 specs with both truth results cached; "
+                             "run the --shard processes (or the benchmark without --cached-only) first")
+        specs = [specs[i] for i in keep]
     truth: dict[int, list[FidelityResult]] = {s: [] for s in INIT_SEEDS}
     truth_cpu, n_cached = [], 0
     for seed in INIT_SEEDS:
@@ -459,24 +483,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out.update(tau_acc=tau_acc, rho_acc=rho_acc, tau_unf=tau_unf, rho_unf=rho_unf,
                acc_spread=max(acc_avg) - min(acc_avg), unf_range_over_ci=(max(unf_vals) - min(unf_vals)) / med_w,
                main_group_halfwidth=max(halfw) if halfw else None, full_cpu_s=full_cpu, estimates={})
-    truth0_mean = statistics.mean(acc[0])
     sys.stdout.write(f"\n{'estimate':<26} {'tau acc':>8} {'/ceiling':>9} {'tau unf':>8} {'/ceiling':>9} "
                      f"{'CPU s/cand':>11} {'x cheaper':>10} {'mean acc - truth':>17}\n")
-    for est in all_estimates(args.recipes) if not args.no_estimates else []:
+    for est in estimates:
         st = est.settings(dataclasses.replace(base, seed=0))
         prepared = prepared_at(st.image_size, st.subsample)
-        res = [cached_train(sp, prepared, st, use_cache=not args.no_cache, train_fraction=est.train_fraction)[0]
-               for sp in specs]
-        ta, _ = rank_agreement([r.test_acc for r in res], acc_avg)
-        tu, _ = rank_agreement([r.unfairness for r in res], unf_avg)
+        if getattr(args, "cached_only", False):  # an estimate not yet trained for a spec is left out of its tau
+            got = [cached_result(sp, prepared, st, est.train_fraction) for sp in specs]
+        else:
+            got = [cached_train(sp, prepared, st, use_cache=not args.no_cache,
+                                train_fraction=est.train_fraction)[0] for sp in specs]
+        if sum(r is not None for r in got) < 3:
+            sys.stdout.write(f"{est.name:<26} (fewer than 3 specs cached)\n")
+            continue
+        ta, _ = rank_agreement([None if r is None else r.test_acc for r in got], acc_avg)
+        tu, _ = rank_agreement([None if r is None else r.unfairness for r in got], unf_avg)
+        res = [r for r in got if r is not None]
         cpu = statistics.mean(r.cpu_s for r in res)
-        delta = statistics.mean(r.test_acc for r in res) - truth0_mean  # same init seed 0
+        # against the same init seed 0, over the specs this estimate has
+        delta = statistics.mean(r.test_acc - t.test_acc for r, t in zip(got, truth[0], strict=True) if r is not None)
         sys.stdout.write(f"{est.name:<26} {ta:>8.3f} {ta / tau_acc if tau_acc > 0 else float('nan'):>9.2f} "
                          f"{tu:>8.3f} {tu / tau_unf if tau_unf > 0 else float('nan'):>9.2f} {cpu:>11.1f} "
                          f"{full_cpu / cpu:>10.1f} {100 * delta:>+16.1f}p\n")
         sys.stdout.flush()
-        out["estimates"][est.name] = {"tau_acc": ta, "tau_unf": tu, "cpu_s": cpu, "mean_acc_delta": delta}
+        out["estimates"][est.name] = {"tau_acc": ta, "tau_unf": tu, "cpu_s": cpu, "mean_acc_delta": delta,
+                                      "n_specs": len(res)}
     return out
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``K/N`` -> (K, N): this process trains every N-th spec from the K-th."""
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}")
+    return k, n
+
+
+def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence[Any], base: Any, p0: Any,
+               estimates: Sequence[Estimate], prepared_at: Callable[..., Any]) -> dict[str, Any]:
+    """Train this shard's share into the cache (both truth seeds of each spec first, then the estimates); no tables.
+
+    Every result is its own cache file, so N shard processes can run side by side; the run without
+    ``--shard`` (or with ``--cached-only`` while they are still going) then reads them.
+    """
+    k, n = shard
+    mine = [i for i in range(len(specs)) if i % n == k]
+    sys.stdout.write(f"--shard {k}/{n}: specs {mine}, truth then {len(estimates)} estimates, then stopping\n")
+    trained = 0
+    jobs = [(i, "truth", dataclasses.replace(base, seed=s), 1.0) for i in mine for s in INIT_SEEDS]
+    jobs += [(i, e.name, e.settings(dataclasses.replace(base, seed=0)), e.train_fraction)
+             for e in estimates for i in mine]
+    for i, name, st, fraction in jobs:
+        res, cached = cached_train(specs[i], prepared_at(st.image_size, st.subsample), st,
+                                   use_cache=not args.no_cache, train_fraction=fraction)
+        trained += not cached
+        sys.stdout.write(f"  {name} seed {st.seed} spec {i:2d}: acc {res.test_acc:.3f} epochs {res.epochs} "
+                         f"cpu {res.cpu_s:.1f}s{' (cached)' if cached else ''}\n")
+        sys.stdout.flush()
+    return {"shard": f"{k}/{n}", "specs": mine, "trained": trained, "jobs": len(jobs)}
 
 
 def _fmt(v: float | None) -> str:
@@ -496,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipes", action="store_true",
                    help="also train the candidate faster recipes (one-cycle at 60%% of the epochs)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--shard", default=None,
+                   help="K/N: only train every N-th spec from the K-th (truth, then estimates) into the cache, "
+                        "and stop; run N such processes side by side, then once without --shard")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: the tables over the specs whose truth is cached (while shards still run)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     c0, w0 = time.process_time(), time.perf_counter()

@@ -64,3 +64,65 @@ def test_train_at_fidelity_and_the_estimates(tiny_prepared):
     assert {"1 epoch", "half resolution", "1/4 of training split", "1 epoch @ half res"} <= set(names)
     half = next(e for e in bf.all_estimates() if e.name == "half resolution")
     assert half.settings(TrainSettings(image_size=64)).image_size == 32
+
+
+def _fake_training(monkeypatch, tmp_path):
+    """The benchmark over a fake data set and a fake training: returns the list of (spec key, settings) trained."""
+    import types
+
+    import nas_core.data.prepare as prep
+
+    monkeypatch.setattr(bf, "CACHE", tmp_path / "cache")
+    fake = types.SimpleNamespace(labels=np.zeros(10), split=types.SimpleNamespace(test=np.arange(4)),
+                                 dataset_hash="fake")
+    monkeypatch.setattr(prep, "prepare", lambda *a, **k: fake)
+    monkeypatch.setattr(bf, "_dataset", lambda args: tmp_path)
+    keys = [s.key for s in bf.benchmark_specs()]
+    trained = []
+
+    def train(spec, prepared, settings, train_fraction=1.0):
+        trained.append((spec.key, settings.seed, settings.image_size, settings.max_epochs, train_fraction))
+        i = keys.index(spec.key)
+        acc = 0.5 + 0.01 * i + 0.001 * settings.seed  # ranks the same with both seeds
+        return bf.FidelityResult(test_acc=acc, unfairness=0.1 - 0.001 * i, unfairness_ci=(0.05, 0.15),
+                                 balanced_acc=acc, main_group_halfwidth=0.04, epochs=settings.max_epochs,
+                                 cpu_s=1.0, wall_s=1.0, threads=1)
+
+    monkeypatch.setattr(bf, "train_at_fidelity", train)
+    return trained
+
+
+def _args(**kw):
+    import argparse
+
+    base = dict(quick=False, dataset=None, specs=6, epochs=0, threads=1, no_cache=False, no_estimates=False,
+                recipes=False, json=None, shard=None, cached_only=False)
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_shards_train_their_share_once_and_the_main_run_reads_the_cache(monkeypatch, tmp_path, capsys):
+    trained = _fake_training(monkeypatch, tmp_path)
+    n_est = len(bf.all_estimates())
+    outs = [bf.run(_args(shard=f"{k}/2")) for k in range(2)]
+    assert [o["specs"] for o in outs] == [[0, 2, 4], [1, 3, 5]]
+    assert len(trained) == len(set(trained)) == 6 * (2 + n_est)  # each job by exactly one shard
+    assert [t[1] for t in trained[:6]] == [0, 1] * 3  # a shard trains both truth seeds of a spec first
+    trained.clear()
+    out = bf.run(_args())
+    assert trained == [] and out["cached"] == 12  # the main run trains nothing
+    assert out["tau_acc"] == pytest.approx(1.0) and len(out["estimates"]) == n_est
+    with pytest.raises(SystemExit, match="K/N"):
+        bf.run(_args(shard="2/2"))
+
+
+def test_cached_only_ranks_the_specs_that_have_both_truth_seeds(monkeypatch, tmp_path, capsys):
+    trained = _fake_training(monkeypatch, tmp_path)
+    with pytest.raises(SystemExit, match="at least 3 specs"):
+        bf.run(_args(cached_only=True))
+    bf.run(_args(shard="0/2", no_estimates=True))  # truth of specs 0, 2, 4 only
+    bf.run(_args(shard="1/2", specs=2, no_estimates=True))  # spec 1 too
+    trained.clear()
+    out = bf.run(_args(cached_only=True))
+    assert trained == [] and out["n_specs"] == 4
+    assert "4 of 6 specs" in capsys.readouterr().out
+    assert out["estimates"] == {}  # no estimate cached: each is reported as such, none made up
