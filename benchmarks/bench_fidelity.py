@@ -536,8 +536,16 @@ def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence
     sys.stdout.write(f"--shard {k}/{n}: specs {mine}, truth then {len(estimates)} estimates, then stopping\n")
     trained = 0
     jobs = [(i, "truth", dataclasses.replace(base, seed=s), 1.0) for i in mine for s in INIT_SEEDS]
+    n_images = len(p0.labels)
+
+    def cost(e: Estimate) -> float:  # a proxy: epochs x pixels x images
+        st = e.settings(base)
+        share = min(1.0, st.subsample / n_images) if st.subsample else 1.0
+        return st.max_epochs * st.image_size ** 2 * e.train_fraction * share
+
+    # the cheapest estimates first: a shard stopped early leaves whole columns, not one column of each
     jobs += [(i, e.name, e.settings(dataclasses.replace(base, seed=0)), e.train_fraction)
-             for e in estimates for i in mine]
+             for e in sorted(estimates, key=cost) for i in mine]
     for i, name, st, fraction in jobs:
         res, cached = cached_train(specs[i], prepared_at(st.image_size, st.subsample), st,
                                    use_cache=not args.no_cache, train_fraction=fraction)
