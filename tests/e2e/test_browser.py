@@ -196,6 +196,9 @@ FULL_HEIGHT = """() => { let h = document.documentElement.scrollHeight;
     if ((y === 'auto' || y === 'scroll') && el.scrollHeight > el.clientHeight + 5) h = Math.max(h, el.scrollHeight); }
   return h; }"""
 
+PLOTS_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].every(
+  el => el.querySelector('.main-svg') && el.getBoundingClientRect().width > 0)"""
+
 
 @pytest.mark.parametrize("size", [(1400, 1000), (1280, 720)], ids=["1400x1000", "1280x720"])
 def test_screenshot_review_of_every_page(app_server, browser, size):
@@ -213,7 +216,10 @@ def test_screenshot_review_of_every_page(app_server, browser, size):
             page.screenshot(path=str(REVIEW / f"{name or 'home'}_{width}x{height}.png"))  # what a person sees
             # The whole page: Streamlit scrolls inside stMain, so full_page=True alone only captures the window.
             # Make the window as tall as the content for one picture of everything.
-            page.wait_for_timeout(1500)  # charts and grids size themselves after the script has finished
+            # charts and grids size themselves after the script has finished: wait for every Plotly chart's
+            # drawing, then a moment for the grids (a fixed 1.5 s per page was 21 s of the suite)
+            page.wait_for_function(PLOTS_DRAWN, timeout=15_000)
+            page.wait_for_timeout(300)
             full = page.evaluate(FULL_HEIGHT)
             page.set_viewport_size({"width": width, "height": min(max(int(full), height), 16000)})
             wait_idle(page)
