@@ -398,6 +398,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train the truth (cached), then every estimate; print the tables; return the figures."""
     import torch
 
+    from benchmarks import parse_shard
     from nas_core.data.prepare import prepare
     from nas_core.settings import TrainSettings
 
@@ -424,7 +425,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"patience {base.patience}, batch {base.batch_size}, {args.threads} thread(s)\n")
     sys.stdout.flush()
     estimates = all_estimates(args.recipes) if not args.no_estimates else []
-    shard = _shard(getattr(args, "shard", None))
+    shard = parse_shard(getattr(args, "shard", None))
     if shard is not None:
         return _run_shard(args, shard, specs, base, p0, estimates, prepared_at)
     if getattr(args, "cached_only", False):
@@ -509,19 +510,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         out["estimates"][est.name] = {"tau_acc": ta, "tau_unf": tu, "cpu_s": cpu, "mean_acc_delta": delta,
                                       "n_specs": len(res)}
     return out
-
-
-def _shard(text: str | None) -> tuple[int, int] | None:
-    """``K/N`` -> (K, N): this process trains every N-th spec from the K-th."""
-    if not text:
-        return None
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}") from None
-    if not 0 <= k < n:
-        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}")
-    return k, n
 
 
 def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence[Any], base: Any, p0: Any,

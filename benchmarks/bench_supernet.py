@@ -107,6 +107,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import parse_shard as _shard  # noqa: E402
 from nas_core.settings import Env, TrainSettings  # noqa: E402
 from nas_core.supernet import calibrate as cal  # noqa: E402
 from nas_core.supernet.checkpoint import CheckpointMeta, save_checkpoint, train_size, update_meta  # noqa: E402
@@ -204,19 +205,6 @@ def _truth(args, configs, space, prepared, train: TrainSettings) -> tuple[list, 
     accs = [float(np.mean([t["accuracy"] for t in ts])) for ts in out]
     _log(f"  from-scratch accuracy spans {min(accs):.3f}-{max(accs):.3f} (seed mean)")
     return configs, out
-
-
-def _shard(text: str | None) -> tuple[int, int] | None:
-    """``K/N`` -> (K, N): this process trains the truth of every N-th sub-network from the K-th."""
-    if not text:
-        return None
-    try:
-        k, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}") from None
-    if not 0 <= k < n:
-        raise SystemExit(f"--shard wants K/N with 0 <= K < N, e.g. 0/2; got {text!r}")
-    return k, n
 
 
 def _variant_settings(name: str, epochs: int, patience: int) -> SupernetTrainSettings:
