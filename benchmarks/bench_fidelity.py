@@ -83,6 +83,8 @@ PLUGIN_MODULES = ("nas_core.rungs", "nas_core.halving")
 QUICK = {"n_images": 3000, "gen_size": 48, "image_size": 32, "max_epochs": 5, "patience": 2}
 SPLIT_SEED = 0  # the split is fixed for the whole benchmark; only the init seed varies
 INIT_SEEDS = (0, 1)
+#: A shard trains an estimate with each spec's truth when it costs at most this share of a full training.
+CHEAP = 0.15
 
 
 @dataclass(frozen=True)
@@ -514,7 +516,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence[Any], base: Any, p0: Any,
                estimates: Sequence[Estimate], prepared_at: Callable[..., Any]) -> dict[str, Any]:
-    """Train this shard's share into the cache (both truth seeds of each spec first, then the estimates); no tables.
+    """Train this shard's share into the cache (spec by spec, then the dearer estimates); no tables.
 
     Every result is its own cache file, so N shard processes can run side by side; the run without
     ``--shard`` (or with ``--cached-only`` while they are still going) then reads them.
@@ -523,17 +525,22 @@ def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence
     mine = [i for i in range(len(specs)) if i % n == k]
     sys.stdout.write(f"--shard {k}/{n}: specs {mine}, truth then {len(estimates)} estimates, then stopping\n")
     trained = 0
-    jobs = [(i, "truth", dataclasses.replace(base, seed=s), 1.0) for i in mine for s in INIT_SEEDS]
     n_images = len(p0.labels)
 
-    def cost(e: Estimate) -> float:  # a proxy: epochs x pixels x images
-        st = e.settings(base)
+    def cost(st: Any, fraction: float) -> float:  # a proxy: epochs x pixels x images
         share = min(1.0, st.subsample / n_images) if st.subsample else 1.0
-        return st.max_epochs * st.image_size ** 2 * e.train_fraction * share
+        return st.max_epochs * st.image_size ** 2 * fraction * share
 
-    # the cheapest estimates first: a shard stopped early leaves whole columns, not one column of each
-    jobs += [(i, e.name, e.settings(dataclasses.replace(base, seed=0)), e.train_fraction)
-             for e in sorted(estimates, key=cost) for i in mine]
+    def job(i: int, e: Estimate) -> tuple[int, str, Any, float]:
+        return i, e.name, e.settings(dataclasses.replace(base, seed=0)), e.train_fraction
+
+    # A shard stopped early should leave whole rows: each spec's truth with its cheap estimates (up to
+    # CHEAP of a full training; the first rung among them), then the dearer estimates, cheapest first.
+    ranked = sorted(estimates, key=lambda e: cost(e.settings(base), e.train_fraction))
+    cheap = [e for e in ranked if cost(e.settings(base), e.train_fraction) <= CHEAP * cost(base, 1.0)]
+    jobs = [j for i in mine for j in [(i, "truth", dataclasses.replace(base, seed=s), 1.0) for s in INIT_SEEDS]
+            + [job(i, e) for e in cheap]]
+    jobs += [job(i, e) for e in ranked if e not in cheap for i in mine]
     for i, name, st, fraction in jobs:
         res, cached = cached_train(specs[i], prepared_at(st.image_size, st.subsample), st,
                                    use_cache=not args.no_cache, train_fraction=fraction)

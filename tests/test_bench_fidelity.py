@@ -106,7 +106,12 @@ def test_shards_train_their_share_once_and_the_main_run_reads_the_cache(monkeypa
     outs = [bf.run(_args(shard=f"{k}/2")) for k in range(2)]
     assert [o["specs"] for o in outs] == [[0, 2, 4], [1, 3, 5]]
     assert len(trained) == len(set(trained)) == 6 * (2 + n_est)  # each job by exactly one shard
-    assert [t[1] for t in trained[:6]] == [0, 1] * 3  # a shard trains both truth seeds of a spec first
+    keys = [s.key for s in bf.benchmark_specs()]
+    spec_of = [keys.index(t[0]) for t in trained]
+    first_other = spec_of.index(2)  # shard 0 goes spec by spec: 0, then 2
+    assert set(spec_of[:first_other]) == {0} and [t[1] for t in trained[:2]] == [0, 1]  # both truth seeds first
+    assert (keys[0], 0, 32, 5, 1.0) in trained[:first_other]  # with the default first rung (5 epochs at 32 px)
+    assert (keys[0], 0, 64, 10, 0.25) not in trained[:first_other]  # a dear estimate waits for every spec's truth
     trained.clear()
     out = bf.run(_args())
     assert trained == [] and out["cached"] == 12  # the main run trains nothing
