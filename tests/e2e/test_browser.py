@@ -196,8 +196,9 @@ FULL_HEIGHT = """() => { let h = document.documentElement.scrollHeight;
     if ((y === 'auto' || y === 'scroll') && el.scrollHeight > el.clientHeight + 5) h = Math.max(h, el.scrollHeight); }
   return h; }"""
 
+# every displayed Plotly chart has drawn (one in a hidden tab or a closed expander has no layout box)
 PLOTS_DRAWN = """() => [...document.querySelectorAll('.js-plotly-plot')].every(
-  el => el.querySelector('.main-svg') && el.getBoundingClientRect().width > 0)"""
+  el => el.offsetParent === null || el.querySelector('.main-svg'))"""
 
 
 @pytest.mark.parametrize("size", [(1400, 1000), (1280, 720)], ids=["1400x1000", "1280x720"])
