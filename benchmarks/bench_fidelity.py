@@ -53,13 +53,13 @@ half the epochs (3) at half resolution (the row "SH rung 1 (default, scaled)") 0
 64). On the former 6,000-image set the ceiling was 0.77 / 0.73 and the spread 35.6 points with 2.2x.
 With ``--recipes``, one-cycle at 3 of the 5 epochs lost 8-19 points on 5 of the first 6 specs (the
 former set), so it was not adopted.
-Full form, 13 of 24 specs so far (2026-12-03, ``--shard 0/2`` and ``--shard 1/2`` side by side with
-one thread each, then ``--cached-only``): a full training costs 18-1,336 CPU-s (mean 312), so the
-whole form is about 2.9 h of 2 cores. Ceiling 0.744 / 0.897 (accuracy / Unfairness; seed SD 1.2
+Full form, 15 of 24 specs so far (2026-12-03, ``--shard 0/2`` and ``--shard 1/2`` side by side with
+one thread each, then ``--cached-only``): a full training costs 18-1,347 CPU-s (mean 362), so the
+whole form is about 3.3 h of 2 cores. Ceiling 0.804 / 0.924 (accuracy / Unfairness; seed SD 1.2
 points); spread 60.7-91.1%; Unfairness range 4.3x its median interval width; main groups' interval
-median +-4.5, widest +-5.3 points. Default first rung (5 epochs at 32 px) 0.769 / 0.718 = 1.03 / 0.80
-of the ceilings at 31.9 CPU-s; 3 epochs at 32 px 0.581 / 0.710; 1 epoch at 32 px 0.467 / 0.384;
-1 epoch at 64 px 0.448 / 0.320.
+median +-4.4, widest +-5.3 points. Default first rung (5 epochs at 32 px) 0.810 / 0.714 = 1.01 / 0.77
+of the ceilings at 36.7 CPU-s; 3 epochs at 32 px 0.689 / 0.727; 1 epoch at 32 px 0.571 / 0.491;
+1 epoch at 64 px 0.552 / 0.435.
 """
 
 from __future__ import annotations
