@@ -433,10 +433,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      f"patience {base.patience}, batch {base.batch_size}, {args.threads} thread(s)\n")
     sys.stdout.flush()
     estimates = all_estimates(args.recipes) if not args.no_estimates else []
-    shard = parse_shard(getattr(args, "shard", None))
+    shard = parse_shard(args.shard)
     if shard is not None:
         return _run_shard(args, shard, specs, base, p0, estimates, prepared_at)
-    if getattr(args, "cached_only", False):
+    if args.cached_only:
         # only specs whose two truth results are cached; nothing is trained
         keep = [i for i, sp in enumerate(specs)
                 if all(cached_result(sp, p0, dataclasses.replace(base, seed=s)) is not None for s in INIT_SEEDS)]
@@ -497,7 +497,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for est in estimates:
         st = est.settings(dataclasses.replace(base, seed=0))
         prepared = prepared_at(st.image_size, st.subsample)
-        if getattr(args, "cached_only", False):  # an estimate not yet trained for a spec is left out of its tau
+        if args.cached_only:  # an estimate not yet trained for a spec is left out of its tau
             got = [cached_result(sp, prepared, st, est.train_fraction) for sp in specs]
         else:
             got = [cached_train(sp, prepared, st, use_cache=not args.no_cache,

@@ -61,7 +61,8 @@ Measured 2026-12-03 on a quiet machine (load < 1 before the runs), the 7,500-ima
 
 - timing (``--skip-ranking --n-timed 4 --n-cli 3``): one epoch at the default settings 36 CPU-s with one
   thread (12 epochs 7.2 min), 28 s wall / 51 CPU-s with two (5.5 min wall); a measurement 1.54 s (1.20 s
-  wall with two threads); a ``supernet measure`` process 3.51 s (3.38 s wall with two);
+  wall with two threads); a ``supernet measure`` process 3.51 s (3.38 s wall with two); both before measuring at the
+  training resolution, 0.88 s and 2.90 s after it (README);
 - ranking, "mid form" (``--quick --subsample 7500``: every image, 4,200 / 1,200 / 2,100, 32 px, truth
   5 epochs with two seeds, 21.6 CPU-s per training, filled by ``--shard 0/2`` and ``--shard 1/2`` side
   by side in 9.5 min; 6-epoch super-networks, 3.4 CPU-min each): from-scratch accuracy spans
