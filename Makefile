@@ -41,7 +41,7 @@ run: $(VENV)/.stamp-run data
 
 test: $(VENV)/.stamp-dev browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(VENV)/.stamp-dev data
 	$(PY) -m benchmarks

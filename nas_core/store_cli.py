@@ -62,7 +62,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
     w.add_argument("--ray-working-dir", default=None,
                    help="ship this folder to the cluster as the tasks' working directory (Ray runtime_env)")
     w.add_argument("--ray-local-cpus", type=int, default=None, help="CPUs of a local Ray instance")
-    w.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
+    w.add_argument("--poll", type=float, default=0.25,
+                   help="seconds between looks at an empty queue (an approved candidate starts within this)")
     w.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
     w.add_argument("--stale-after", type=float, default=60.0,
                    help="requeue running jobs whose heartbeat is older than this")

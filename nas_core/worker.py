@@ -72,7 +72,7 @@ class Worker:
         db_path: str | os.PathLike[str],
         executor: Executor | None = None,
         *,
-        poll_s: float = 1.0,
+        poll_s: float = 0.25,
         heartbeat_s: float = 2.0,
         stale_after_s: float = 60.0,
         handlers: Mapping[str, str] | None = None,
