@@ -52,6 +52,13 @@ vary by +-40% between runs; A/B pairs were run back to back):
   cora 234 (0.63x), citeseer 274 (0.43x); ``auto`` (the default: rank only when the measured
   accuracies have |skewness| > 1) mbv3:0 215 (0.25x), mbv3:1 264 (0.32x), mbv3:2 168 (0.18x),
   cora 114 (0.31x), citeseer 220 (0.35x), pubmed unchanged (0.98 not reached, 0.43x at 0.95).
+- Why pubmed stalls: every seed ends at 0.9643 of the HV because the three most accurate points of the
+  true front (0.786, 0.783 and 0.781 accuracy, of 26,206 networks whose top 0.1% span 0.778-0.786) are
+  never measured; together they are 3.6% of the HV (the 0.781 one, the fastest of them, 1.5%).
+  Tried: a local search beside the predictor (5 picks per batch from the unmeasured one-gene
+  neighbours of the measured front, ranked by the same HV rule), pubmed, 10 seeds, LINAS only,
+  against the default in the same run: 0.90 at 194 vs 223, 0.95 at 688 vs 716 (7/10 vs 8/10),
+  final HV 0.9643 in both: the stall is unchanged, so it was not kept.
 """
 
 from __future__ import annotations
