@@ -45,7 +45,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +54,7 @@ import numpy as np
 from PIL import Image
 
 from nas_core.data.index import DataError, DatasetIndex
+from nas_core.data.pool import process_pool
 
 if TYPE_CHECKING:
     import torch
@@ -347,7 +348,7 @@ def _build_into(index: DatasetIndex, image_size: int, tmp: Path, key: str,
         for s in starts:
             take(s, _decode_chunk(paths[s:s + CHUNK], image_size))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             pending: dict[Future, int] = {}
             todo = iter(starts)
             for s in todo:

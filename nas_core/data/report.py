@@ -32,7 +32,6 @@ import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from PIL import Image, UnidentifiedImageError
 
 from nas_core.data.generic import Finding, Loaded, show, sort_findings
 from nas_core.data.index import UNKNOWN, DatasetIndex
+from nas_core.data.pool import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ def check_images(paths: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS, wor
             if progress:
                 progress(len(out), n)
         return out
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(max_pixels,)) as pool:
+    with process_pool(workers, initializer=_init_worker, initargs=(max_pixels,)) as pool:
         # map keeps order and streams: only chunks of paths and small tuples cross processes.
         for part in pool.map(_check_chunk, [paths[s:s + CHUNK] for s in starts],
                              [max_pixels] * len(starts)):

@@ -60,12 +60,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from nas_core.data.pool import process_pool
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +418,7 @@ def make_default(
                 if progress:
                     progress(done, len(photos))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with process_pool(workers) as pool:
                 futures = [pool.submit(_render_chunk, ch, image_size, seed, str(image_dir)) for ch in chunks]
                 for fut in futures:
                     done += fut.result()

@@ -23,6 +23,25 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
+def _processes_with(text: str) -> list[int]:
+    """Pids of the processes whose command line contains ``text``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and text in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(pid))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def _wait_gone(text: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (left := _processes_with(text)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes {left} outlived the killed app"
+
+
 def _worker(db: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "nas_core", "worker", "--db", str(db), "--handler", "sleep=tests.store.handlers:sleep",
@@ -85,6 +104,8 @@ def test_an_app_killed_during_a_zip_import_registers_nothing_half_done(tiny_data
         time.sleep(rng.uniform(0.0, 0.8))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        # its image-checking/decoding pool processes die with it (they used to sleep on forever)
+        _wait_gone(str(archive))
         with Store.open(app / "app.db") as store:
             names = [d.name for d in store.list_datasets()]
         outcomes.append(names)
