@@ -45,8 +45,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _kill_parent_and_look(kind: str) -> list[int]:
-    """Start a parent with a pool of ``kind``, kill -9 it, and return its pool processes still alive 5 s on."""
+def _kill_parent_and_look(kind: str, wait_s: float) -> list[int]:
+    """Start a parent with a pool of ``kind``, kill -9 it, and return its pool processes still alive
+    ``wait_s`` later (or as soon as none is)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", PARENT, kind], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
@@ -55,7 +56,7 @@ def _kill_parent_and_look(kind: str) -> list[int]:
         assert len(kids) == 2, kids
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + wait_s
         while any(_alive(k) for k in kids) and time.monotonic() < deadline:
             time.sleep(0.05)
         return [k for k in kids if _alive(k)]
@@ -65,13 +66,13 @@ def _kill_parent_and_look(kind: str) -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_pool_processes_die_with_a_killed_parent():
-    assert _kill_parent_and_look("process_pool") == []
+    assert _kill_parent_and_look("process_pool", wait_s=10) == []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_plain_pool_would_leave_them_behind():
     """The check above can fail: the standard library's pool leaves both processes asleep."""
-    left = _kill_parent_and_look("plain")
+    left = _kill_parent_and_look("plain", wait_s=1)
     try:
         assert len(left) == 2
     finally:
