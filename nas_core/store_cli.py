@@ -25,7 +25,7 @@ from nas_core.executors import make_executor
 from nas_core.jobs import parse_handler_overrides
 from nas_core.redact import install_log_redaction
 from nas_core.store import DEFAULT_DB_PATH, Store
-from nas_core.worker import Worker
+from nas_core.worker import DEFAULT_POLL_S, Worker
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001 - arg
     w.add_argument("--ray-working-dir", default=None,
                    help="ship this folder to the cluster as the tasks' working directory (Ray runtime_env)")
     w.add_argument("--ray-local-cpus", type=int, default=None, help="CPUs of a local Ray instance")
-    w.add_argument("--poll", type=float, default=0.25,
+    w.add_argument("--poll", type=float, default=DEFAULT_POLL_S,
                    help="seconds between looks at an empty queue (an approved candidate starts within this)")
     w.add_argument("--heartbeat", type=float, default=2.0, help="seconds between heartbeats")
     w.add_argument("--stale-after", type=float, default=60.0,

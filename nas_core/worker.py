@@ -51,6 +51,9 @@ from nas_core.store import StaleJob, Store, StoreBusy, StoreFull, WorkerRecord
 
 log = logging.getLogger(__name__)
 
+#: Seconds between looks at an empty queue: an approved candidate starts within this.
+DEFAULT_POLL_S = 0.25
+
 
 @dataclass
 class _Active:
@@ -72,7 +75,7 @@ class Worker:
         db_path: str | os.PathLike[str],
         executor: Executor | None = None,
         *,
-        poll_s: float = 0.25,
+        poll_s: float = DEFAULT_POLL_S,
         heartbeat_s: float = 2.0,
         stale_after_s: float = 60.0,
         handlers: Mapping[str, str] | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from nas_core.store import Store
 from nas_core.store_cli import serve
 from nas_core.worker import worker_status
-from tests.store.helpers import wait_until
+from tests.store.helpers import children, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,19 +27,6 @@ def _free_port() -> int:
 
 def _wait(cond, timeout=60.0, step=0.1):
     return wait_until(cond, timeout, step)
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(p.name))
-    return out
 
 
 def _health(port: int) -> bool:
@@ -65,7 +52,7 @@ def test_serve_runs_streamlit_and_a_worker_and_ctrl_c_stops_both(tmp_path):
         assert proc.poll() is None, proc.stderr.read()
         store = Store.open(db)
         _wait(lambda: any(w.alive for w in worker_status(store)))
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         assert len(kids) == 2
         for k in kids:
             env = Path(f"/proc/{k}/environ").read_bytes().split(b"\0")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from nas_core.data.pool import process_pool
+from nas_core.store.queue import _pid_alive
+from tests.store.helpers import children, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,52 +29,33 @@ time.sleep(120)
 """
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(p))
-        except OSError:
-            pass
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _kill_parent_and_look(kind: str, wait_s: float) -> list[int]:
-    """Start a parent with a pool of ``kind``, kill -9 it, and return its pool processes still alive
-    ``wait_s`` later (or as soon as none is)."""
+def _kill_parent(kind: str) -> list[int]:
+    """Start a parent with a pool of ``kind``, kill -9 it, and return its two pool processes' pids."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", PARENT, kind], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         assert len(kids) == 2, kids
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        deadline = time.monotonic() + wait_s
-        while any(_alive(k) for k in kids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return [k for k in kids if _alive(k)]
+        return kids
     finally:
         proc.kill()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_pool_processes_die_with_a_killed_parent():
-    assert _kill_parent_and_look("process_pool", wait_s=10) == []
+    kids = _kill_parent("process_pool")
+    wait_until(lambda: not any(_pid_alive(k) for k in kids), timeout=10, step=0.05)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_plain_pool_would_leave_them_behind():
     """The check above can fail: the standard library's pool leaves both processes asleep."""
-    left = _kill_parent_and_look("plain", wait_s=1)
+    kids = _kill_parent("plain")
+    time.sleep(1)
+    left = [k for k in kids if _pid_alive(k)]
     try:
         assert len(left) == 2
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nas_core import studio
 from nas_core.store import Store
-from tests.store.helpers import proposals
+from tests.store.helpers import proposals, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,10 +36,10 @@ def _processes_with(text: str) -> list[int]:
 
 
 def _wait_gone(text: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (left := _processes_with(text)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"processes {left} outlived the killed app"
+    try:
+        wait_until(lambda: not _processes_with(text), timeout_s, 0.05)
+    except AssertionError:
+        raise AssertionError(f"processes {_processes_with(text)} outlived the killed app") from None
 
 
 def _worker(db: Path, *extra: str) -> subprocess.Popen:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nas_core.records import FairnessReport, GroupMetrics, HardwareMetrics, Metrics, Proposal
@@ -51,3 +52,17 @@ def wait_until(cond: Callable[[], Any], timeout: float, step: float) -> Any:
             return value
         time.sleep(step)
     raise AssertionError("condition not met in time")
+
+
+def children(pid: int) -> list[int]:
+    """Pids of the processes whose parent is ``pid`` (Linux: read from /proc)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p.name))
+    return out
