@@ -14,7 +14,7 @@ It prints:
   below): its Kendall tau against the seed-averaged truth, the same as a share of the ceiling,
   and its CPU seconds per candidate next to full training's.
 
-Ground truth is cached on disk (``data/cache/fidelity/``), one JSON file per (spec canonical key,
+Ground truth is cached on disk (``benchmarks/fidelity_results/``, kept in git), one JSON file per (spec canonical key,
 training settings, init seed, train fraction, data set hash): a rerun costs only the estimates;
 ``--no-cache`` retrains. CPU time is ``time.process_time`` of this process (all its threads).
 
@@ -35,7 +35,8 @@ Forms:
 
 Run: ``python -m benchmarks fidelity [--quick]`` or ``python benchmarks/bench_fidelity.py``.
 On 2 cores, the full form is run as two one-thread processes side by side, ``--shard 0/2`` and
-``--shard 1/2`` (each trains every other spec's truth and estimates into the cache and stops), then once
+``--shard 1/2`` (each trains its share of the specs, balanced by MACs and cheapest first, truth and
+estimates, into the cache and stops), then once
 without ``--shard`` to print the tables from the cache. ``--cached-only`` prints them from what is cached
 so far, training nothing (a spec counts once both truth seeds are cached).
 
@@ -83,6 +84,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data" / "cache" / "fidelity"
+#: Trained results, one small JSON file each, kept in the repository: a fresh checkout (or CI) gets the
+#: hours of full-form ground truth with it instead of losing them with ``data/cache``.
+TRUTH = ROOT / "benchmarks" / "fidelity_results"
 #: Modules asked for extra estimates (``fidelity_estimates()``); absent ones are skipped.
 PLUGIN_MODULES = ("nas_core.rungs", "nas_core.halving")
 #: The quick form: a smaller generated data set and a shorter schedule.
@@ -341,7 +345,7 @@ def _cache_path(spec: Any, settings: Any, dataset_hash: str, fraction: float) ->
     st = {k: v for k, v in full.items() if not (k in _NEUTRAL and _NEUTRAL[k] == v)}
     key = json.dumps({"spec": spec.key, "settings": st,
                       "data": dataset_hash, "fraction": fraction}, sort_keys=True)
-    return CACHE / "truth" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    return TRUTH / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
 
 def cached_result(spec: Any, prepared: Any, settings: Any, train_fraction: float = 1.0) -> FidelityResult | None:
@@ -354,11 +358,13 @@ def cached_train(spec: Any, prepared: Any, settings: Any, use_cache: bool = True
                  train_fraction: float = 1.0) -> tuple[FidelityResult, bool]:
     """:func:`train_at_fidelity`, read from / written to the on-disk cache. Returns (result, was_cached)."""
     path = _cache_path(spec, settings, prepared.dataset_hash, train_fraction)
-    if use_cache and (hit := cached_result(spec, prepared, settings, train_fraction)) is not None:
-        return hit, True
+    if use_cache and path.is_file():
+        return FidelityResult.from_dict(json.loads(path.read_text())), True
     res = train_at_fidelity(spec, prepared, settings, train_fraction=train_fraction)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res.to_dict()))
+    tmp = path.with_suffix(".part")  # a shard killed mid-write leaves no half file for the next run to read
+    tmp.write_text(json.dumps(res.to_dict()))
+    tmp.replace(path)
     return res, False
 
 
@@ -520,6 +526,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def shard_specs(specs: Sequence[Any], image_size: int, n: int) -> list[list[int]]:
+    """Spec indices per shard: balanced by MACs (longest first to the lightest shard), cheapest first.
+
+    Training cost follows MACs (the 24 specs span 0.9-431 M at 64 px): the shards get equal shares of
+    them whatever the list's order, and each trains its cheapest first, so a shard stopped early (the
+    full form is hours) has finished as many whole specs as it could. Deterministic: every shard process
+    computes the same.
+    """
+    from nas_core.models.builder import build_model, count_macs
+
+    shape = (3, image_size, image_size)
+    macs = [count_macs(build_model(sp, shape, 8), shape) for sp in specs]
+    shards: list[list[int]] = [[] for _ in range(n)]
+    load = [0] * n
+    for i in sorted(range(len(specs)), key=lambda i: -macs[i]):
+        j = min(range(n), key=lambda j: load[j])
+        shards[j].append(i)
+        load[j] += macs[i]
+    return [sorted(s, key=lambda i: macs[i]) for s in shards]
+
+
 def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence[Any], base: Any, p0: Any,
                estimates: Sequence[Estimate], prepared_at: Callable[..., Any]) -> dict[str, Any]:
     """Train this shard's share into the cache (spec by spec, then the dearer estimates); no tables.
@@ -528,7 +555,7 @@ def _run_shard(args: argparse.Namespace, shard: tuple[int, int], specs: Sequence
     ``--shard`` (or with ``--cached-only`` while they are still going) then reads them.
     """
     k, n = shard
-    mine = [i for i in range(len(specs)) if i % n == k]
+    mine = shard_specs(specs, base.image_size, n)[k]
     sys.stdout.write(f"--shard {k}/{n}: specs {mine}, truth then {len(estimates)} estimates, then stopping\n")
     trained = 0
     n_images = len(p0.labels)
@@ -575,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also train the candidate faster recipes (one-cycle at 60%% of the epochs)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument("--shard", default=None,
-                   help="K/N: only train every N-th spec from the K-th (truth, then estimates) into the cache, "
+                   help="K/N: only train the K-th of N shares of the specs (balanced by MACs; truth, then estimates) "
+                        "into the cache, "
                         "and stop; run N such processes side by side, then once without --shard")
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: the tables over the specs whose truth is cached (while shards still run)")

@@ -73,6 +73,7 @@ def _fake_training(monkeypatch, tmp_path):
     import nas_core.data.prepare as prep
 
     monkeypatch.setattr(bf, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(bf, "TRUTH", tmp_path / "cache" / "truth")
     fake = types.SimpleNamespace(labels=np.zeros(10), split=types.SimpleNamespace(test=np.arange(4)),
                                  dataset_hash="fake")
     monkeypatch.setattr(prep, "prepare", lambda *a, **k: fake)
@@ -104,7 +105,7 @@ def test_shards_train_their_share_once_and_the_main_run_reads_the_cache(monkeypa
     trained = _fake_training(monkeypatch, tmp_path)
     n_est = len(bf.all_estimates())
     outs = [bf.run(_args(shard=f"{k}/2")) for k in range(2)]
-    assert [o["specs"] for o in outs] == [[0, 2, 4], [1, 3, 5]]
+    assert [o["specs"] for o in outs] == [[0, 2, 4], [5, 1, 3]]  # balanced by MACs, cheapest first
     assert len(trained) == len(set(trained)) == 6 * (2 + n_est)  # each job by exactly one shard
     keys = [s.key for s in bf.benchmark_specs()]
     spec_of = [keys.index(t[0]) for t in trained]
@@ -131,3 +132,16 @@ def test_cached_only_ranks_the_specs_that_have_both_truth_seeds(monkeypatch, tmp
     assert trained == [] and out["n_specs"] == 4
     assert "4 of 6 specs" in capsys.readouterr().out
     assert out["estimates"] == {}  # no estimate cached: each is reported as such, none made up
+
+
+def test_shards_split_the_24_specs_by_macs_and_train_the_cheapest_first():
+    from nas_core.models.builder import build_model, count_macs
+
+    specs = bf.benchmark_specs()
+    shards = bf.shard_specs(specs, 64, 2)
+    assert sorted(i for s in shards for i in s) == list(range(24))  # every spec in exactly one shard
+    macs = [count_macs(build_model(sp, (3, 64, 64), 8), (3, 64, 64)) for sp in specs]
+    loads = [sum(macs[i] for i in s) for s in shards]
+    assert max(loads) / min(loads) < 1.05
+    for s in shards:
+        assert [macs[i] for i in s] == sorted(macs[i] for i in s)
