@@ -8,8 +8,9 @@ scratch):
 1. **Ranking** of >= 24 sub-networks (:func:`nas_core.supernet.calibrate.calibration_subnets`:
    the smallest, the largest and one per MACs quantile; every depth, width, kernel and expand
    appears), each trained from scratch with the run's settings and two initialization seeds on the
-   run's fixed split (cached on disk by sub-network, settings, seed and data hash, so reruns cost
-   only the estimates; ``--cached-truth-only`` ranks only what is cached, and says how many). For
+   run's fixed split (cached in ``benchmarks/supernet_results/``, kept in git, by sub-network, settings,
+   seed and data hash, so reruns cost only the estimates; ``--cached-truth-only`` ranks only what is
+   cached, and says how many). For
    every training recipe in ``--variants`` (``before``: the first recipe; ``after``: the defaults;
    ``ps``: the defaults with progressive shrinking; ``nodistill``: no distillation from the largest;
    ``fullres``) and every number of batch-norm recalibration batches in ``--calib``: Kendall tau and
@@ -105,6 +106,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+#: From-scratch results of the ranking's sub-networks, kept in the repository (``truth.json``, every form's keys in
+#: it, and one file per ``--shard`` process): hours of training that a fresh checkout would otherwise redo.
+TRUTH = ROOT / "benchmarks" / "supernet_results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -166,7 +170,7 @@ def _iqr(values: list[float]) -> tuple[float, float]:
 
 def _truth(args, configs, space, prepared, train: TrainSettings) -> tuple[list, list[list[dict[str, Any]]]]:
     """(the sub-networks ranked, their from-scratch results: two seeds each), trained or from the cache."""
-    workdir = Path(args.workdir)
+    workdir = Path(getattr(args, "truth_dir", None) or args.workdir)
     shard = _shard(getattr(args, "shard", None))
     cache = cal.TruthCache(workdir / ("truth.json" if shard is None else f"truth.shard{shard[0]}of{shard[1]}.json"))
     if shard is None:  # what --shard processes trained beside each other joins the main cache
@@ -459,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="32 px, a 2,000-image subsample, fewer epochs")
     p.add_argument("--dataset", default=None, help="data set folder (default: data/default, generated if missing)")
     p.add_argument("--workdir", default=None,
-                   help="caches: ground truth, checkpoints (default data/cache/bench_supernet; reruns reuse it)")
+                   help="caches: checkpoints, images (default data/cache/bench_supernet; reruns reuse it)")
+    p.add_argument("--truth-dir", default=str(TRUTH),
+                   help="the from-scratch ground truth (keyed by sub-network, settings, seed and data hash; "
+                        "default benchmarks/supernet_results, kept in git so a fresh checkout has it)")
     p.add_argument("--image-size", type=int, default=None, help="run resolution (quick 32, full 64)")
     p.add_argument("--subsample", type=int, default=None, help="balanced subsample (quick 2000, full: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
