@@ -17,6 +17,8 @@ $(VENV)/.stamp-run: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	@# the project itself on the venv's path, so `.venv/bin/python -m nas_core` works from any folder
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "equinas-studio.pth").write_text("$(CURDIR)\n")'
 	@touch $@
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-run requirements-dev.txt
