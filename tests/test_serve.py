@@ -114,3 +114,12 @@ def test_serve_refuses_a_missing_database_folder(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2 and "database folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_cli_runs_from_any_folder_not_only_the_repository(tmp_path):
+    """`make install` puts the project on the venv's path (a .pth file): a user beside their data can run it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "nas_core", "datasets", "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "make-default" in proc.stdout
