@@ -2,7 +2,7 @@
 
 Each benchmark prints its figures and the ratio against what it compares with,
 measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency,
-precision, compile.
+precision, compile, idle.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -15,8 +15,9 @@ import time
 ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity", "iteration")
 ORDER += ("export", "latency")  # issue 17: ONNX export time; latency under load
 ORDER += ("precision", "compile")  # issue 11: bf16 autocast vs fp32 training; torch.compile vs eager
+ORDER += ("idle",)  # CPU of an open, idle Search page (app and browser) against a reference commit
 HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency", "precision",
-             "compile"}
+             "compile", "idle"}
 
 
 def main(argv: list[str]) -> int:

@@ -239,9 +239,10 @@ def live() -> None:
 # Only while something changes: a live fragment re-runs every few seconds, and each of its reruns is
 # a chance for Streamlit to drop a click that lands at the same moment (a button is a one-shot
 # trigger; see ui.common.act). While proposals just wait for a person, nothing needs polling.
-if state.in_flight or st.session_state.get("auto_left"):
+moving = bool(state.in_flight or st.session_state.get("auto_left"))
+if moving:
     live()
-rung_panel(run_id)  # successive halving: each candidate's rung, preliminary vs final, Promote / Stop
+rung_panel(run_id, live=moving)  # successive halving: each candidate's rung, preliminary vs final, Promote / Stop
 
 # ----------------------------------------------------------------------------- history
 done = [c for c in sess.candidates() if c.status in ("done", "failed", "rejected")]

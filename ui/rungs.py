@@ -43,9 +43,28 @@ def _show_message() -> None:
         st.success(text)
 
 
+def rung_panel(run_id: int, live: bool = True) -> None:
+    """Each candidate's rung, its preliminary or final result and rank, with Promote / Stop.
+
+    ``live``: the panel refreshes itself every 2 s; the Search page asks for that only while something
+    is in flight (nothing else moves a rung, and a click on Promote / Stop reruns the panel anyway).
+    Polling an idle run kept a Streamlit rerun and a redraw of the page going every 2 s for as long
+    as the page stayed open, and every rerun is a chance to drop a click (see ``ui.common.act``).
+    """
+    (_live_panel if live else _still_panel)(run_id)
+
+
 @st.fragment(run_every=2)
-def rung_panel(run_id: int) -> None:
-    """Each candidate's rung, its preliminary or final result and rank, with Promote / Stop (refreshes itself)."""
+def _live_panel(run_id: int) -> None:
+    _panel(run_id)
+
+
+@st.fragment
+def _still_panel(run_id: int) -> None:
+    _panel(run_id)
+
+
+def _panel(run_id: int) -> None:
     store = get_store()  # a fragment rerun may run on another thread: its own connection
     config = studio.session(store, run_id).config
     views = studio.rung_views(store, run_id)

@@ -76,6 +76,29 @@ def test_search_page_shows_the_rung_and_the_preliminary_result_and_promote_stop(
     assert rows.list_rungs(store, candidate_id=b)[0].decision == "stopped"
 
 
+def test_the_rung_panel_refreshes_itself_only_while_something_is_in_flight(halving_run, monkeypatch):
+    """An idle run's panel is drawn once (no rerun every 2 s while the page stays open); once a promoted
+    candidate is queued, the panel polls again so that its new rung shows without a click."""
+    import ui.rungs
+
+    store, run_id, (_a, b) = halving_run
+    drawn: list[str] = []
+    live, still = ui.rungs._live_panel, ui.rungs._still_panel
+    monkeypatch.setattr(ui.rungs, "_live_panel", lambda rid: (drawn.append("live"), live(rid)))
+    monkeypatch.setattr(ui.rungs, "_still_panel", lambda rid: (drawn.append("still"), still(rid)))
+    at = _search(run_id)
+    assert not studio.session(store, run_id).poll().in_flight
+    assert drawn == ["still"], drawn  # nothing queued or running: nothing can move a rung
+    assert _rung_table(at).loc[b, "state"] == "stopped"
+    drawn.clear()
+    at.button(key=f"promote_{b}").click().run()
+    assert not at.exception
+    at.run()  # the page after the promotion: b is queued for its next rung
+    assert list(studio.session(store, run_id).poll().in_flight) == [b]
+    assert "live" in drawn and drawn[-1] == "live", drawn
+    assert _rung_table(at).loc[b, "state"] == "queued"
+
+
 def test_results_page_shows_the_seed_spread_and_remeasures(halving_run):
     store, run_id, (a, _b) = halving_run
     studio.remeasure_candidate(store, a, seed=5)
