@@ -61,6 +61,10 @@ def _live_panel(run_id: int) -> None:
 
 @st.fragment
 def _still_panel(run_id: int) -> None:
+    # This fragment reruns alone only after a click in it. When that click queued work (Promote), the
+    # whole page reruns, so that it polls again: this panel and the live progress refresh themselves.
+    if studio.session(get_store(), run_id).poll().in_flight:
+        st.rerun(scope="app")
     _panel(run_id)
 
 

@@ -91,12 +91,34 @@ def test_the_rung_panel_refreshes_itself_only_while_something_is_in_flight(halvi
     assert drawn == ["still"], drawn  # nothing queued or running: nothing can move a rung
     assert _rung_table(at).loc[b, "state"] == "stopped"
     drawn.clear()
-    at.button(key=f"promote_{b}").click().run()
+    at.button(key=f"promote_{b}").click().run()  # AppTest reruns the whole page on a click
     assert not at.exception
-    at.run()  # the page after the promotion: b is queued for its next rung
     assert list(studio.session(store, run_id).poll().in_flight) == [b]
-    assert "live" in drawn and drawn[-1] == "live", drawn
+    assert drawn == ["live"], drawn
     assert _rung_table(at).loc[b, "state"] == "queued"
+
+
+def test_a_click_in_the_still_panel_that_queues_work_reruns_the_whole_page(halving_run, monkeypatch):
+    """In the browser a click in a fragment reruns the fragment alone: after Promote on an idle page the
+    panel must hand over to a full rerun, or the promoted rung would never show without another click."""
+    import ui.rungs
+
+    store, run_id, (_a, b) = halving_run
+
+    class Rerun(Exception):
+        pass
+
+    def rerun(scope="app"):
+        raise Rerun(scope)
+
+    monkeypatch.setattr(ui.rungs.st, "rerun", rerun)
+    monkeypatch.setattr(ui.rungs, "get_store", lambda: store)
+    monkeypatch.setattr(ui.rungs, "_panel", lambda rid: None)
+    body = ui.rungs._still_panel.__wrapped__  # the fragment's own code (outside a script run it is not called)
+    body(run_id)  # nothing in flight: drawn in place, no rerun
+    studio.promote_candidate(store, b, "app")
+    with pytest.raises(Rerun, match="app"):
+        body(run_id)
 
 
 def test_results_page_shows_the_seed_spread_and_remeasures(halving_run):
