@@ -135,6 +135,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ps": {"progressive": 0.25},  # + progressive shrinking (largest, kernel, depth, expand, width)
     "nodistill": {"distill": False},
     "fullres": {"train_scale": 1.0},
+    "sandwich2": {"n_random": 2},  # BigNAS's sandwich: two random sub-networks per step, not one
 }
 
 
