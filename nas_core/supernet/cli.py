@@ -62,7 +62,7 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--subsample", type=int, default=None, help="balanced subsample of this many images")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument(
-        "--n-random", type=int, default=None, help="random sub-networks per step besides largest/smallest (1)"
+        "--n-random", type=int, default=None, help="random sub-networks per step besides largest/smallest (2)"
     )
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (3e-3)")
     t.add_argument("--schedule", default=None, choices=["cosine", "constant"], help="learning-rate schedule")
