@@ -13,7 +13,8 @@ scratch):
    cached, and says how many). For
    every training recipe in ``--variants`` (``before``: the first recipe; ``after``: the defaults;
    ``ps``: the defaults with progressive shrinking; ``nodistill``: no distillation from the largest;
-   ``fullres``) and every number of batch-norm recalibration batches in ``--calib``: Kendall tau and
+   ``fullres``; ``sandwich1`` / ``sandwich2``: one / two random sub-networks per step, the former and the
+   current default) and every number of batch-norm recalibration batches in ``--calib``: Kendall tau and
    Spearman of the estimates against the seed-averaged truth, for accuracy and Unfairness, beside the
    seed-0-vs-seed-1 noise ceiling; the estimates' per-group accuracy error; tau of the estimates
    against MACs (does it only rank by size?); the training's CPU time and the CPU seconds per
@@ -144,7 +145,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ps": {"progressive": 0.25},  # + progressive shrinking (largest, kernel, depth, expand, width)
     "nodistill": {"distill": False},
     "fullres": {"train_scale": 1.0},
-    "sandwich2": {"n_random": 2},  # BigNAS's sandwich: two random sub-networks per step, not one
+    "sandwich2": {"n_random": 2},  # BigNAS's sandwich: two random sub-networks per step (the default since 12-07)
+    "sandwich1": {"n_random": 1},  # one random sub-network per step: "after" until 2026-12-07
 }
 
 
