@@ -85,11 +85,13 @@ Measured 2026-12-03 on a quiet machine (load < 1 before the runs), the 7,500-ima
 Measured 2026-12-07, mid form again (its truth retrained, ``--shard 0/1``: 48 trainings, 22.9 CPU-s median,
 kept in ``benchmarks/supernet_results/truth.json``; ``--variants after,nodistill,sandwich2 --calib 4,16
 --finetune-epochs 0 --skip-timing --no-search``, then ``--variants after,sandwich2 --calib 4
---supernet-seed 1``): ceiling 0.33 / 0.20 (79.3-84.0%). One random sub-network per step (``after``, the
-default until then): 0.15 / -0.05 and 0.27 / 0.03 (super-network seeds 0 and 1, 4 BN batches); 0.21 /
--0.07 with 16. ``nodistill``: 0.29 / -0.06, 0.25 / -0.09. ``sandwich2`` (two random sub-networks per
-step): 0.47 / 0.19 and 0.42 / -0.05 (0.46 / 0.17 with 16), 5.1-5.6 training CPU-min against 4.5-4.8:
-accuracy ahead on both seeds, so it became the default (``n_random=2``); Unfairness is not ranked.
+--supernet-seed 1``, then ``--variants sandwich1,after --calib 4 --supernet-seed 2``): ceiling 0.33 / 0.20
+(79.3-84.0%). One random sub-network per step (``after``, the default until then, now ``sandwich1``):
+0.15 / -0.05, 0.27 / 0.03, 0.01 / 0.21 (super-network seeds 0, 1, 2, 4 BN batches; mean 0.14 / 0.06);
+0.21 / -0.07 with 16. ``nodistill``: 0.29 / -0.06, 0.25 / -0.09. Two random sub-networks per step
+(``sandwich2``, the default since): 0.47 / 0.19, 0.42 / -0.05, 0.23 / 0.32 (mean 0.37 / 0.15 = 1.13 /
+0.77 of the ceilings; 0.46 / 0.17 with 16), 4.5-5.6 training CPU-min against 3.8-4.8: accuracy ahead
+on all three seeds, Unfairness on two.
 
 Usage::
 

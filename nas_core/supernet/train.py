@@ -89,8 +89,9 @@ class SupernetTrainSettings:
     lr: float = 3e-3  # AdamW peak learning rate
     weight_decay: float = 1e-4  # decoupled weight decay
     # random sub-networks per step besides the largest and the smallest: 2 (BigNAS's sandwich) ranked the
-    # mid form's 24 sub-networks at accuracy tau 0.47 / 0.42 (two super-network seeds) where 1 reached
-    # 0.15 / 0.27, against a from-scratch ceiling of 0.33, for 15-20% more training CPU (bench_supernet)
+    # mid form's 24 sub-networks at accuracy tau 0.47 / 0.42 / 0.23 (three super-network seeds) where 1
+    # reached 0.15 / 0.27 / 0.01, against a from-scratch ceiling of 0.33, for 15-20% more training CPU
+    # (bench_supernet)
     n_random: int = 2
     distill: bool = True  # smaller sub-networks learn the largest's soft predictions (in-place KD)
     distill_temperature: float = 1.0  # softmax temperature of the distillation targets
