@@ -54,18 +54,17 @@ half the epochs (3) at half resolution (the row "SH rung 1 (default, scaled)") 0
 64). On the former 6,000-image set the ceiling was 0.77 / 0.73 and the spread 35.6 points with 2.2x.
 With ``--recipes``, one-cycle at 3 of the 5 epochs lost 8-19 points on 5 of the first 6 specs (the
 former set), so it was not adopted.
-Full form, 23 of 24 specs (2026-12-04 and 12-07, ``--shard 0/2`` and ``--shard 1/2`` side by side with one
+Full form, all 24 specs (2026-12-04 and 12-07, ``--shard 0/2`` and ``--shard 1/2`` side by side with one
 thread each, niced, then ``--cached-only``; the results are kept in ``benchmarks/fidelity_results/``, so a
-rerun trains only what is missing: the second seed of spec 12 and the two dearer estimates). A full
-training costs 14-1,862 CPU-s (mean 350); depthwise networks cost about 5x more per MAC than dense ones
-(spec 17, 88 M MACs: 1,641 s; spec 7, 230 M: 725 s; spec 12, 431 M: 1,862 s), so the whole form is about
-3.5 h of 2 cores, not the 2 h targeted. Ceiling 0.845 / 0.763 (accuracy / Unfairness; seed SD 1.3
-points); spread 60.7-92.5% (31.8 points); Unfairness range 4.7x its median interval width; main groups'
-interval median +-4.5, widest +-5.3 points. Default first rung (5 epochs at 32 px) 0.697 / 0.652 = 0.82 /
-0.85 of the ceilings at 37.1 CPU-s (9.4x cheaper, 3.7 points below); by validation accuracy, the
-pruner's score, 0.768 (bench_iteration); 3 epochs at 32 px 0.634 / 0.650; 1 epoch at 32 px 0.383 /
-0.367; 1 epoch at 64 px 0.353 / 0.385. On 21 specs (12-04) the ceiling was 0.861 / 0.781 and the rung
-0.759 / 0.667.
+rerun trains only what is missing: the two dearer estimates). A full training costs 14-1,913 CPU-s (mean
+414); depthwise networks cost about 5x more per MAC than dense ones (spec 17, 88 M MACs: 1,641 s; spec 7,
+230 M: 725 s; spec 12, 431 M: 1,862-1,913 s), so the whole form is about 4 h of 2 cores, not the 2 h
+targeted. Ceiling 0.815 / 0.739 (accuracy / Unfairness; seed SD 1.4 points); spread 60.7-92.5% (31.8
+points); Unfairness range 4.8x its median interval width; main groups' interval median +-4.4, widest
++-5.3 points. Default first rung (5 epochs at 32 px) 0.715 / 0.652 = 0.88 / 0.88 of the ceilings at 43.2
+CPU-s (9.6x cheaper, 3.8 points below); by validation accuracy, the pruner's score, 0.780 = 0.96 of the
+ceiling (bench_iteration); 3 epochs at 32 px 0.650 / 0.635; 1 epoch at 32 px 0.421 / 0.376; 1 epoch at
+64 px 0.399 / 0.394. On 21 specs (12-04) the ceiling was 0.861 / 0.781 and the rung 0.759 / 0.667.
 """
 
 from __future__ import annotations
