@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import os
 import pathlib
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,8 +31,6 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The last commit whose Search page polled its rung panel every 2 s while idle.
 REFERENCE = "bda75f6"
-CHROMIUM = os.environ.get("EQUINAS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # Run in the tree under test (its own nas_core): a finished halving run with four candidates.
 MAKE_DB = """
@@ -80,14 +77,11 @@ def _cpu_of(match) -> float:
     return total
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float) -> tuple[float, float]:
     """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with the Search page of ``run_id`` open and idle."""
+    from tests.e2e.conftest import _free_port  # the browser tests' own helpers: one copy of each
+    from tests.store.helpers import wait_until
+
     port = _free_port()
     env = dict(os.environ, EQUINAS_DB=str(db), STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
     proc = subprocess.Popen([sys.executable, "-m", "ui.launch", "run", "app.py", "--server.port", str(port),
@@ -95,12 +89,13 @@ def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds:
                             cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx = None
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            time.sleep(0.3)
+        def healthy() -> bool:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                                                      timeout=1) as r:
+                return r.status == 200
+            return False
+
+        wait_until(healthy, timeout=90, step=0.3)
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         page.goto(f"http://127.0.0.1:{port}/search?run={run_id}")
@@ -141,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds = 10.0, 1
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser tests' Chromium and flags
+
     if not pathlib.Path(CHROMIUM).exists():
         sys.stdout.write(f"idle page: skipped, Chromium not found at {CHROMIUM} (make browser)\n")
         return 0
