@@ -1,18 +1,21 @@
-"""CPU an open, idle Search page costs: the Streamlit server and Chromium, this tree against a reference commit.
+"""CPU an open, idle page costs: the Streamlit server and Chromium, this tree against a reference commit.
 
-A person leaves the Search page of a finished run open (a halving run: its rung panel shows). Nothing is
-queued or running, so nothing on the page can change by itself. The benchmark starts the app of each
-tree on the same kind of database, opens the page in headless Chromium, waits 5 s, then counts the CPU
-seconds of the app's Streamlit process and of every Chromium process over ``--seconds``; trees
-alternate over ``--rounds`` so that machine load hits both alike. It prints both and the ratio.
+A person leaves the Search page (``--pages search``) or the Jobs page (``jobs``) of a finished run open (a
+halving run: its rung panel shows). Nothing is queued or running, so nothing on the page can change by
+itself. The benchmark starts the app of each tree on the same kind of database, opens the page in
+headless Chromium, waits 5 s, then counts the CPU seconds of the app's Streamlit process and of every
+Chromium process over ``--seconds``; trees alternate over ``--rounds`` so that machine load hits both
+alike. It prints both and the ratio.
 
-The reference (``--against``, a git revision, default :data:`REFERENCE`) is checked out into a
-temporary folder with ``git worktree`` and run with this interpreter. Without git history (a shallow
-clone) it says so and prints this tree's figure alone.
+The reference (``--against``, a git revision; default the page's entry in :data:`PAGES`) is checked out
+into a temporary folder with ``git worktree`` and run with this interpreter. Without git history (a
+shallow clone) it says so and prints this tree's figure alone.
 
 Measured 2026-12-07 on the 2-core machine (two rounds of 30 s, reference bda75f6, whose rung panel
 re-ran every 2 s for as long as the page was open): Streamlit 3.10 / 3.11 CPU-s -> 0.17 / 0.16
-(0.05x), Chromium 1.99 / 2.23 -> 0.30 / 0.20 (0.12x): an idle page went from about 17% of a core to 1%.
+(0.05x), Chromium 1.99 / 2.23 -> 0.30 / 0.20 (0.12x): an idle page went from about 17% of a core to 1%. The Jobs page (``--pages jobs``, reference
+f40aa72, whose table re-ran every 3 s; two niced benchmarks on the machine): Streamlit 0.92 / 0.87 ->
+0.20 / 0.21 CPU-s, Chromium 0.57 / 0.48 -> 0.18 / 0.16, together 0.26x (4.7% of a core -> 1.3%).
 """
 
 from __future__ import annotations
@@ -29,8 +32,13 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-#: The last commit whose Search page polled its rung panel every 2 s while idle.
-REFERENCE = "bda75f6"
+#: Per page: its path (``{run}``: the run's id), what shows once it has drawn, and the last commit that
+#: polled it while idle (the Search page's rung panel every 2 s, the Jobs page every 3 s).
+PAGES = {
+    "search": ("search?run={run}", "text=Rungs: preliminary and final results", "bda75f6"),
+    "jobs": ("jobs", "text=No job is queued", "f40aa72"),
+}
+REFERENCE = PAGES["search"][2]
 
 # Run in the tree under test (its own nas_core): a finished halving run with four candidates.
 MAKE_DB = """
@@ -77,8 +85,9 @@ def _cpu_of(match) -> float:
     return total
 
 
-def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float) -> tuple[float, float]:
-    """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with the Search page of ``run_id`` open and idle."""
+def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float,
+            page_name: str = "search") -> tuple[float, float]:
+    """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with a page (of ``run_id``) open and idle."""
     from tests.e2e.conftest import _free_port  # the browser tests' own helpers: one copy of each
     from tests.store.helpers import wait_until
 
@@ -98,8 +107,9 @@ def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds:
         wait_until(healthy, timeout=90, step=0.3)
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
-        page.goto(f"http://127.0.0.1:{port}/search?run={run_id}")
-        page.wait_for_selector("text=Rungs: preliminary and final results", timeout=60_000)
+        path, drawn, _ = PAGES[page_name]
+        page.goto(f"http://127.0.0.1:{port}/" + path.format(run=run_id))
+        page.wait_for_selector(drawn, timeout=60_000)
         time.sleep(5)
 
         def app(pid: int, ppid: int, _cmd: str) -> bool:
@@ -127,15 +137,35 @@ def _prepare(tree: pathlib.Path, work: pathlib.Path, tag: str) -> tuple[pathlib.
     return db, out.stdout.split()[-1]
 
 
+def _worktree(stack: contextlib.ExitStack, work: pathlib.Path, rev: str) -> pathlib.Path | None:
+    """A checkout of ``rev`` for the run (removed at the end), or None without that history."""
+    ref = work / f"reference-{rev}"
+    got = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(ref), rev],
+                         capture_output=True, text=True)
+    if got.returncode != 0:
+        sys.stdout.write(f"idle page: no reference ({rev} not in this clone's history: "
+                         f"{got.stderr.strip()[:200]}); this tree only\n")
+        return None
+    stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref)],
+                   capture_output=True)
+    return ref
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--against", default=REFERENCE, help="git revision to compare with (default %(default)s)")
+    p.add_argument("--pages", default=",".join(PAGES), help="pages measured (default %(default)s)")
+    p.add_argument("--against", default=None,
+                   help="git revision to compare with (default: each page's last polling commit, see PAGES)")
     p.add_argument("--seconds", type=float, default=30.0, help="idle time measured per round")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="one round of 10 s")
     args = p.parse_args(argv)
     if args.quick:
         args.seconds, args.rounds = 10.0, 1
+    pages = [name.strip() for name in args.pages.split(",") if name.strip()]
+    unknown = [name for name in pages if name not in PAGES]
+    if unknown:
+        p.error(f"unknown page(s) {unknown}: choose from {', '.join(PAGES)}")
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser tests' Chromium and flags
 
     if not pathlib.Path(CHROMIUM).exists():
@@ -145,33 +175,36 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         work = pathlib.Path(tmp)
-        trees = {"this tree": ROOT}
-        ref = work / "reference"
-        got = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(ref), args.against],
-                             capture_output=True, text=True)
-        if got.returncode == 0:
-            stack.callback(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref)],
-                           capture_output=True)
-            trees = {f"reference {args.against}": ref, **trees}
-        else:
-            sys.stdout.write(f"idle page: no reference ({args.against} not in this clone's history: "
-                             f"{got.stderr.strip()[:200]}); this tree only\n")
-        dbs = {name: _prepare(tree, work, f"t{i}") for i, (name, tree) in enumerate(trees.items())}
-        figures: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+        refs = {page_name: args.against or PAGES[page_name][2] for page_name in pages}
+        checkouts = {rev: _worktree(stack, work, rev) for rev in dict.fromkeys(refs.values())}
+        dbs = {"this tree": _prepare(ROOT, work, "this")}
+        for rev, tree in checkouts.items():
+            if tree is not None:
+                dbs[rev] = _prepare(tree, work, f"ref-{rev}")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for _ in range(args.rounds):
-                for name, tree in trees.items():
-                    db, run_id = dbs[name]
-                    st_cpu, ch_cpu = measure(browser, tree, db, run_id, args.seconds)
-                    figures[name].append((st_cpu, ch_cpu))
-                    sys.stdout.write(f"  {name}: {args.seconds:.0f} s idle on Search: Streamlit {st_cpu:.2f} CPU-s, "
-                                     f"Chromium {ch_cpu:.2f} CPU-s\n")
-                    sys.stdout.flush()
+            for page_name in pages:
+                rev = refs[page_name]
+                trees = {f"reference {rev}": checkouts[rev]} if checkouts[rev] is not None else {}
+                trees["this tree"] = ROOT
+                figures: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+                for _ in range(args.rounds):
+                    for name, tree in trees.items():
+                        db, run_id = dbs["this tree" if tree == ROOT else rev]
+                        st_cpu, ch_cpu = measure(browser, tree, db, run_id, args.seconds, page_name)
+                        figures[name].append((st_cpu, ch_cpu))
+                        sys.stdout.write(f"  {name}: {args.seconds:.0f} s idle on {page_name}: Streamlit "
+                                         f"{st_cpu:.2f} CPU-s, Chromium {ch_cpu:.2f} CPU-s\n")
+                        sys.stdout.flush()
+                _report(page_name, figures, args)
             browser.close()
+    return 0
+
+
+def _report(page_name: str, figures: dict[str, list[tuple[float, float]]], args: argparse.Namespace) -> None:
     med = {name: (statistics.median(s for s, _ in v), statistics.median(c for _, c in v)) for name, v in figures.items()}
     mine = med["this tree"]
-    sys.stdout.write(f"idle Search page, median over {args.rounds} round(s) of {args.seconds:.0f} s: this tree "
+    sys.stdout.write(f"idle {page_name} page, median over {args.rounds} round(s) of {args.seconds:.0f} s: this tree "
                      f"Streamlit {mine[0]:.2f} + Chromium {mine[1]:.2f} CPU-s "
                      f"({100 * sum(mine) / args.seconds:.1f}% of a core)\n")
     for name, (s, c) in med.items():
@@ -179,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"  against {name}: Streamlit {s:.2f} + Chromium {c:.2f} CPU-s; ratio this/reference "
                              f"Streamlit {mine[0] / max(s, 1e-9):.2f}x, Chromium {mine[1] / max(c, 1e-9):.2f}x, "
                              f"together {sum(mine) / max(s + c, 1e-9):.2f}x\n")
-    return 0
 
 
 if __name__ == "__main__":

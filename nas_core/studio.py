@@ -805,6 +805,11 @@ OPEN_JOB_STATUSES = ("queued", "running")
 SHOWN_JOB_STATUSES = ("queued", "running", "failed", "cancelled")
 
 
+def open_job_ids(store: Store, run_id: int | None = None) -> tuple[int, ...]:
+    """Ids of the queued and running jobs (of one run, or of every run): what can still change a page."""
+    return tuple(j.id for j in store.list_jobs(status=OPEN_JOB_STATUSES, run_id=run_id))
+
+
 def job_eta(fraction: float | None, elapsed_s: float | None, reported_eta_s: float | None = None) -> float | None:
     """Seconds left: the handler's own estimate if it gave one, else a linear extrapolation.
 

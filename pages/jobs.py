@@ -11,6 +11,7 @@ import streamlit as st
 
 from nas_core import studio
 from ui.common import act, get_store, progress_bar, show_flash, worker_badge
+from ui.live import jobs_panel
 
 store = get_store()
 worker_badge(store)
@@ -26,9 +27,11 @@ def _cancel(job_id: int) -> None:
         success=f"Job {job_id}: cancelled (a running one stops at its next check)")
 
 
-@st.fragment(run_every=3)
-def jobs_view() -> None:
-    """The live table and one row of actions per open job (a fragment, so only this part refreshes)."""
+def jobs_view() -> bool:
+    """The table and one row of actions per open job; True when some job is queued or running.
+
+    Drawn inside a fragment (only this part refreshes): every 3 s while jobs are open, every 30 s otherwise.
+    """
     live_store = get_store()  # a fragment rerun may be on another thread; SQLite stays on its own
     statuses = studio.SHOWN_JOB_STATUSES + (("done",) if show_all else ())
     df = studio.jobs_frame(live_store, statuses)
@@ -36,7 +39,7 @@ def jobs_view() -> None:
     if df.empty:
         st.info("No job is queued, running, failed or cancelled. Approve a candidate on **Search**, train "
                 "baselines on **Results** or a super-network on **Setup**, and it shows here.")
-        return
+        return False
     counts = df["status"].value_counts()
     cols = st.columns(4)
     for col, status in zip(cols, ("running", "queued", "failed", "cancelled")):
@@ -75,6 +78,7 @@ def jobs_view() -> None:
             hide_index=True, width="stretch", key="jobs_ended",
             column_config={"Error": st.column_config.TextColumn(width="large")},
         )
+    return not open_jobs.empty
 
 
-jobs_view()
+jobs_panel(jobs_view)

@@ -13,6 +13,7 @@ from ui.charts import (
     pareto_scatter,
 )
 from ui.common import act, fmt, get_store, run_picker, show_flash, worker_badge
+from ui.live import refresh_when_jobs_end
 from ui.rungs import seed_line
 
 store = get_store()
@@ -23,6 +24,8 @@ if run_id is None:
     st.info("No run yet. Create one on **Setup**, or press **One-click demo run** on **Home**.")
     st.stop()
 sess = studio.session(store, run_id)
+# Evaluations, re-measurements and fine-tunes of this run still open: their results show when they end.
+refresh_when_jobs_end(run_id)
 board = studio.leaderboard(store, run_id)
 measured = board.dropna(subset=["accuracy"])
 if measured.empty:

@@ -77,3 +77,51 @@ def test_jobs_page_shows_jobs_and_cancels_a_queued_one(jobs_store):
     at.button(key=f"cancel_job_{jobs_store['running']}").click().run()
     assert store.get_job(jobs_store["running"]).cancel_requested
     assert any("cancelled" in s.value for s in at.success)
+
+
+def test_jobs_page_polls_fast_only_while_jobs_are_open(jobs_store, monkeypatch):
+    """Every 3 s while something is queued or running; every 30 s when nothing is (an open Jobs page of an
+    idle app used to rerun every 3 s for as long as it stayed open)."""
+    import ui.live
+
+    assert (ui.live.LIVE_S, ui.live.IDLE_S) == (3, 30)
+    assert ui.live._live_jobs is not ui.live._idle_jobs
+    drawn: list[str] = []
+    live, idle = ui.live._live_jobs, ui.live._idle_jobs
+    monkeypatch.setattr(ui.live, "_live_jobs", lambda draw: (drawn.append("live"), live(draw)))
+    monkeypatch.setattr(ui.live, "_idle_jobs", lambda draw: (drawn.append("idle"), idle(draw)))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/jobs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert drawn == ["live"]
+    store = jobs_store["store"]
+    for job_id in studio.open_job_ids(store):  # cancel the queued ones, end the running one
+        job = store.cancel_job(job_id, "test")
+        if job.status == "running":
+            store.finish_cancelled(job_id, "w1")
+    assert studio.open_job_ids(store) == ()
+    drawn.clear()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert drawn == ["idle"]
+    assert f"Job {jobs_store['failed']}" not in " ".join(m.value for m in at.markdown)  # ended: in the table
+    assert "out of memory" in " ".join(at.dataframe[0].value["Error"])
+
+
+def test_the_jobs_fragments_hand_over_to_a_full_rerun_when_jobs_start_or_end(monkeypatch):
+    import ui.live
+
+    class Rerun(Exception):
+        pass
+
+    def rerun(scope="app"):
+        raise Rerun(scope)
+
+    monkeypatch.setattr(ui.live.st, "rerun", rerun)
+    ui.live._live_jobs.__wrapped__(lambda: True)  # still open: redrawn in place
+    ui.live._idle_jobs.__wrapped__(lambda: False)  # still nothing open
+    with pytest.raises(Rerun, match="app"):
+        ui.live._live_jobs.__wrapped__(lambda: False)  # the last one ended: poll slowly
+    with pytest.raises(Rerun, match="app"):
+        ui.live._idle_jobs.__wrapped__(lambda: True)  # a job was queued: poll fast

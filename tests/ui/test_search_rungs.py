@@ -135,3 +135,38 @@ def test_results_page_shows_the_seed_spread_and_remeasures(halving_run):
     at.button(key=f"remeasure_{a}").click().run()
     assert not at.exception
     assert studio.seed_spread(store, a).pending == 1
+    waiting = [c.value for c in at.caption if "queued or running" in c.value]
+    assert waiting == ["1 job of this run queued or running (see **Jobs**); this page updates when it ends."]
+
+
+def test_results_page_polls_only_while_jobs_of_its_run_are_open_and_reruns_when_one_ends(halving_run, monkeypatch):
+    """After Re-measure (or Fine-tune) the new result shows by itself: the page watches the run's open jobs and
+    reruns whole when one ends. With nothing open it does not poll at all."""
+    import ui.live
+
+    store, run_id, (a, _b) = halving_run
+    watched: list[tuple] = []
+    body = ui.live._watch.__wrapped__  # the fragment's own code (outside a script run it is not called)
+    monkeypatch.setattr(ui.live, "_watch", lambda rid, seen: watched.append((rid, seen)))
+    monkeypatch.setattr(ui.live, "get_store", lambda: store)
+    ui.live.refresh_when_jobs_end(run_id)
+    assert watched == []  # every job of the run has ended: nothing to watch
+    job = studio.remeasure_candidate(store, a, seed=7).id
+    ui.live.refresh_when_jobs_end(run_id)
+    assert watched == [(run_id, (job,))]
+    other = studio.create_run(store, studio.default_config(name="other"))
+    ui.live.refresh_when_jobs_end(other)  # another run's job does not make this one poll
+    assert watched == [(run_id, (job,))]
+
+    class Rerun(Exception):
+        pass
+
+    def rerun(scope="app"):
+        raise Rerun(scope)
+
+    monkeypatch.setattr(ui.live.st, "rerun", rerun)
+    body(run_id, (job,))  # still open: no rerun, only the caption
+    Worker(store.path, poll_s=0.01, heartbeat_s=0.1, stale_after_s=5, handlers=FAKE).run(once=True)
+    assert store.get_job(job).status == "done"
+    with pytest.raises(Rerun, match="app"):
+        body(run_id, (job,))  # it ended: the whole page reruns and shows the new seed
