@@ -2,7 +2,8 @@
 
 Designers: one :class:`DesignerTestCase` per engine in the registry (a plug-in engine registered
 before collection is picked up too). Spaces: the CNN Template, the super-network, NAS-Bench-Graph
-(cora) and the plug-in example of :mod:`nas_core.linas`. Executors: local, and Ray (marked ``ray``).
+(cora) and the plug-in example of :mod:`nas_core.linas`. Executors: local here; Ray's contract class runs
+in ``tests/test_ray_executor.py`` on that module's Ray instance (one Ray start for all the Ray tests).
 Also the registry's own rules: one list of names for the run config, the CLI and the Setup page,
 and one random designer for the app and the benchmark.
 """
@@ -19,7 +20,7 @@ from nas_core import engines, studio
 from nas_core.cli import build_parser
 from nas_core.designers.llm.client import LlmSettings
 from nas_core.designers.validation import spec_problems
-from nas_core.executors import LocalExecutor, RayExecutor
+from nas_core.executors import LocalExecutor
 from nas_core.linas import Gene, SearchSpace
 from nas_core.linas import engines as linas_engines
 from nas_core.linas.space import CnnSpace, Objectives
@@ -157,12 +158,6 @@ def test_a_broken_space_fails_the_suite():
 class TestLocalExecutor(ExecutorTestCase):
     def make_executor(self):
         return LocalExecutor(concurrency=2)
-
-
-@pytest.mark.ray
-class TestRayExecutor(ExecutorTestCase):
-    def make_executor(self):
-        return RayExecutor(num_cpus=1, init_kwargs={"num_cpus": 2, "log_to_driver": False})
 
 
 # ----------------------------------------------------------------------------------------- registry

@@ -18,6 +18,7 @@ from nas_core.records import Proposal
 from nas_core.settings import Env, TrainSettings
 from nas_core.space import ArchSpec
 from nas_core.store import Store
+from nas_core.testing import ExecutorTestCase
 from nas_core.worker import Worker
 from tests.store.helpers import proposals
 
@@ -148,3 +149,12 @@ def test_worker_cli_joins_an_existing_cluster(ray_cluster, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert all(store.get_job(j.id).status == "done" for j in jobs)
     assert [w.executor for w in store.worker_status()] == ["ray"]
+
+
+@pytest.mark.usefixtures("ray_cluster")
+class TestRayExecutorContract(ExecutorTestCase):
+    """The executor contract (:mod:`nas_core.testing`, as in ``tests/test_contracts.py``), on this module's Ray
+    instance: starting a second one for it cost about 8 s of the suite."""
+
+    def make_executor(self):
+        return RayExecutor(num_cpus=0.5)  # two tasks at once on the one-CPU instance: the capacity rule runs
