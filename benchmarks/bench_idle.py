@@ -88,10 +88,9 @@ def _cpu_of(match) -> float:
 def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float,
             page_name: str = "search") -> tuple[float, float]:
     """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with a page (of ``run_id``) open and idle."""
-    from tests.e2e.conftest import _free_port  # the browser tests' own helpers: one copy of each
-    from tests.store.helpers import wait_until
+    from tests.store.helpers import free_port, wait_until  # the browser tests' own helpers: one copy of each
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, EQUINAS_DB=str(db), STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
     proc = subprocess.Popen([sys.executable, "-m", "ui.launch", "run", "app.py", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.headless", "true"],

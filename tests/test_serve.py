@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,15 +13,10 @@ from pathlib import Path
 from nas_core.store import Store
 from nas_core.store_cli import serve
 from nas_core.worker import worker_status
-from tests.store.helpers import children, wait_until
+from tests.store.helpers import children, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(cond, timeout=60.0, step=0.1):
@@ -41,7 +35,7 @@ def test_serve_runs_streamlit_and_a_worker_and_ctrl_c_stops_both(tmp_path):
     app = tmp_path / "app.py"
     app.write_text("import os\nimport streamlit as st\nst.write(os.environ['EQUINAS_DB'])\n")
     db = tmp_path / "serve.db"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "nas_core", "serve", "--db", str(db), "--port", str(port), "--app", str(app)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

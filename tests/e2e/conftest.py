@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,14 @@ import urllib.request
 
 import pytest
 
+from tests.store.helpers import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("EQUINAS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +52,7 @@ def app_server(tmp_path_factory, e2e_dataset):
     """Start `python -m nas_core serve` on a free port with a fresh database; yield its URL."""
     tmp = tmp_path_factory.mktemp("e2e")
     db = tmp / "e2e.db"
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update({
         "EQUINAS_DB": str(db),

@@ -1,8 +1,9 @@
-"""Small builders shared by the store, worker and Ray tests (no torch, no training)."""
+"""Small builders shared by the store, worker, Ray, serve and browser tests (no torch, no training)."""
 
 from __future__ import annotations
 
 import random
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,13 @@ from typing import Any
 
 from nas_core.records import FairnessReport, GroupMetrics, HardwareMetrics, Metrics, Proposal
 from nas_core.space import Choices, sample
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def make_metrics(acc: float = 0.8, unfairness: float = 0.05, params: int = 1234, estimate: bool = False) -> Metrics:
