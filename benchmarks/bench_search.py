@@ -52,6 +52,9 @@ vary by +-40% between runs; A/B pairs were run back to back):
   cora 234 (0.63x), citeseer 274 (0.43x); ``auto`` (the default: rank only when the measured
   accuracies have |skewness| > 1) mbv3:0 215 (0.25x), mbv3:1 264 (0.32x), mbv3:2 168 (0.18x),
   cora 114 (0.31x), citeseer 220 (0.35x), pubmed unchanged (0.98 not reached, 0.43x at 0.95).
+- Re-measured 2026-12-07 (two niced benchmarks on both cores, load 3-5): 20,000 inner evaluations
+  0.56-0.60 s CPU on mbv3:0 and cora; an iteration at 1,000 measured 3.15 / 3.24 s CPU on mbv3:0,
+  2.99 / 2.94 s on cora (``time_inner_search`` / ``time_iteration``): both targets met at this load.
 - Why pubmed stalls: every seed ends at 0.9643 of the HV because the three most accurate points of the
   true front (0.786, 0.783 and 0.781 accuracy, of 26,206 networks whose top 0.1% span 0.778-0.786) are
   never measured; together they are 3.6% of the HV (the 0.781 one, the fastest of them, 1.5%).
