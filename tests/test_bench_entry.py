@@ -27,3 +27,15 @@ def test_every_listed_benchmark_has_a_module_with_main():
     assert HAS_QUICK <= set(ORDER)
     for name in ORDER:
         assert callable(importlib.import_module(f"benchmarks.bench_{name}").main), name
+
+
+def test_idle_benchmark_refuses_an_unknown_page_before_starting_anything(capsys):
+    import pytest
+
+    from benchmarks import bench_idle
+
+    with pytest.raises(SystemExit) as exc:
+        bench_idle.main(["--pages", "search,nope"])
+    assert exc.value.code == 2
+    assert "unknown page(s) ['nope']: choose from search, jobs" in capsys.readouterr().err
+    assert set(bench_idle.PAGES) == {"search", "jobs"}  # each with its path, drawn marker and reference commit
