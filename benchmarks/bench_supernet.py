@@ -93,6 +93,15 @@ kept in ``benchmarks/supernet_results/truth.json``; ``--variants after,nodistill
 0.77 of the ceilings; 0.46 / 0.17 with 16), 4.5-5.6 training CPU-min against 3.8-4.8: accuracy ahead
 on all three seeds, Unfairness on two.
 
+Measured 2026-12-07, full form again (its truth retrained, ``--shard 0/2`` and ``--shard 1/2`` niced beside
+other benchmarks, 118.8 CPU-s median per training, merged into ``truth.json``; then ``--variants
+after,sandwich1 --calib 4 --finetune-epochs 0 --skip-timing --no-search`` and ``--variants after ...
+--supernet-seed 1``): the 24 span 85.1-88.3% from scratch, ceiling 0.18 (Spearman 0.26) / Unfairness 0.27
+(0.37). Two random sub-networks per step (the default): 0.26 / 0.22 (seed 0), -0.01 / 0.17 (seed 1), mean
+0.13 / 0.20 = 0.69 / 0.72 of the ceilings; one random sub-network (seed 0): 0.04 / 0.11. Training 9.4-10.0
+vs 7.7 CPU-min, 1.3-1.7 CPU-s per estimate (without latency/memory), group accuracy error 2.9-3.7 vs 2.1
+points.
+
 Usage::
 
     python -m benchmarks supernet --quick
