@@ -145,3 +145,20 @@ def test_shards_split_the_24_specs_by_macs_and_train_the_cheapest_first():
     assert max(loads) / min(loads) < 1.05
     for s in shards:
         assert [macs[i] for i in s] == sorted(macs[i] for i in s)
+
+
+def test_an_estimate_cached_for_some_specs_says_so_and_compares_with_the_same_specs(monkeypatch, tmp_path, capsys):
+    trained = _fake_training(monkeypatch, tmp_path)
+    bf.run(_args(specs=4))  # truth and every estimate of specs 0-3
+    bf.run(_args(no_estimates=True))  # the truth of specs 4 and 5 only
+    trained.clear()
+    capsys.readouterr()
+    out = bf.run(_args(cached_only=True))
+    assert trained == [] and out["n_specs"] == 6
+    text = capsys.readouterr().out
+    est = out["estimates"]
+    assert est and all(e["n_specs"] == 4 for e in est.values())
+    name = next(iter(est))
+    assert f"{name} (4/6)" in text
+    assert f"{name}: only 4 of 6 specs cached; its ceiling (1.000 / 1.000)" in text
+    assert est[name]["ceiling_acc"] == pytest.approx(1.0) and est[name]["tau_acc"] == pytest.approx(1.0)
