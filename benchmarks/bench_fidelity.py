@@ -56,7 +56,7 @@ With ``--recipes``, one-cycle at 3 of the 5 epochs lost 8-19 points on 5 of the 
 former set), so it was not adopted.
 Full form, all 24 specs (2026-12-04 and 12-07, ``--shard 0/2`` and ``--shard 1/2`` side by side with one
 thread each, niced, then ``--cached-only``; the results are kept in ``benchmarks/fidelity_results/``, so a
-rerun trains only what is missing: the two dearer estimates). A full training costs 14-1,913 CPU-s (mean
+rerun trains only what is missing). A full training costs 14-1,913 CPU-s (mean
 414); depthwise networks cost about 5x more per MAC than dense ones (spec 17, 88 M MACs: 1,641 s; spec 7,
 230 M: 725 s; spec 12, 431 M: 1,862-1,913 s), so the whole form is about 4 h of 2 cores, not the 2 h
 targeted. Ceiling 0.815 / 0.739 (accuracy / Unfairness; seed SD 1.4 points); spread 60.7-92.5% (31.8
@@ -65,6 +65,9 @@ points); Unfairness range 4.8x its median interval width; main groups' interval 
 CPU-s (9.6x cheaper, 3.8 points below); by validation accuracy, the pruner's score, 0.780 = 0.96 of the
 ceiling (bench_iteration); 3 epochs at 32 px 0.650 / 0.635; 1 epoch at 32 px 0.421 / 0.376; 1 epoch at
 64 px 0.399 / 0.394. On 21 specs (12-04) the ceiling was 0.861 / 0.781 and the rung 0.759 / 0.667.
+The two dearer estimates (12-07, the same way, 1.9 CPU-h): half resolution (10 epochs at 32 px) 0.635 /
+0.529 (0.78 / 0.72 of the ceilings) at 99.1 CPU-s, +2.1 points; 1/4 of the training split 0.730 / 0.599 (0.90
+/ 0.81) at 181.9 CPU-s, -13.5 points: neither pays against the first rung at 2.3x and 4.2x its CPU.
 """
 
 from __future__ import annotations
