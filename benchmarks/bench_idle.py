@@ -13,9 +13,10 @@ shallow clone) it says so and prints this tree's figure alone.
 
 Measured 2026-12-07 on the 2-core machine (two rounds of 30 s, reference bda75f6, whose rung panel
 re-ran every 2 s for as long as the page was open): Streamlit 3.10 / 3.11 CPU-s -> 0.17 / 0.16
-(0.05x), Chromium 1.99 / 2.23 -> 0.30 / 0.20 (0.12x): an idle page went from about 17% of a core to 1%. The Jobs page (``--pages jobs``, reference
-f40aa72, whose table re-ran every 3 s; two niced benchmarks on the machine): Streamlit 0.92 / 0.87 ->
-0.20 / 0.21 CPU-s, Chromium 0.57 / 0.48 -> 0.18 / 0.16, together 0.26x (4.7% of a core -> 1.3%).
+(0.05x), Chromium 1.99 / 2.23 -> 0.30 / 0.20 (0.12x): an idle page went from about 17% of a core to 1%.
+The Jobs page (``--pages jobs``, reference f40aa72, whose table re-ran every 3 s; two niced benchmarks on
+the machine): Streamlit 0.92 / 0.87 -> 0.20 / 0.21 CPU-s, Chromium 0.57 / 0.48 -> 0.18 / 0.16, together
+0.26x (4.7% of a core -> 1.3%).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: Per page: its path (``{run}``: the run's id), what shows once it has drawn, and the last commit that
@@ -38,7 +38,6 @@ PAGES = {
     "search": ("search?run={run}", "text=Rungs: preliminary and final results", "bda75f6"),
     "jobs": ("jobs", "text=No job is queued", "f40aa72"),
 }
-REFERENCE = PAGES["search"][2]
 
 # Run in the tree under test (its own nas_core): a finished halving run with four candidates.
 MAKE_DB = """
@@ -88,7 +87,11 @@ def _cpu_of(match) -> float:
 def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float,
             page_name: str = "search") -> tuple[float, float]:
     """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with a page (of ``run_id``) open and idle."""
-    from tests.store.helpers import free_port, wait_until  # the browser tests' own helpers: one copy of each
+    from tests.store.helpers import (  # the browser tests' own helpers: one copy of each
+        free_port,
+        streamlit_healthy,
+        wait_until,
+    )
 
     port = free_port()
     env = dict(os.environ, EQUINAS_DB=str(db), STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
@@ -97,13 +100,7 @@ def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds:
                             cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ctx = None
     try:
-        def healthy() -> bool:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                                                      timeout=1) as r:
-                return r.status == 200
-            return False
-
-        wait_until(healthy, timeout=90, step=0.3)
+        wait_until(lambda: streamlit_healthy(port), timeout=90, step=0.3)
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         path, drawn, _ = PAGES[page_name]

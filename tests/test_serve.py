@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 
 from nas_core.store import Store
 from nas_core.store_cli import serve
 from nas_core.worker import worker_status
-from tests.store.helpers import children, free_port, wait_until
+from tests.store.helpers import children, free_port, streamlit_healthy, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,14 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _wait(cond, timeout=60.0, step=0.1):
     return wait_until(cond, timeout, step)
-
-
-def _health(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://localhost:{port}/_stcore/health", timeout=2) as r:
-            return r.read().strip() == b"ok"
-    except OSError:
-        return False
 
 
 def test_serve_runs_streamlit_and_a_worker_and_ctrl_c_stops_both(tmp_path):
@@ -42,7 +33,7 @@ def test_serve_runs_streamlit_and_a_worker_and_ctrl_c_stops_both(tmp_path):
         text=True,
     )
     try:
-        _wait(lambda: _health(port) or proc.poll() is not None, timeout=90)
+        _wait(lambda: streamlit_healthy(port) or proc.poll() is not None, timeout=90)
         assert proc.poll() is None, proc.stderr.read()
         store = Store.open(db)
         _wait(lambda: any(w.alive for w in worker_status(store)))
@@ -56,7 +47,7 @@ def test_serve_runs_streamlit_and_a_worker_and_ctrl_c_stops_both(tmp_path):
         assert proc.returncode == 0, err
         assert f"http://localhost:{port}" in err
         assert [w.status for w in worker_status(store)] == ["stopped"]
-        assert not _health(port)
+        assert not streamlit_healthy(port)
         assert all(not Path(f"/proc/{k}").exists() or "Z" in Path(f"/proc/{k}/stat").read_text().split()[2]
                    for k in kids)
     finally:

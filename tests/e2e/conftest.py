@@ -13,11 +13,10 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from tests.store.helpers import free_port
+from tests.store.helpers import free_port, streamlit_healthy
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -71,12 +70,9 @@ def app_server(tmp_path_factory, e2e_dataset):
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
+        if streamlit_healthy(port):
+            break
+        time.sleep(0.5)
         if proc.poll() is not None:
             break
     else:

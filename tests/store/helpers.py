@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def streamlit_healthy(port: int) -> bool:
+    """True once the Streamlit server on 127.0.0.1:``port`` answers its health check with "ok"."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            return r.status == 200 and r.read().strip() == b"ok"
+    except OSError:
+        return False
 
 
 def make_metrics(acc: float = 0.8, unfairness: float = 0.05, params: int = 1234, estimate: bool = False) -> Metrics:
