@@ -65,6 +65,12 @@ vary by +-40% between runs; A/B pairs were run back to back):
   them: after 1,000 measured (seed 0) the chosen predictor (stacked) ranks them 1,960th, 1,737th
   and 10,944th of 26,206 by predicted accuracy; Kendall tau of predicted vs true accuracy is 0.42
   over all networks and 0.07 within the true top 300 (latency 0.71).
+- 2026-12-07, more variants, LINAS only, 10 seeds, budget 1,000 (``--linas-settings``), evaluations to
+  0.98 (median; LINAS/NSGA-II) on citeseer and cora against the default's 220 (0.35x) and 114 (0.31x):
+  ``disagreement_share=0.1`` citeseer 260 (0.41x); ``mutation=null`` (1 / n_var) 253 (0.40x) and 147
+  (0.40x); ``exhaustive_limit=100000`` (every config scored) 342 (0.54x) and 234 (0.63x; 0.995 sooner on
+  cora, 350 vs 633, but never on citeseer); ``extreme_picks=2`` 210 (0.33x) and 139 (0.37x); inner
+  ``population=100`` 215 (0.34x) and 142 (0.38x). None is better on both, so the defaults stay.
 """
 
 from __future__ import annotations
