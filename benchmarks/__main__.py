@@ -2,7 +2,7 @@
 
 Each benchmark prints its figures and the ratio against what it compares with,
 measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency,
-precision, compile, idle.
+precision, compile, idle, live.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -16,8 +16,9 @@ ORDER = ("evaluator", "cache", "store", "app", "search", "supernet", "fidelity",
 ORDER += ("export", "latency")  # issue 17: ONNX export time; latency under load
 ORDER += ("precision", "compile")  # issue 11: bf16 autocast vs fp32 training; torch.compile vs eager
 ORDER += ("idle",)  # CPU of an open, idle Search page (app and browser) against a reference commit
+ORDER += ("live",)  # CPU a live Search page takes from the training beside it (Streamlit's post-run GC)
 HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency", "precision",
-             "compile", "idle"}
+             "compile", "idle", "live"}
 
 
 def main(argv: list[str]) -> int:
