@@ -110,13 +110,16 @@ def test_the_cli_runs_from_any_folder_not_only_the_repository(tmp_path):
     assert "make-default" in proc.stdout
 
 
-def test_the_served_app_skips_streamlits_full_gc_after_every_rerun(tmp_path):
+def test_the_app_run_from_the_repository_skips_streamlits_full_gc_after_every_rerun(tmp_path):
     """Streamlit's default runs gc.collect(2) after every script run, each timed fragment rerun of a live
     page included: most of the CPU a watched page took from the training beside it (benchmarks/bench_live.py).
     ``serve`` starts Streamlit in the repository root, whose .streamlit/config.toml turns it off; elsewhere
-    Streamlit's default stays (so this checks the file, not a global)."""
+    Streamlit's default stays (so this checks the file, not a global; HOME is empty, so no user-wide
+    ~/.streamlit/config.toml counts)."""
     probe = "from streamlit import config; print(config.get_option('runner.postScriptGC'))"
-    here = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    env = {**os.environ, "HOME": str(tmp_path)}
+    here = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert here.stdout.strip() == "False", here.stderr
-    outside = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    outside = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             check=True)
     assert outside.stdout.strip() == "True", outside.stderr
