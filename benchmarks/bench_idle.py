@@ -84,9 +84,9 @@ def _cpu_of(match) -> float:
     return total
 
 
-def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float,
-            page_name: str = "search") -> tuple[float, float]:
-    """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with a page (of ``run_id``) open and idle."""
+def start_app(tree: pathlib.Path, db: pathlib.Path, *options: str) -> tuple[subprocess.Popen, int]:
+    """The app of ``tree`` on ``db`` (Streamlit alone, no worker), serving on a free port: (process, port).
+    ``options``: more Streamlit command-line options."""
     from tests.store.helpers import (  # the browser tests' own helpers: one copy of each
         free_port,
         streamlit_healthy,
@@ -96,11 +96,23 @@ def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds:
     port = free_port()
     env = dict(os.environ, EQUINAS_DB=str(db), STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
     proc = subprocess.Popen([sys.executable, "-m", "ui.launch", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true"],
+                             "--server.address", "127.0.0.1", "--server.headless", "true", *options],
                             cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ctx = None
     try:
         wait_until(lambda: streamlit_healthy(port), timeout=90, step=0.3)
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=20)
+        raise
+    return proc, port
+
+
+def measure(browser, tree: pathlib.Path, db: pathlib.Path, run_id: str, seconds: float,
+            page_name: str = "search") -> tuple[float, float]:
+    """(Streamlit CPU-s, Chromium CPU-s) over ``seconds`` with a page (of ``run_id``) open and idle."""
+    proc, port = start_app(tree, db)
+    ctx = None
+    try:
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         path, drawn, _ = PAGES[page_name]

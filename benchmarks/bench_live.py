@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import pathlib
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.bench_idle import _cpu_of
+from benchmarks.bench_idle import _cpu_of, start_app
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VARIANTS = {"gc on": "true", "gc off": "false", "closed": "false"}
@@ -63,23 +62,10 @@ print(run_id)
 """
 
 
-def _app(db: pathlib.Path, gc: str) -> tuple[subprocess.Popen, int]:
-    from tests.store.helpers import free_port, streamlit_healthy, wait_until
-
-    port = free_port()
-    env = dict(os.environ, EQUINAS_DB=str(db), STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
-    proc = subprocess.Popen([sys.executable, "-m", "ui.launch", "run", "app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--runner.postScriptGC", gc],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: streamlit_healthy(port), timeout=90, step=0.3)
-    return proc, port
-
-
 def measure(browser, db: pathlib.Path, run_id: str, worker: subprocess.Popen, variant: str,
             seconds: float) -> dict[str, float]:
     """CPU seconds of the worker, Streamlit and Chromium over ``seconds`` for one variant."""
-    proc, port = _app(db, VARIANTS[variant])
+    proc, port = start_app(ROOT, db, "--runner.postScriptGC", VARIANTS[variant])
     ctx = None
     try:
         if variant != "closed":
@@ -142,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for _ in range(args.rounds):
                 for variant in VARIANTS:
-                    if worker.poll() is not None:
+                    if worker.poll() is not None or " ended" in (work / "worker.log").read_text():
                         raise SystemExit(f"the training ended before the benchmark did:\n"
                                          f"{(work / 'worker.log').read_text()[-2000:]}")
                     got = measure(browser, db, run_id, worker, variant, args.seconds)
@@ -151,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"{k} {v:.2f}" for k, v in got.items()) + " CPU-s\n")
                     sys.stdout.flush()
             browser.close()
-        if "epoch" not in (work / "worker.log").read_text():
-            raise SystemExit("the worker never trained")
     med = {v: {k: statistics.median(f[k] for f in fs) for k in fs[0]} for v, fs in figures.items()}
     on, off, closed = med["gc on"], med["gc off"], med["closed"]
     sys.stdout.write(f"live Search page beside a training, median over {args.rounds} round(s) of "
