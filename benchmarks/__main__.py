@@ -2,7 +2,7 @@
 
 Each benchmark prints its figures and the ratio against what it compares with,
 measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency,
-precision, compile, idle, live.
+precision, compile, idle, live, alloc.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -17,8 +17,9 @@ ORDER += ("export", "latency")  # issue 17: ONNX export time; latency under load
 ORDER += ("precision", "compile")  # issue 11: bf16 autocast vs fp32 training; torch.compile vs eager
 ORDER += ("idle",)  # CPU of an open, idle Search page (app and browser) against a reference commit
 ORDER += ("live",)  # CPU a live Search page takes from the training beside it (Streamlit's post-run GC)
+ORDER += ("alloc",)  # training CPU with the allocator set for training vs glibc's defaults
 HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency", "precision",
-             "compile", "idle", "live"}
+             "compile", "idle", "live", "alloc"}
 
 
 def main(argv: list[str]) -> int:
@@ -36,6 +37,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         sys.stderr.write(f"unknown benchmark(s) {unknown}; known: {', '.join(ORDER)}\n")
         return 2
+    from nas_core.alloc import tune_for_training
+
+    tune_for_training()  # the benchmarks that train do so as the worker does (nas_core.alloc)
     failed = []
     for name in names:
         sys.stdout.write(f"\n===== {name} =====\n")

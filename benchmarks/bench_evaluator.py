@@ -303,4 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from nas_core.alloc import tune_for_training
+
+    tune_for_training()  # trains like the worker does (nas_core.alloc)
     raise SystemExit(main())

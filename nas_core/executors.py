@@ -38,6 +38,7 @@ import traceback
 from abc import ABC, abstractmethod
 from typing import Any
 
+from nas_core.alloc import release_memory, tune_for_training
 from nas_core.errors import UserError
 from nas_core.jobresult import JobResult, MalformedResult, Progress
 from nas_core.jobs import JobStopped, error_message, load_handler
@@ -191,7 +192,9 @@ def _ray_entry(target: str, payload: dict[str, Any], job_id: int, hub: Any) -> O
             last_check[1] = bool(ray.get(hub.should_stop.remote(job_id)))
         return bool(last_check[1])
 
+    tune_for_training()  # a Ray worker process trains: the allocator's training settings (nas_core.alloc)
     outcome = _run_handler(target, payload, progress, should_stop)
+    release_memory()
     # Barrier: the hub runs this task's calls in order, so once this answers every report has
     # arrived, and the driver can collect the last ones when it sees the task done.
     ray.get(hub.should_stop.remote(job_id))

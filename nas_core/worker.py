@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_core.alloc import release_memory
 from nas_core.errors import UserError
 from nas_core.executors import Execution, Executor, LocalExecutor
 from nas_core.jobresult import JobResult, MalformedResult, Progress
@@ -245,6 +246,8 @@ class Worker:
                     self._active.pop(job_id, None)
                     raise
                 self._active.pop(job_id, None)
+                if not self._active:
+                    release_memory()  # an idle worker gives a finished training's heap back (see nas_core.alloc)
 
     def _finish(self, store: Store, a: _Active) -> None:
         kind, value = a.execution.outcome()
