@@ -5,8 +5,9 @@ Why. glibc's malloc serves every block above its mmap threshold (at most 32 MB) 
 of its heaps back to the kernel. A training step allocates and frees the same large activation
 and gradient tensors every batch (an MBConv block's expanded activations at 64 px are 30-60 MB),
 so every step touches new pages: the kernel takes a page fault and zeroes each 4 KB page again.
-Measured on this project's 2-core machine (``python -m benchmarks evaluator``): that was about
-half of an MBConv or depthwise network's training time and a fifth of a plain CNN's.
+Measured on this project's 2-core machine (``python -m benchmarks alloc``, the 24 fidelity specs):
+tuned, MBConv and depthwise networks train in 0.47-0.60x the CPU, the default plain CNN in 0.77x,
+all 24 in 0.77x; a demo iteration's final result came 215.7 -> 167.4 s (README, Benchmarks).
 
 What :func:`tune_for_training` sets, once per process, before the training threads start:
 
@@ -47,8 +48,8 @@ TRIM_THRESHOLD = 2**31 - 1
 #: Environment variable: "default" keeps glibc's own settings, "training" tunes whatever the memory.
 ENV = "EQUINAS_MALLOC"
 #: Below this much physical memory the tuning stays off: a training's heap may hold up to about
-#: twice its peak (measured 1.1x for the default CNN, 1.6-1.9x for the largest MBConv network of
-#: the fidelity benchmark: 2.6 -> 4.3-4.9 GB at 64 px), and an 8 GB laptop also runs the app and a browser.
+#: twice its peak (measured: median 1.09x over the fidelity specs, 1.69x for the largest MBConv
+#: network, 3.2 -> 5.5 GB at 64 px), and an 8 GB laptop also runs the app and a browser.
 MIN_MEMORY_GIB = 16
 
 _state: dict[str, bool] = {}
