@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 
@@ -55,6 +56,7 @@ MIN_MEMORY_GIB = 16
 _state: dict[str, bool] = {}
 
 
+@functools.cache  # find_library may run ldconfig: once per process, not after every job
 def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
