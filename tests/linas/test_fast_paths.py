@@ -138,9 +138,15 @@ def test_bench_search_script_passes_linas_settings(tmp_path, capsys):
     out = tmp_path / "r.json"
     argv = ["--spaces", "tests.linas.synthetic:GridProblem", "--seeds", "1", "--budget", "100",
             "--baseline-budget", "100", "--inner-evaluations", "300", "--skip-timing", "--json", str(out),
-            "--linas-settings", '{"extreme_picks": 2, "exhaustive_limit": 1000}', "--objectives", "error,latency"]
+            "--linas-settings", '{"extreme_picks": 2, "exhaustive_limit": 1000}', "--objectives", "error,latency",
+            "--population", "20", "--baseline-population", "25"]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["linas_settings"] == {"extreme_picks": 2, "exhaustive_limit": 1000}
+    assert (data["population"], data["baseline_population"]) == (20, 25)
+    entry = data["spaces"]["tests.linas.synthetic:GridProblem"]
+    assert (entry["linas"]["population"], entry["baselines"]["population"]) == (20, 25)
+    first = capsys.readouterr().out
+    assert "population 20" in first and "NSGA-II and random: budget 100, population 25" in first
     assert "tests.linas.synthetic:GridProblem" in data["spaces"]
-    assert "ratio linas/nsga2" in capsys.readouterr().out
+    assert "ratio linas/nsga2" in first
