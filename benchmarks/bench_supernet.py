@@ -102,6 +102,13 @@ after,sandwich1 --calib 4 --finetune-epochs 0 --skip-timing --no-search`` and ``
 vs 7.7 CPU-min, 1.3-1.7 CPU-s per estimate (without latency/memory), group accuracy error 2.9-3.7 vs 2.1
 points.
 
+Measured 2026-12-07 later, the full form on more super-network seeds (truth cached; ``--variants after
+--supernet-seed 2`` and ``--variants sandwich1 --supernet-seed 1`` side by side, niced): two random
+sub-networks (the default), seed 2: 0.06 / 0.06 (10.1 CPU-min), so over seeds 0-2 0.26, -0.01, 0.06 /
+0.22, 0.17, 0.06, mean **0.10 / 0.15 = 0.57 / 0.56 of the ceilings**; one random sub-network, seed 1:
+0.14 / 0.33 (8.6 CPU-min), over seeds 0-1 mean 0.09 / 0.22 = 0.50 / 0.81. With a ceiling of 0.18 the
+seeds of one recipe differ by more than the recipes do: at the run's defaults neither ranks measurably.
+
 Usage::
 
     python -m benchmarks supernet --quick
