@@ -746,6 +746,10 @@ def evaluate(
     )
 
 
+#: What a training job reports before its first epoch ends, so that its bar says what it is doing.
+STARTING = Progress(fraction=0.0, message="starting: loading the data, building the model, first epoch")
+
+
 def run_request(
     payload: Mapping[str, Any],
     progress: Callable[[Progress], None] | None = None,
@@ -753,17 +757,20 @@ def run_request(
 ) -> JobResult:
     """The worker's ``"evaluate"`` job handler: ``EvalRequest.to_dict()`` in, a metrics :class:`JobResult` out.
 
-    Each epoch reports a :class:`~nas_core.jobresult.Progress`: fraction = epochs done / max epochs
-    (early stopping may end the job before 1), message "epoch E/N", detail
-    :meth:`EpochProgress.to_dict`.
+    It first reports :data:`STARTING` (fraction 0); then each epoch a :class:`~nas_core.jobresult.Progress`:
+    fraction = epochs done / max epochs (early stopping may end the job before 1), message "epoch E/N",
+    detail :meth:`EpochProgress.to_dict`.
     """
     request = EvalRequest.from_dict(payload)
+    if progress is not None:
+        progress(STARTING)  # the data and the model take seconds before the first epoch reports
 
     def forward(rec: EpochProgress) -> None:
         if progress is not None:
             progress(epoch_progress(rec))
 
     return JobResult.metrics(evaluate(request, forward, should_stop))
+
 
 
 def epoch_progress(rec: EpochProgress, **extra: Any) -> Progress:

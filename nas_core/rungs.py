@@ -346,6 +346,7 @@ def run_rung(
 
     if meta.get("final"):
         return ev.run_request(request_dict, labelled, should_stop)
+    labelled(ev.STARTING)
     request = ev.EvalRequest.from_dict(request_dict)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     metrics = _train_and_measure(request, ev.load_prepared(request), labelled, should_stop)

@@ -272,7 +272,9 @@ class Session:
                       "approve, edit or reject them first")
         elif in_flight:
             reason = (f"{len(in_flight)} evaluation(s) are queued or running ({', '.join(f'#{i}' for i in in_flight)}); "
-                      "wait for their results (is a worker running?)")
+                      "wait for their results")
+            if not any(w.alive for w in self.store.worker_status()):
+                reason += "; no worker is alive to run them: start one (python -m nas_core worker --db DB)"
         elif cfg.budget is not None and used >= cfg.budget:
             reason = f"the budget of {cfg.budget} evaluations is used up"
         return SessionState(

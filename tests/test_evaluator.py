@@ -164,11 +164,28 @@ def test_run_request_is_the_worker_handler(prepared, monkeypatch):
     progress = []
     out = run_request(request(max_epochs=1).to_dict(), progress.append, lambda: False)
     assert isinstance(out, JobResult) and out.kind == "metrics"
-    assert progress and isinstance(progress[0], Progress)
-    assert progress[0].detail["epoch"] == 1 and progress[0].fraction == 1.0 and progress[0].message == "epoch 1/1"
+    assert len(progress) == 2 and all(isinstance(p, Progress) for p in progress)
+    # before the first epoch (seconds of loading and building) the bar already says what the job does
+    assert progress[0].fraction == 0.0 and progress[0].message.startswith("starting")
+    assert progress[1].detail["epoch"] == 1 and progress[1].fraction == 1.0 and progress[1].message == "epoch 1/1"
     m = out.record
     assert m.epochs == 1 and m.hardware.params > 0
     assert JobResult.from_dict(out.to_dict()).record == m  # the shape stored for a job without a candidate
+
+
+def test_a_lower_rung_says_it_is_starting_then_reports_its_epochs_with_its_fidelity(prepared, monkeypatch):
+    import nas_core.evaluator as ev
+    from nas_core.rungs import HALVING_KEY, run_rung
+
+    monkeypatch.setattr(ev, "load_prepared", lambda req: prepared)
+    progress = []
+    payload = {**request(max_epochs=1).to_dict(), HALVING_KEY: {"rung": 0, "rungs": 2, "final": False,
+                                                                "fidelity": "1 epoch at 16 px"}}
+    out = run_rung(payload, progress.append, lambda: False)
+    assert out.kind == "data" and out.record["rung_metrics"]["epochs"] == 1
+    assert [(p.fraction, p.message.split(": ")[1]) for p in progress] == [
+        (0.0, "starting"), (1.0, "epoch 1/1")]
+    assert all(p.message.startswith("1 epoch at 16 px: ") and p.detail["preliminary"] is True for p in progress)
 
 
 def test_evaluate_model_of_an_untrained_model_measures_validation_and_marks_estimates(prepared):

@@ -66,6 +66,10 @@ def test_propose_approve_evaluate_next(store):
     with pytest.raises(SessionError, match="evaluation.*queued or running"):
         s.propose()
     assert s.poll().iteration_status == "evaluating"
+    # the reason says what to do only when nothing can run the job
+    assert "no worker is alive to run them: start one" in s.poll().reason
+    store.register_worker("w1")
+    assert s.poll().reason.endswith("wait for their results")
     assert fake_worker(store) == 1
     st = s.poll()
     assert st.iteration_status == "done" and st.can_propose and st.best_id == first[0].id
