@@ -45,7 +45,7 @@ test: $(VENV)/.stamp-dev browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-bench: $(VENV)/.stamp-dev data
+bench: $(VENV)/.stamp-dev browser data
 	$(PY) -m benchmarks
 
 # Refresh the README's screenshots (taken by the browser tests).

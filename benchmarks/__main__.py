@@ -2,7 +2,7 @@
 
 Each benchmark prints its figures and the ratio against what it compares with,
 measured in the same run. Names: evaluator, cache, store, search, supernet, app, fidelity, iteration, export, latency,
-precision, compile, idle, live, alloc.
+precision, compile, idle, live, alloc, app_loop.
 ``--quick`` passes ``--quick`` to the benchmarks that have a short form.
 """
 
@@ -18,6 +18,7 @@ ORDER += ("precision", "compile")  # issue 11: bf16 autocast vs fp32 training; t
 ORDER += ("idle",)  # CPU of an open, idle Search page (app and browser) against a reference commit
 ORDER += ("live",)  # CPU a live Search page takes from the training beside it (Streamlit's post-run GC)
 ORDER += ("alloc",)  # training CPU with the allocator set for training vs glibc's defaults
+ORDER += ("app_loop",)  # a demo iteration in the app and a browser: approval to preliminary and final result
 HAS_QUICK = {"evaluator", "search", "supernet", "app", "fidelity", "iteration", "export", "latency", "precision",
              "compile", "idle", "live", "alloc"}
 

@@ -39,3 +39,12 @@ def test_idle_benchmark_refuses_an_unknown_page_before_starting_anything(capsys)
     assert exc.value.code == 2
     assert "unknown page(s) ['nope']: choose from search, jobs" in capsys.readouterr().err
     assert set(bench_idle.PAGES) == {"search", "jobs"}  # each with its path, drawn marker and reference commit
+
+
+def test_app_loop_benchmark_says_when_the_data_set_is_missing(tmp_path):
+    import pytest
+
+    from benchmarks import bench_app_loop
+
+    with pytest.raises(SystemExit, match="no ISIC 2019-layout data set at"):
+        bench_app_loop.main(["--dataset", str(tmp_path / "nowhere")])
