@@ -772,7 +772,6 @@ def run_request(
     return JobResult.metrics(evaluate(request, forward, should_stop))
 
 
-
 def epoch_progress(rec: EpochProgress, **extra: Any) -> Progress:
     """The :class:`~nas_core.jobresult.Progress` of one training epoch (``extra`` joins its detail)."""
     return Progress(fraction=rec.epoch / rec.max_epochs, message=f"epoch {rec.epoch}/{rec.max_epochs}",
