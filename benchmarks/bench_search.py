@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int, default=None,
                     help="LINAS evaluations per iteration, the first random batch included (default 50)")
     ap.add_argument("--baseline-population", type=int, default=None,
-                    help="NSGA-II's population (default 50; random search is not affected)")
+                    help="NSGA-II's population and random search's batch (default 50)")
     ap.add_argument("--skip-timing", action="store_true", help="leave out the inner-search/iteration timing")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     ap.add_argument("--objectives", default="accuracy,latency", help="two objectives of the spaces")
