@@ -48,3 +48,19 @@ def test_app_loop_benchmark_says_when_the_data_set_is_missing(tmp_path):
 
     with pytest.raises(SystemExit, match="no ISIC 2019-layout data set at"):
         bench_app_loop.main(["--dataset", str(tmp_path / "nowhere")])
+
+
+def test_the_wide_super_network_space_holds_the_default_ones_networks_unchanged():
+    """``bench_supernet --space wide`` reuses cached truths of sub-networks the two spaces share: valid only
+    if such a sub-network is the same network in both."""
+    import random
+
+    from benchmarks.bench_supernet import SPACES
+    from nas_core.supernet.space import count_subnet_macs, sample_config, smallest, to_arch_spec
+
+    default, wide = SPACES["default"](), SPACES["wide"]()
+    rng = random.Random(0)
+    for _ in range(50):
+        cfg = sample_config(default, rng)
+        assert to_arch_spec(cfg, wide) == to_arch_spec(cfg, default)
+    assert count_subnet_macs(smallest(wide), wide, 8, 64) < count_subnet_macs(smallest(default), default, 8, 64) / 2
