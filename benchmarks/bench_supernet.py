@@ -117,7 +117,11 @@ then ``--variants after --calib 4 --finetune-epochs 0 --skip-timing --no-search 
 0.50** (0.33 / 0.20). The default recipe: 0.25 / 0.38 and 0.49 / 0.32 (seeds 0, 1; 4.6 CPU-min each),
 mean **0.37 / 0.35 = 0.67 / 0.70 of the ceilings**, as high as in the default space in absolute terms
 (0.37 / 0.15 there) but not closer to the ceiling; the same estimates on the test split instead of the
-validation split read 0.47 and 0.38: the 1,200-image validation split alone moves tau by ±0.1.
+validation split read 0.47 and 0.38: the 1,200-image validation split alone moves tau by ±0.1. Full form
+(the run's defaults; truth by the two shards, 76.2 CPU-s per training, merged into ``truth.json``; 12-epoch
+super-networks, 9.8 and 10.3 CPU-min): from scratch 79.3-87.9% (85.1-88.3% in the default space), ceiling
+only **0.25 / 0.22**; the default recipe 0.13 / 0.33 and 0.22 / 0.19 (seeds 0, 1), mean 0.18 / 0.26 = 0.70 /
+1.18 of the ceilings. At 64 px and 10 epochs training from scratch still hardly ranks the wider space.
 
 Usage::
 
