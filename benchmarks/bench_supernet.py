@@ -169,6 +169,7 @@ from nas_core.supernet.train import SupernetTrainSettings, load_trained, train_s
 #: Where hardware costs are measured; threads set from --threads in main().
 ENV = Env()
 
+
 def _wide_space() -> SupernetSpaceConfig:
     """The default space with smaller widths, a thinner stem and a smaller expand ratio at its low end (same
     strides, activations and SE, so a sub-network the two spaces share is the same network and keeps its
