@@ -18,10 +18,8 @@ app_loop``). Needs Chromium (``make browser``).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,58 +49,42 @@ def run(dataset: pathlib.Path, timeout_s: float) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
     from nas_core import studio
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, serve_app
     from tests.e2e.test_browser import card_ids, click, goto, key, wait_idle
-    from tests.store.helpers import free_port, streamlit_healthy, wait_until
 
     if not pathlib.Path(CHROMIUM).exists():
         raise SystemExit(f"Chromium not found at {CHROMIUM}: run `make browser`")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench_app_loop_"))
-    db, port = tmp / "equinas.db", free_port()
-    env = dict(os.environ, EQUINAS_DB=str(db), EQUINAS_DEFAULT_DATASET=str(dataset),
-               EQUINAS_DATA_DIR=str(tmp / "data"), STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
-    log = open(tmp / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "nas_core", "serve", "--db", str(db), "--port", str(port),
-                             "--address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    db = tmp / "equinas.db"
+    with serve_app(tmp, db, dataset) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.set_default_timeout(90_000)
+        goto(page, url)
+        click(page, "demo_run")
+        page.wait_for_url(re.compile(r"/search"), timeout=60_000)
+        page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
+        wait_idle(page)
+        (cid,) = card_ids(page)
+        page.locator(f"{key(f'approve_{cid}')} button").first.click()
+        t0 = time.time()
+        page.get_by_text(re.compile(r"Preliminary")).first.wait_for(timeout=timeout_s * 1000)
+        first = time.time() - t0
+        print(f"  preliminary result on the page {first:.1f} s after the approval click", flush=True)
+        page.wait_for_function(MEASURED, timeout=timeout_s * 1000)
+        final = time.time() - t0
+        print(f"  final result on the page {final:.1f} s after the approval click", flush=True)
+        browser.close()
+    store = studio.open_store(db)
     try:
-        wait_until(lambda: streamlit_healthy(port), timeout=90, step=0.3)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            page.set_default_timeout(90_000)
-            goto(page, f"http://127.0.0.1:{port}")
-            click(page, "demo_run")
-            page.wait_for_url(re.compile(r"/search"), timeout=60_000)
-            page.wait_for_selector('[class*="st-key-card_"]', timeout=60_000)
-            wait_idle(page)
-            (cid,) = card_ids(page)
-            page.locator(f"{key(f'approve_{cid}')} button").first.click()
-            t0 = time.time()
-            page.get_by_text(re.compile(r"Preliminary")).first.wait_for(timeout=timeout_s * 1000)
-            first = time.time() - t0
-            print(f"  preliminary result on the page {first:.1f} s after the approval click", flush=True)
-            page.wait_for_function(MEASURED, timeout=timeout_s * 1000)
-            final = time.time() - t0
-            print(f"  final result on the page {final:.1f} s after the approval click", flush=True)
-            browser.close()
-        store = studio.open_store(db)
-        try:
-            jobs = sorted(store.list_jobs(candidate_id=cid), key=lambda j: j.id)
-        finally:
-            store.close()
-        if len(jobs) < 2 or any(j.started_at is None or j.ended_at is None for j in jobs[:2]):
-            raise SystemExit(f"expected two finished rung jobs, got {[(j.kind, j.status) for j in jobs]}")
-        return {"first": first, "final": final, "first_job": jobs[0].ended_at - jobs[0].started_at,
-                "final_job": jobs[1].ended_at - jobs[1].started_at, "queued": jobs[0].started_at - t0,
-                "first_end": jobs[0].ended_at - t0, "final_end": jobs[1].ended_at - t0}
+        jobs = sorted(store.list_jobs(candidate_id=cid), key=lambda j: j.id)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        store.close()
+    if len(jobs) < 2 or any(j.started_at is None or j.ended_at is None for j in jobs[:2]):
+        raise SystemExit(f"expected two finished rung jobs, got {[(j.kind, j.status) for j in jobs]}")
+    return {"first": first, "final": final, "first_job": jobs[0].ended_at - jobs[0].started_at,
+            "final_job": jobs[1].ended_at - jobs[1].started_at, "queued": jobs[0].started_at - t0,
+            "first_end": jobs[0].ended_at - t0, "final_end": jobs[1].ended_at - t0}
 
 
 def main(argv: list[str] | None = None) -> int:

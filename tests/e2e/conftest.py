@@ -7,6 +7,7 @@ Screenshots of failed tests are kept under test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -46,20 +47,27 @@ def e2e_dataset(tiny_dataset):
     return tiny_dataset
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory, e2e_dataset):
-    """Start `python -m nas_core serve` on a free port with a fresh database; yield its URL."""
-    tmp = tmp_path_factory.mktemp("e2e")
-    db = tmp / "e2e.db"
+class AppDidNotStart(RuntimeError):
+    """`nas_core serve` exited or did not answer in time; the message ends with its log."""
+
+
+@contextlib.contextmanager
+def serve_app(tmp: pathlib.Path, db: pathlib.Path, dataset: pathlib.Path, **env_extra: str):
+    """Run `python -m nas_core serve` (Streamlit and its worker) on a free port with ``db`` and ``dataset``
+    as the default data set, its output in ``tmp/serve.log``; yield its URL and stop it afterwards.
+
+    Raises:
+        AppDidNotStart: it exited early or was not healthy within 90 s.
+    """
     port = free_port()
     env = dict(os.environ)
     env.update({
         "EQUINAS_DB": str(db),
-        "EQUINAS_DEFAULT_DATASET": str(e2e_dataset),
+        "EQUINAS_DEFAULT_DATASET": str(dataset),
         "EQUINAS_DATA_DIR": str(tmp / "data"),
-        "EQUINAS_FAST": "1",  # tiny image size and one epoch for runs created in the UI
         "PYTHONUNBUFFERED": "1",
         "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+        **env_extra,
     })
     log = open(tmp / "serve.log", "w")
     proc = subprocess.Popen(
@@ -67,26 +75,40 @@ def app_server(tmp_path_factory, e2e_dataset):
          "--address", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if streamlit_healthy(port):
-            break
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            break
-    else:
-        proc.terminate()
-        pytest.fail(f"app did not start; log:\n{(tmp / 'serve.log').read_text()[-3000:]}")
-    if proc.poll() is not None:
-        pytest.fail(f"serve exited early; log:\n{(tmp / 'serve.log').read_text()[-3000:]}")
-    yield {"url": url, "db": db, "tmp": tmp}
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if streamlit_healthy(port):
+                break
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                break
+        else:
+            raise AppDidNotStart(f"app did not start; log:\n{(tmp / 'serve.log').read_text()[-3000:]}")
+        if proc.poll() is not None:
+            raise AppDidNotStart(f"serve exited early; log:\n{(tmp / 'serve.log').read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory, e2e_dataset):
+    """Start `python -m nas_core serve` on a free port with a fresh database; yield its URL."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    db = tmp / "e2e.db"
+    # tiny image size and one epoch for runs created in the UI
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(serve_app(tmp, db, e2e_dataset, EQUINAS_FAST="1"))
+        except AppDidNotStart as exc:
+            pytest.fail(str(exc))
+        yield {"url": url, "db": db, "tmp": tmp}
     keep = ARTIFACTS / "serve.log"
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(tmp / "serve.log", keep)
